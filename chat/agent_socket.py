@@ -1,0 +1,272 @@
+"""/ws/agent: an agent's live desk. Several chats at once, restored in full on reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgpack
+from redis.exceptions import RedisError
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
+
+from agents.accounts import Account, load_account
+from agents.sessions import read_session
+from chat import chats, frames, keys, lifecycle
+from chat.chatlog import ChatGone, read_log
+from chat.connection import Connection, receive_loop
+from chat.feed import ChatFeed
+from chat.frames import FrameError
+from chat.queue import read_agents, write_agent
+from chat.runtime import Runtime
+from chat.visitor_socket import masked
+
+log = logging.getLogger("livechat.agent")
+
+
+def origin_allowed(ws: WebSocket, rt: Runtime) -> bool:
+    """Cross-site WebSocket hijacking guard: a browser always sends Origin, and only the hub's
+    own origin (or one listed in LIVECHAT_ALLOWED_ORIGINS) may use a session cookie here.
+    Clients that are not browsers send no Origin and carry the cookie on purpose."""
+    origin = ws.headers.get("origin")
+    if origin is None:
+        return True
+    origin = origin.rstrip("/")
+    if origin in rt.settings.allowed_origins or (rt.settings.public_url and origin == rt.settings.public_url):
+        return True
+    host = ws.headers.get("host", "")
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc == host
+
+
+class AgentConnection(Connection):
+    kind = "agent"
+    rate = 30.0
+    burst = 60.0
+
+    def __init__(self, ws: WebSocket, rt: Runtime, account: Account):
+        super().__init__(ws, rt)
+        self.account = account
+        self.status = "away"
+        self.feeds: dict[str, ChatFeed] = {}
+
+    @property
+    def hub(self):
+        return self.rt.hub
+
+    def wants_chats(self) -> bool:
+        return self.status == "online" and len(self.feeds) < self.account.max_chats
+
+    # --- start ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.accept()
+        try:
+            await self.start()
+        except RedisError:
+            self.error(frames.UNAVAILABLE, "the service is briefly unavailable: reconnect in a moment")
+            await self.close(1011, "unavailable")
+            return
+        try:
+            await receive_loop(self, self.handle)
+        finally:
+            await self.detach()
+
+    async def start(self) -> None:
+        rt, account = self.rt, self.account
+        agents = await read_agents(rt.redis)
+        previous = agents.get(account.username, {}).get("status")
+        self.status = previous if previous in ("online", "away") else "away"
+        await write_agent(rt.redis, account.username, {**account.profile(), "status": self.status})
+        await rt.redis.zadd(keys.AGENTS_SEEN, {account.username: rt.clock()})
+        await self.hub.add_agent(self)
+        held = sorted(c.decode() for c in await rt.redis.smembers(keys.agent_chats(account.username)))
+        entries = []
+        for chat_id in held:
+            entry = await self._open_chat(chat_id)
+            if entry:
+                entries.append(entry)
+        self.send({"type": "welcome", "agent": {**account.profile(), "status": self.status}, "chats": entries})
+        for feed in self.feeds.values():
+            feed.resume(catch_up=True)
+        if self.status == "online":
+            self.hub.kick_dispatch()
+
+    async def _open_chat(self, chat_id: str) -> dict[str, Any] | None:
+        """Watch a chat and describe it with its whole history; the feed stays paused until
+        the caller has sent the description."""
+        if chat_id in self.feeds:
+            return None
+        feed = ChatFeed(self.rt.redis, chat_id, 0, lambda f, raw, c=chat_id: self._on_message(c, f, raw),
+                        lambda e, c=chat_id: self._on_event(c, e))
+        self.feeds[chat_id] = feed
+        await self.hub.watch(chat_id, feed)
+        chat = await chats.load_chat(self.rt.redis, chat_id)
+        if not chat or chat.get("status") == "closed":
+            await self._drop_chat(chat_id)
+            return None
+        history = await read_log(self.rt.redis, chat_id)
+        feed.last_seq = len(history)
+        now = self.rt.clock()
+        return {
+            "chat_id": chat_id,
+            "visitor": chats.visitor_profile(chat),
+            "status": chat.get("status"),
+            "history": history,
+            "waited_s": round(float(chat.get("assigned_at") or now) - float(chat.get("arrived_at") or now), 1),
+            "started_at": float(chat.get("created_at") or now),
+        }
+
+    async def _drop_chat(self, chat_id: str) -> None:
+        feed = self.feeds.pop(chat_id, None)
+        if feed:
+            feed.close()
+            await self.hub.unwatch(chat_id, feed)
+
+    # --- events ------------------------------------------------------------------------
+
+    def _on_message(self, chat_id: str, frame: dict[str, Any] | None, raw: bytes) -> None:
+        if frame is None:
+            frame = msgpack.unpackb(raw)
+        self.send({**frame, "chat_id": chat_id})
+
+    def _on_event(self, chat_id: str, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "typing":
+            if event.get("from") == "visitor":
+                self.send({"type": "typing", "chat_id": chat_id, "active": bool(event.get("active"))})
+        elif kind == "read":
+            self.send({"type": "read", "chat_id": chat_id, "seq": event.get("seq", 0)})
+        elif kind == "closed":
+            frame = {"type": "closed", "chat_id": chat_id, "reason": event["reason"]}
+            if event.get("ref"):
+                frame["ref"] = event["ref"]
+            self.send(frame)
+            asyncio.create_task(self._after_close(chat_id))
+
+    async def _after_close(self, chat_id: str) -> None:
+        await self._drop_chat(chat_id)
+        if self.wants_chats():
+            self.hub.kick_dispatch()
+
+    def on_agent_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "assigned":
+            asyncio.create_task(self._assigned(event["chat_id"], event.get("transferred_from")))
+        elif kind == "released":
+            asyncio.create_task(self._released(event["chat_id"], event.get("to")))
+        elif kind == "status":
+            self.status = event["status"]
+            self.send({"type": "status", "status": self.status})
+
+    async def _assigned(self, chat_id: str, transferred_from: str | None) -> None:
+        try:
+            entry = await self._open_chat(chat_id)
+        except RedisError:
+            log.warning("could not load assigned chat %s", chat_id)
+            return
+        if entry:
+            frame = {"type": "assigned", **entry}
+            if transferred_from:
+                frame["transferred_from"] = transferred_from
+            self.send(frame)
+            self.feeds[chat_id].resume(catch_up=True)
+
+    async def _released(self, chat_id: str, to: str | None) -> None:
+        if chat_id in self.feeds:
+            await self._drop_chat(chat_id)
+            frame = {"type": "released", "chat_id": chat_id}
+            if to:
+                frame["to"] = to
+            self.send(frame)
+            if self.wants_chats():
+                self.hub.kick_dispatch()
+
+    # --- inbound frames ------------------------------------------------------------
+
+    def _held(self, frame: dict[str, Any]) -> str:
+        chat_id = frame.get("chat_id")
+        if not isinstance(chat_id, str) or chat_id not in self.feeds:
+            raise FrameError(frames.NOT_ALLOWED, "you do not hold this chat")
+        return chat_id
+
+    async def handle(self, frame: dict[str, Any]) -> None:
+        kind = frame["type"]
+        rt = self.rt
+        if kind == "message":
+            chat_id = self._held(frame)
+            text = frames.text_field(frame, "text", limit=frames.MAX_TEXT_CHARS, required=True)
+            if not text.strip():
+                raise FrameError(frames.BAD_FRAME, "\"text\" is empty")
+            client_id = frames.text_field(frame, "client_id", limit=64)
+            try:
+                seq, raw, new = await self.hub.log.append(chat_id, "agent", masked(text), rt.clock(), client_id,
+                                                          self.account.name)
+            except ChatGone:
+                raise FrameError(frames.NOT_ALLOWED, "this chat is closed") from None
+            if not new:
+                self.send({**msgpack.unpackb(raw), "chat_id": chat_id})  # a resend: acknowledge it again
+                return
+            self.hub.messages.add()
+            feed = self.feeds.get(chat_id)
+            if feed:
+                feed.push(msgpack.unpackb(raw), raw)
+        elif kind == "typing":
+            chat_id = self._held(frame)
+            await lifecycle.publish(rt, keys.chat_channel(chat_id),
+                                    {"type": "typing", "from": "agent", "active": frames.bool_field(frame, "active", True)})
+        elif kind == "status":
+            status = frames.choice_field(frame, "status", ("online", "away"))
+            await self._set_status(status)
+        elif kind == "close":
+            chat_id = self._held(frame)
+            resolution = frames.choice_field(frame, "resolution", ("resolved", "unresolved"))
+            if resolution == "resolved":
+                await lifecycle.close(rt, chat_id, "resolved")
+            else:
+                await lifecycle.make_ticket(rt, chat_id, "unresolved")
+        elif kind == "transfer":
+            chat_id = self._held(frame)
+            to = frames.text_field(frame, "to", limit=64, required=True)
+            if to == "queue":
+                if not await lifecycle.transfer_to_queue(rt, chat_id, self.account.username):
+                    raise FrameError(frames.NOT_ALLOWED, "this chat cannot go back to the queue")
+            elif to == self.account.username:
+                raise FrameError(frames.NOT_ALLOWED, "you already hold this chat")
+            else:
+                ok, reason = await lifecycle.transfer_to_agent(rt, chat_id, to)
+                if not ok:
+                    raise FrameError(frames.NOT_ALLOWED, f"transfer refused: {reason}")
+        else:
+            raise FrameError(frames.BAD_FRAME, f"unknown frame type {kind[:40]!r}")
+
+    async def _set_status(self, status: str) -> None:
+        rt = self.rt
+        self.status = status
+        agents = await read_agents(rt.redis)
+        profile = agents.get(self.account.username) or self.account.profile()
+        profile["status"] = status
+        await write_agent(rt.redis, self.account.username, profile)
+        await lifecycle.publish(rt, keys.agent_channel(self.account.username), {"type": "status", "status": status})
+        await lifecycle.queue_changed(rt, work=status == "online")
+
+    async def detach(self) -> None:
+        for chat_id in list(self.feeds):
+            await self._drop_chat(chat_id)
+        await self.hub.remove_agent(self)
+
+
+async def agent_endpoint(ws: WebSocket) -> None:
+    rt: Runtime = ws.app.state.rt
+    session = await read_session(rt, ws.cookies)
+    account = await load_account(rt.redis, session.username) if session else None
+    if account is None or not origin_allowed(ws, rt):
+        await ws.accept()
+        await ws.close(frames.CLOSE_POLICY, "login required" if account is None else "origin not allowed")
+        return
+    await AgentConnection(ws, rt, account).run()
+
+
+routes = [WebSocketRoute("/ws/agent", agent_endpoint)]

@@ -1,0 +1,88 @@
+"""The durable, ordered log of one chat: a Redis list of msgpack message frames.
+
+A message is stored before it is acknowledged; seq is its 1-based position in the list, so
+seq has no gaps and a resume is one LRANGE. One Lua script stores, deduplicates by
+client_id and publishes, so a message is never delivered live without being stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+from redis.asyncio import Redis
+
+from chat import keys
+
+SEQ_PLACEHOLDER = 0xFFFFFFFF  # packed as 0xce + 4 bytes at a fixed offset, patched by the script
+
+# Python packs the frame (msgpack floats stay float64); Lua only splices in the seq.
+APPEND_SCRIPT = """
+local cid = ARGV[1]
+if cid ~= '' then
+  local old = redis.call('HGET', KEYS[2], cid)
+  if old then
+    return {tonumber(old), redis.call('LINDEX', KEYS[1], tonumber(old) - 1), 0}
+  end
+end
+local status = redis.call('HGET', KEYS[3], 'status')
+if not status then return {-1} end
+if status == 'closed' then return {-2} end
+local seq = redis.call('LLEN', KEYS[1]) + 1
+local blob = ARGV[2]
+local msg = string.sub(blob, 1, 6) .. struct.pack('>I4', seq) .. string.sub(blob, 11)
+redis.call('RPUSH', KEYS[1], msg)
+if cid ~= '' then redis.call('HSET', KEYS[2], cid, seq) end
+redis.call('HSET', KEYS[3], 'last_ts', ARGV[4], 'last_from', ARGV[3])
+if ARGV[3] == 'visitor' then redis.call('HINCRBY', KEYS[3], 'visitor_msgs', 1) end
+redis.call('PUBLISH', KEYS[4], msg)
+return {seq, msg, 1}
+"""
+
+
+class ChatGone(Exception):
+    """The chat does not exist or is closed: nothing more can be written to it."""
+
+
+def pack_message(sender: str, text: str, ts: float, client_id: str | None, name: str | None = None) -> bytes:
+    frame: dict[str, Any] = {"seq": SEQ_PLACEHOLDER, "type": "message", "from": sender, "text": text, "ts": ts}
+    if client_id:
+        frame["client_id"] = client_id
+    if name:
+        frame["name"] = name
+    blob = msgpack.packb(frame)
+    assert blob[1:6] == b"\xa3seq\xce"
+    return blob
+
+
+class ChatLog:
+    """Appends to and reads chat logs; one instance per process holds the loaded script."""
+
+    def __init__(self, redis: Redis):
+        self.redis = redis
+        self._append = redis.register_script(APPEND_SCRIPT)
+
+    async def append(
+        self, chat_id: str, sender: str, text: str, ts: float, client_id: str | None = None, name: str | None = None
+    ) -> tuple[int, bytes, bool]:
+        """Store one message; return (seq, packed frame, newly stored). A client_id seen
+        before returns the stored message again and stores nothing."""
+        result = await self._append(
+            keys=[keys.chat_log(chat_id), keys.chat_client_ids(chat_id), keys.chat(chat_id), keys.chat_channel(chat_id)],
+            args=[client_id or "", pack_message(sender, text, ts, client_id, name), sender, repr(ts)],
+        )
+        if result[0] < 0:
+            raise ChatGone(chat_id)
+        return int(result[0]), result[1], bool(result[2])
+
+
+async def read_log(redis: Redis, chat_id: str, after_seq: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+    """Messages with seq > after_seq, in order (at most ``limit``)."""
+    end = -1 if limit is None else after_seq + limit - 1
+    raw = await redis.lrange(keys.chat_log(chat_id), max(after_seq, 0), end)
+    return [msgpack.unpackb(item) for item in raw]
+
+
+async def read_log_raw(redis: Redis, chat_id: str, first_seq: int, last_seq: int) -> list[bytes]:
+    """Packed frames with first_seq <= seq <= last_seq, for gap filling without decoding."""
+    return await redis.lrange(keys.chat_log(chat_id), first_seq - 1, last_seq - 1)

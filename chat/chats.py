@@ -1,0 +1,67 @@
+"""A chat's profile and status in Redis, and the secret resume token that reopens it."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+from redis.asyncio import Redis
+
+from chat import keys
+
+STATUSES = ("queued", "active", "offline", "closed")
+
+
+def new_chat_id() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
+async def create_chat(redis: Redis, fields: dict[str, Any], resume_ttl: int) -> tuple[str, str]:
+    """Store a new chat; return (chat_id, resume token). Only the token's hash is stored."""
+    chat_id, token = new_chat_id(), secrets.token_urlsafe(24)
+    clean = {k: ("1" if v is True else "0" if v is False else "" if v is None else v) for k, v in fields.items()}
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hset(keys.chat(chat_id), mapping=clean)
+        pipe.set(keys.resume(token_hash(token)), chat_id, ex=resume_ttl)
+        await pipe.execute()
+    return chat_id, token
+
+
+async def chat_for_resume(redis: Redis, token: str) -> str | None:
+    if not isinstance(token, str) or not 16 <= len(token) <= 64:
+        return None
+    found = await redis.get(keys.resume(token_hash(token)))
+    return found.decode() if found else None
+
+
+async def load_chat(redis: Redis, chat_id: str) -> dict[str, str] | None:
+    """The chat hash as str -> str, or None for an unknown chat."""
+    raw = await redis.hgetall(keys.chat(chat_id))
+    if not raw:
+        return None
+    return {k.decode(): v.decode("utf-8", "replace") for k, v in raw.items()}
+
+
+async def update_chat(redis: Redis, chat_id: str, **fields: Any) -> None:
+    clean = {k: ("1" if v is True else "0" if v is False else "" if v is None else v) for k, v in fields.items()}
+    await redis.hset(keys.chat(chat_id), mapping=clean)
+
+
+def visitor_profile(chat: dict[str, str]) -> dict[str, Any]:
+    """What an agent is shown about the visitor (PROTOCOL.md: name, email, plan, verified,
+    lang, topic, page; plus the emergency flag)."""
+    return {
+        "name": chat.get("name", ""),
+        "email": chat.get("email", ""),
+        "plan": chat.get("plan", ""),
+        "verified": chat.get("verified") == "1",
+        "lang": chat.get("lang", ""),
+        "topic": chat.get("topic", ""),
+        "page": chat.get("page", ""),
+        "emergency": chat.get("emergency") == "1",
+    }

@@ -1,0 +1,306 @@
+"""The `livechat` command: serve, worker, agent accounts, identity tokens, transcripts."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from chat.config import ConfigError, load_config
+from chat.embedded_redis import EmbeddedRedis
+from chat.settings import Settings, load_settings
+
+log = logging.getLogger("livechat")
+
+DEMO_AGENT = "agent"
+DEMO_SUPERVISOR = "supervisor"
+
+
+class RedisHandle:
+    """REDIS_URL if set; otherwise the embedded server (reused if one already answers on
+    the data folder's socket, started and later stopped if not)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.embedded: EmbeddedRedis | None = None
+
+    def __enter__(self) -> str:
+        if self.settings.redis_url:
+            return self.settings.redis_url
+        embedded = EmbeddedRedis(self.settings.data_dir, fsync=self.settings.redis_fsync)
+        if embedded.socket_path.exists():
+            import redis
+
+            try:
+                client = redis.Redis.from_url(embedded.url, socket_connect_timeout=1)
+                client.ping()
+                client.close()
+                return embedded.url
+            except (redis.ConnectionError, OSError):
+                embedded.socket_path.unlink(missing_ok=True)
+        embedded.start()
+        self.embedded = embedded
+        return embedded.url
+
+    def __exit__(self, *exc) -> None:
+        if self.embedded:
+            self.embedded.stop()
+
+
+def _load(args: argparse.Namespace, demo: bool = False):
+    settings = load_settings()
+    try:
+        config = load_config(settings.config_path, demo=demo)
+    except ConfigError as exc:
+        raise SystemExit(f"livechat: configuration error in {exc}") from None
+    return settings, config
+
+
+# --- serve ---------------------------------------------------------------------------
+
+
+def _demo_setup(settings: Settings, redis_url: str) -> Settings:
+    """Demo accounts (credentials kept under the data folder and printed) and a site secret."""
+    from dataclasses import replace
+
+    from agents.accounts import save_account
+
+    creds_file = settings.data_dir / "demo-credentials.txt"
+    if creds_file.exists():
+        lines = dict(line.split("=", 1) for line in creds_file.read_text().split() if "=" in line)
+    else:
+        lines = {"agent": secrets.token_urlsafe(9), "supervisor": secrets.token_urlsafe(9),
+                 "site_secret": secrets.token_urlsafe(24)}
+        creds_file.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
+        creds_file.chmod(0o600)
+
+    async def accounts() -> None:
+        redis = Redis.from_url(redis_url)
+        try:
+            await save_account(redis, DEMO_AGENT, lines["agent"], name="Sam", langs=["en", "fr"], max_chats=4)
+            await save_account(redis, DEMO_SUPERVISOR, lines["supervisor"], role="supervisor", name="Alex",
+                               langs=["en", "fr"], max_chats=4)
+        finally:
+            await redis.aclose()
+
+    asyncio.run(accounts())
+    return replace(settings, site_secret=settings.site_secret or lines["site_secret"]), lines
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from chat.app import create_app
+
+    settings, config = _load(args, demo=args.demo)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not settings.site_secret and not args.demo:
+        log.warning("LIVECHAT_SITE_SECRET is not set: identity tokens cannot be verified; every visitor is on the lowest plan")
+    with RedisHandle(settings) as redis_url:
+        if args.demo:
+            settings, creds = _demo_setup(settings, redis_url)
+            base = f"http://{args.host}:{args.port}"
+            print(
+                f"\n  livechat demo is running\n"
+                f"  Demo site with the widget:  {base}/\n"
+                f"  Agent dashboard:            {base}/agent/login   user: {DEMO_AGENT}       password: {creds['agent']}\n"
+                f"  Supervisor view:            {base}/agent/login   user: {DEMO_SUPERVISOR}  password: {creds['supervisor']}\n"
+                f"  Mail (tickets) is written to {settings.data_dir / 'mail'}/ (no SMTP_URL set)\n",
+                flush=True,
+            )
+        app = create_app(settings, config, redis_url, demo=args.demo)
+        server_config = uvicorn.Config(
+            app,
+            host=args.host,
+            port=args.port,
+            ws="websockets-sansio",
+            ws_max_size=65536,
+            ws_per_message_deflate=False,
+            ws_ping_interval=20.0,
+            ws_ping_timeout=20.0,
+            loop="auto",
+            http="auto",
+            lifespan="on",
+            proxy_headers=True,
+            timeout_graceful_shutdown=5,
+            log_level=os.environ.get("LIVECHAT_LOG_LEVEL", "info").lower(),
+            access_log=False,
+            backlog=4096,
+        )
+        uvicorn.Server(server_config).run()
+    return 0
+
+
+# --- worker ---------------------------------------------------------------------------
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from chat.app import redis_client, shared_secret
+    from chat.duties import Duties
+    from chat.runtime import Runtime
+
+    settings, config = _load(args)
+
+    async def run(redis_url: str) -> None:
+        redis = redis_client(redis_url)
+        rt = Runtime(settings=settings, config=config, redis=redis)
+        rt.secret = await shared_secret(rt)
+        from chat.bus import Bus
+        from chat.hub import Hub
+
+        rt.bus = Bus(redis)
+        await rt.bus.start()
+        rt.hub = Hub(rt)  # publishes events; holds no sockets
+        duties = Duties(rt, rt.hub.queue)
+        duties.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("livechat worker running")
+        await stop.wait()
+        await duties.stop()
+        await rt.bus.stop()
+        await redis.aclose()
+
+    with RedisHandle(settings) as redis_url:
+        asyncio.run(run(redis_url))
+    return 0
+
+
+# --- agent accounts -------------------------------------------------------------------
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != first:
+            raise SystemExit("livechat: the passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def cmd_agent_add(args: argparse.Namespace) -> int:
+    from agents.accounts import save_account
+
+    settings, _ = _load(args)
+    password = _read_password()
+
+    async def run(url: str) -> None:
+        redis = Redis.from_url(url)
+        try:
+            account = await save_account(
+                redis, args.username, password or None, role=args.role, name=args.name,
+                langs=args.langs.split(","), topics=[t for t in args.topics.split(",") if t],
+                max_chats=args.max_chats,
+            )
+        finally:
+            await redis.aclose()
+        print(f"{account.role} {account.username} saved (langs {','.join(account.langs)}, "
+              f"topics {','.join(account.topics) or 'all'}, max {account.max_chats} chats)")
+
+    with RedisHandle(settings) as url:
+        try:
+            asyncio.run(run(url))
+        except ValueError as exc:
+            raise SystemExit(f"livechat: {exc}") from None
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from chat.identity import sign
+
+    settings, config = _load(args)
+    if not settings.site_secret:
+        raise SystemExit("livechat: set LIVECHAT_SITE_SECRET (the key your site signs identity tokens with)")
+    if args.plan not in config.plans:
+        raise SystemExit(f"livechat: unknown plan {args.plan!r}; plans: {', '.join(config.plans)}")
+    payload = {"sub": args.sub, "plan": args.plan, "exp": int(time.time()) + args.ttl}
+    if args.email:
+        payload["email"] = args.email
+    if args.name:
+        payload["name"] = args.name
+    print(sign(settings.site_secret, payload))
+    return 0
+
+
+def cmd_async(args: argparse.Namespace) -> int:
+    """Run a subcommand that needs a Runtime (the transcript commands)."""
+    from chat.app import redis_client
+    from chat.runtime import Runtime
+
+    settings, config = _load(args)
+
+    async def run(url: str) -> int:
+        redis = redis_client(url)
+        try:
+            rt = Runtime(settings=settings, config=config, redis=redis)
+            from chat.app import shared_secret
+
+            rt.secret = await shared_secret(rt)
+            return int(await args.func(rt, args) or 0)
+        finally:
+            await redis.aclose()
+
+    with RedisHandle(settings) as url:
+        return asyncio.run(run(url))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="livechat", description="Self-hosted live-chat support server")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the hub (HTTP and WebSockets)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
+    serve.add_argument("--demo", action="store_true", help="demo site at /, demo accounts, every plan open 24/7")
+    serve.set_defaults(run=cmd_serve)
+
+    worker = sub.add_parser("worker", help="background duties: timers, mail outbox, retention")
+    worker.set_defaults(run=cmd_worker)
+
+    agent = sub.add_parser("agent", help="agent accounts").add_subparsers(dest="agent_command", required=True)
+    add = agent.add_parser("add", help="create or update an account; the password is read from standard input")
+    add.add_argument("username")
+    add.add_argument("--role", choices=("agent", "supervisor"), default="agent")
+    add.add_argument("--name", default=None, help="the name visitors see")
+    add.add_argument("--langs", default="en")
+    add.add_argument("--topics", default="")
+    add.add_argument("--max-chats", type=int, default=3)
+    add.set_defaults(run=cmd_agent_add)
+
+    token = sub.add_parser("token", help="print an identity token signed with the site secret")
+    token.add_argument("--sub", required=True)
+    token.add_argument("--plan", required=True)
+    token.add_argument("--email")
+    token.add_argument("--name")
+    token.add_argument("--ttl", type=int, default=3600)
+    token.set_defaults(run=cmd_token)
+
+    try:
+        from transcripts.cli import add_commands
+    except ImportError:
+        add_commands = None
+    if add_commands:
+        add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("LIVECHAT_LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return (getattr(args, "run", None) or cmd_async)(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

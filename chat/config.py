@@ -1,0 +1,214 @@
+"""The desk's policy file (LIVECHAT_CONFIG, TOML): plans, schedules, emergencies and timers.
+
+A broken file stops the server with a ConfigError naming the file, the key and the fault.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, replace
+from datetime import time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from chat.plans import ALWAYS, DAY_NAMES, Plan, Schedule
+
+DEFAULT_TOML = """
+# Plans are listed lowest first; a visitor without a valid identity token is on the first.
+[plans.free]
+head_start = 0          # seconds of virtual arrival advantage in the queue
+max_wait = 600          # seconds in the queue before the chat turns into an email ticket
+hours = "office"        # "24/7" or the name of a [schedules.NAME] table
+live_chat = true
+
+[plans.plus]
+head_start = 120
+max_wait = 900
+hours = "office"
+live_chat = true
+
+[plans.professional]
+head_start = 300
+max_wait = 1200
+hours = "extended"
+live_chat = true
+
+[plans.visionary]
+head_start = 900
+max_wait = 1800
+hours = "24/7"
+live_chat = true
+
+[schedules.office]
+tz = "Europe/Brussels"
+days = ["mon", "tue", "wed", "thu", "fri"]
+opens = "09:00"
+closes = "18:00"
+
+[schedules.extended]
+tz = "Europe/Brussels"
+days = ["mon", "tue", "wed", "thu", "fri", "sat"]
+opens = "08:00"
+closes = "20:00"
+
+[emergency]
+head_start = 3600       # an emergency is served ahead of everyone who arrived in the last hour
+guard_ttl = 3600        # an unverified visitor may flag one emergency per hour
+
+[timing]
+agent_grace = 30        # seconds an agent may be disconnected before its chats return to the queue
+visitor_grace = 60      # seconds a waiting visitor may be disconnected before the chat ends
+offline_idle = 600      # an offline chat (leave-a-message) idle this long becomes a ticket
+wait_choice_timeout = 60  # seconds to answer "keep waiting or be emailed" before a ticket is made
+heartbeat = 5           # how often hubs refresh the presence of their sockets
+
+[retention]
+days = 30               # closed chats and tickets are purged after this many days
+"""
+
+DEMO_OVERRIDES = {"hours": ALWAYS}
+
+
+class ConfigError(Exception):
+    """The configuration file is wrong; the message says where and why."""
+
+    def __init__(self, source: str, key: str, problem: str):
+        super().__init__(f"{source}: {key}: {problem}")
+        self.source, self.key, self.problem = source, key, problem
+
+
+@dataclass(frozen=True)
+class Timing:
+    agent_grace: float = 30.0
+    visitor_grace: float = 60.0
+    offline_idle: float = 600.0
+    wait_choice_timeout: float = 60.0
+    heartbeat: float = 5.0
+
+
+@dataclass(frozen=True)
+class DeskConfig:
+    plans: dict[str, Plan]
+    schedules: dict[str, Schedule]
+    emergency_head_start: float = 3600.0
+    emergency_guard_ttl: float = 3600.0
+    timing: Timing = field(default_factory=Timing)
+    retention_days: float = 30.0
+
+    @property
+    def lowest_plan(self) -> Plan:
+        return next(iter(self.plans.values()))
+
+    def plan(self, name: str | None) -> Plan:
+        return self.plans.get(name or "", self.lowest_plan)
+
+
+def _number(section: dict[str, Any], key: str, where: str, source: str, default: float) -> float:
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(source, f"{where}.{key}", f"must be a number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+def _clock(value: Any, key: str, source: str) -> time:
+    try:
+        hours, minutes = str(value).split(":")
+        return time(int(hours), int(minutes))
+    except ValueError:
+        raise ConfigError(source, key, f"must be a time like \"09:00\", got {value!r}") from None
+
+
+def _schedules(raw: dict[str, Any], source: str) -> dict[str, Schedule]:
+    result = {}
+    for name, table in raw.items():
+        where = f"schedules.{name}"
+        if not isinstance(table, dict):
+            raise ConfigError(source, where, "must be a table")
+        try:
+            tz = ZoneInfo(str(table.get("tz", "UTC")))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(source, f"{where}.tz", f"unknown time zone {table.get('tz')!r}") from None
+        days = table.get("days", list(DAY_NAMES[:5]))
+        if not isinstance(days, list) or any(d not in DAY_NAMES for d in days):
+            raise ConfigError(source, f"{where}.days", f"must be a list of {', '.join(DAY_NAMES)}")
+        opens = _clock(table.get("opens", "09:00"), f"{where}.opens", source)
+        closes = _clock(table.get("closes", "18:00"), f"{where}.closes", source)
+        if closes <= opens:
+            raise ConfigError(source, f"{where}.closes", "must be later than opens")
+        result[name] = Schedule(name, tz, frozenset(DAY_NAMES.index(d) for d in days), opens, closes)
+    return result
+
+
+def _plans(raw: dict[str, Any], schedules: dict[str, Schedule], source: str) -> dict[str, Plan]:
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(source, "plans", "at least one [plans.NAME] table is needed")
+    plans = {}
+    for rank, (name, table) in enumerate(raw.items()):
+        where = f"plans.{name}"
+        if not isinstance(table, dict):
+            raise ConfigError(source, where, "must be a table")
+        hours = table.get("hours", ALWAYS)
+        if hours != ALWAYS and hours not in schedules:
+            raise ConfigError(source, f"{where}.hours", f"must be \"24/7\" or one of the schedules {sorted(schedules)}, got {hours!r}")
+        live_chat = table.get("live_chat", True)
+        if not isinstance(live_chat, bool):
+            raise ConfigError(source, f"{where}.live_chat", f"must be true or false, got {live_chat!r}")
+        unknown = set(table) - {"head_start", "max_wait", "hours", "live_chat"}
+        if unknown:
+            raise ConfigError(source, f"{where}.{sorted(unknown)[0]}", "unknown setting")
+        plans[name] = Plan(
+            name=name,
+            rank=rank,
+            head_start=_number(table, "head_start", where, source, 0),
+            max_wait=_number(table, "max_wait", where, source, 600),
+            hours=hours,
+            live_chat=live_chat,
+        )
+    return plans
+
+
+def parse_config(text: str, source: str = "<built-in>") -> DeskConfig:
+    """Build the desk policy from TOML text; sections left out take the built-in defaults."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "(syntax)", str(exc)) from None
+    defaults = tomllib.loads(DEFAULT_TOML)
+    for section in ("plans", "schedules", "emergency", "timing", "retention"):
+        if section in raw and not isinstance(raw[section], dict):
+            raise ConfigError(source, section, "must be a table")
+    unknown = set(raw) - {"plans", "schedules", "emergency", "timing", "retention"}
+    if unknown:
+        raise ConfigError(source, sorted(unknown)[0], "unknown section")
+    schedules = _schedules({**defaults["schedules"], **raw.get("schedules", {})}, source)
+    plans = _plans(raw.get("plans", defaults["plans"]), schedules, source)
+    emergency = raw.get("emergency", {})
+    timing = raw.get("timing", {})
+    known_timing = set(Timing.__dataclass_fields__)
+    if set(timing) - known_timing:
+        raise ConfigError(source, f"timing.{sorted(set(timing) - known_timing)[0]}", "unknown setting")
+    return DeskConfig(
+        plans=plans,
+        schedules=schedules,
+        emergency_head_start=_number(emergency, "head_start", "emergency", source, 3600),
+        emergency_guard_ttl=_number(emergency, "guard_ttl", "emergency", source, 3600),
+        timing=Timing(**{k: _number(timing, k, "timing", source, getattr(Timing(), k)) for k in known_timing}),
+        retention_days=_number(raw.get("retention", {}), "days", "retention", source, 30),
+    )
+
+
+def load_config(path: Path | None, demo: bool = False) -> DeskConfig:
+    """Read LIVECHAT_CONFIG (or the built-in defaults). The demo opens every plan 24/7 so
+    that a new user can try the desk at any hour."""
+    if path is None:
+        config = parse_config(DEFAULT_TOML)
+    else:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(str(path), "(file)", exc.strerror or str(exc)) from None
+        config = parse_config(text, str(path))
+    if demo:
+        config = replace(config, plans={n: replace(p, **DEMO_OVERRIDES) for n, p in config.plans.items()})
+    return config

@@ -1,0 +1,205 @@
+"""What every client socket shares: JSON or MessagePack coding, a bounded send queue (a
+client that stops reading is cut off instead of growing the hub's memory), and a rate limit."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from typing import Any
+
+import msgpack
+from redis.exceptions import RedisError
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from chat import frames
+from chat.frames import FrameError
+from chat.runtime import Runtime
+
+log = logging.getLogger("livechat.connection")
+
+MAX_QUEUED_FRAMES = 1000
+MAX_QUEUED_BYTES = 2 * 1024 * 1024
+
+
+class TokenBucket:
+    """rate frames per second with bursts up to burst."""
+
+    __slots__ = ("rate", "burst", "tokens", "stamp")
+
+    def __init__(self, rate: float, burst: float):
+        self.rate, self.burst, self.tokens, self.stamp = rate, burst, burst, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class Closed(Exception):
+    """The socket is gone (or being cut off); the handler should clean up and return."""
+
+
+class Connection:
+    kind = "client"
+    rate = 20.0
+    burst = 40.0
+    strikes_before_close = 200
+
+    def __init__(self, ws: WebSocket, rt: Runtime):
+        self.ws = ws
+        self.rt = rt
+        self.binary = False
+        self._out: collections.deque[str | bytes] = collections.deque()
+        self._out_bytes = 0
+        self._writer: asyncio.Task | None = None
+        self._bucket = TokenBucket(self.rate, self.burst)
+        self._strikes = 0
+        self._last_warning = 0.0
+        self.handler_task: asyncio.Task | None = None
+        self.closing = False
+
+    async def accept(self) -> None:
+        offered = self.ws.scope.get("subprotocols") or []
+        self.binary = frames.MSGPACK_SUBPROTOCOL in offered
+        await self.ws.accept(subprotocol=frames.MSGPACK_SUBPROTOCOL if self.binary else None)
+        self.handler_task = asyncio.current_task()
+
+    # --- sending -----------------------------------------------------------------
+
+    def send(self, frame: dict[str, Any]) -> None:
+        self._enqueue(frames.encode(frame, self.binary))
+
+    def send_packed(self, packed: bytes, frame: dict[str, Any] | None) -> None:
+        """Send a frame that is already msgpack (from the log) without re-encoding it twice."""
+        if self.binary:
+            self._enqueue(packed)
+        else:
+            self._enqueue(frames.encode(frame if frame is not None else msgpack.unpackb(packed), False))
+
+    def _enqueue(self, data: str | bytes) -> None:
+        if self.closing:
+            return
+        self._out.append(data)
+        self._out_bytes += len(data)
+        if len(self._out) > MAX_QUEUED_FRAMES or self._out_bytes > MAX_QUEUED_BYTES:
+            log.info("%s socket stopped reading; closing it", self.kind)
+            self.cut_off(frames.CLOSE_SLOW, "too slow: reconnect and resume")
+            return
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self._out:
+                data = self._out.popleft()
+                self._out_bytes -= len(data)
+                if isinstance(data, bytes):
+                    await self.ws.send_bytes(data)
+                else:
+                    await self.ws.send_text(data)
+        except Exception:
+            self.cut_off(None, "")
+        finally:
+            self._writer = None
+
+    async def flush(self, timeout: float = 2.0) -> None:
+        """Wait (bounded) until what was queued has been handed to the socket."""
+        writer = self._writer
+        if writer:
+            try:
+                await asyncio.wait_for(asyncio.shield(writer), timeout)
+            except (asyncio.TimeoutError, Exception):
+                pass
+
+    def cut_off(self, code: int | None, reason: str) -> None:
+        """Stop this connection from any context: close with code, end the handler."""
+        if self.closing:
+            return
+        self.closing = True
+        self._out.clear()
+        if self._writer and self._writer is not asyncio.current_task():
+            self._writer.cancel()
+        asyncio.create_task(self._close_and_stop(code, reason))
+
+    async def _close_and_stop(self, code: int | None, reason: str) -> None:
+        if code is not None and self.ws.application_state == WebSocketState.CONNECTED:
+            try:
+                await asyncio.wait_for(self.ws.close(code, reason), 1.0)
+            except Exception:
+                pass
+        if self.handler_task and self.handler_task is not asyncio.current_task():
+            self.handler_task.cancel()
+
+    async def close(self, code: int = frames.CLOSE_NORMAL, reason: str = "") -> None:
+        await self.flush()
+        self.closing = True
+        if self.ws.application_state == WebSocketState.CONNECTED:
+            try:
+                await asyncio.wait_for(self.ws.close(code, reason), 2.0)
+            except Exception:
+                pass
+
+    def error(self, code: str, message: str) -> None:
+        self.send(frames.error(code, message))
+
+    # --- receiving ---------------------------------------------------------------
+
+    async def receive(self) -> dict[str, Any]:
+        """The next well-formed frame. Raises Closed at disconnect and FrameError for a bad
+        frame (the caller answers with an error frame and goes on)."""
+        message = await self.ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise Closed()
+        data = message.get("text")
+        if data is None:
+            data = message.get("bytes")
+        if not self._bucket.take():
+            self._strikes += 1
+            if self._strikes > self.strikes_before_close:
+                self.cut_off(frames.CLOSE_POLICY, "rate limit exceeded")
+                raise Closed()
+            now = time.monotonic()
+            if now - self._last_warning > 1.0:
+                self._last_warning = now
+                raise FrameError(frames.RATE_LIMITED, "too many frames: slow down")
+            raise _Dropped()
+        self._strikes = max(0, self._strikes - 1)
+        return frames.decode(data)
+
+
+class _Dropped(FrameError):
+    """A frame refused by the rate limit after its warning was already sent this second."""
+
+    def __init__(self) -> None:
+        super().__init__(frames.RATE_LIMITED, "")
+
+
+def is_silent(exc: FrameError) -> bool:
+    return isinstance(exc, _Dropped)
+
+
+async def receive_loop(conn: Connection, handle) -> None:
+    """Read frames until the client goes; refused frames get an error frame, nothing more."""
+    try:
+        while True:
+            try:
+                frame = await conn.receive()
+            except FrameError as exc:
+                if not is_silent(exc):
+                    conn.error(exc.code, exc.message)
+                continue
+            try:
+                await handle(frame)
+            except FrameError as exc:
+                conn.error(exc.code, exc.message)
+            except RedisError:
+                log.warning("redis unavailable while handling a %s frame", frame.get("type"))
+                conn.error(frames.UNAVAILABLE, "the service is briefly unavailable: nothing was stored, send it again")
+    except (Closed, WebSocketDisconnect, asyncio.CancelledError):
+        return

@@ -1,0 +1,104 @@
+"""Background duties run by every `livechat serve` and `livechat worker`: presence sweeps,
+timers, the mail outbox and retention. Each claims its work atomically in Redis, so any
+number of processes may run them at once without doing anything twice."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from redis.exceptions import RedisError
+
+from chat import keys, lifecycle, timers
+from chat.chats import load_chat
+from chat.queue import Queue
+from chat.runtime import Runtime
+
+log = logging.getLogger("livechat.duties")
+
+TIMER_INTERVAL = 0.2
+RETENTION_INTERVAL = 3600.0
+
+# Take a visitor's presence entry only if it is still stale (one process wins).
+VISITOR_GONE_SCRIPT = """
+local seen = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not seen or tonumber(seen) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+class Duties:
+    def __init__(self, rt: Runtime, queue: Queue | None = None):
+        self.rt = rt
+        self.queue = queue or Queue(rt.redis)
+        self._visitor_gone = rt.redis.register_script(VISITOR_GONE_SCRIPT)
+        self._tasks: list[asyncio.Task] = []
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._loop(self.sweep, lambda: self.rt.config.timing.heartbeat / 2), name="sweep"),
+            asyncio.create_task(self._loop(self.fire_timers, lambda: TIMER_INTERVAL), name="timers"),
+            asyncio.create_task(self._loop(self.retention, lambda: RETENTION_INTERVAL), name="retention"),
+        ]
+        try:
+            from transcripts.outbox import outbox_loop
+        except ImportError:
+            outbox_loop = None
+        if outbox_loop:
+            self._tasks.append(asyncio.create_task(outbox_loop(self.rt), name="outbox"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _loop(self, duty, interval) -> None:
+        while True:
+            try:
+                await duty()
+            except asyncio.CancelledError:
+                raise
+            except RedisError as exc:
+                log.warning("%s: redis unavailable (%s)", duty.__name__, exc)
+            except Exception:
+                log.exception("%s failed", duty.__name__)
+            await asyncio.sleep(interval())
+
+    async def sweep(self) -> None:
+        """Agents and waiting visitors whose sockets have been gone past their grace period."""
+        rt, now, timing = self.rt, self.rt.clock(), self.rt.config.timing
+        cutoff = now - timing.agent_grace
+        for raw in await rt.redis.zrangebyscore(keys.AGENTS_SEEN, "-inf", f"({cutoff}"):
+            username = raw.decode()
+            requeued = await self.queue.agent_gone(username, cutoff)
+            if requeued is None:
+                continue
+            log.info("agent %s gone past grace; %d chats back in the queue", username, len(requeued))
+            for chat_id in requeued:
+                await lifecycle.requeued(rt, chat_id)
+            await lifecycle.queue_changed(rt, work=True)
+        cutoff = now - timing.visitor_grace
+        for raw in await rt.redis.zrangebyscore(keys.VISITORS_SEEN, "-inf", f"({cutoff}"):
+            chat_id = raw.decode()
+            if await self._visitor_gone(keys=[keys.VISITORS_SEEN], args=[chat_id, repr(cutoff)]):
+                chat = await load_chat(rt.redis, chat_id)
+                if chat and chat.get("status") in ("queued", "offline"):
+                    await lifecycle.visitor_left(rt, chat_id)
+
+    async def fire_timers(self) -> None:
+        for kind, chat_id in await timers.pop_due(self.rt.redis, self.rt.clock()):
+            try:
+                await lifecycle.fire_timer(self.rt, kind, chat_id)
+            except RedisError:
+                await timers.schedule(self.rt.redis, kind, chat_id, self.rt.clock() + 1)
+                raise
+
+    async def retention(self) -> None:
+        try:
+            from transcripts.retention import purge_expired
+        except ImportError:
+            return
+        purged = await purge_expired(self.rt, self.rt.clock())
+        if purged:
+            log.info("retention: purged %d expired chats and tickets", purged)

@@ -1,0 +1,101 @@
+"""One socket's view of one chat: delivers each message exactly once, in seq order.
+
+Messages reach a socket by two roads (pub/sub, and the sender's own acknowledgement) and
+pub/sub may drop some across a reconnect. The feed remembers the last seq it passed on; a
+duplicate is dropped, and a jump is filled from the log in Redis before anything newer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Callable
+
+from redis.asyncio import Redis
+
+from chat import keys
+
+log = logging.getLogger("livechat.feed")
+
+MessageSink = Callable[[dict[str, Any] | None, bytes], None]
+EventSink = Callable[[dict[str, Any]], None]
+
+
+class ChatFeed:
+    def __init__(self, redis: Redis, chat_id: str, last_seq: int, on_message: MessageSink, on_event: EventSink):
+        self.redis = redis
+        self.chat_id = chat_id
+        self.last_seq = last_seq
+        self.on_message = on_message
+        self.on_event = on_event
+        self.paused = True
+        self._pending: list[tuple[dict[str, Any], bytes]] = []
+        self._filling: asyncio.Task | None = None
+        self._fill_to = 0
+
+    def push(self, event: dict[str, Any], raw: bytes) -> None:
+        """An event from pub/sub (or the sender's own acknowledgement)."""
+        if self.paused or self._filling:
+            if event.get("type") == "message":
+                self._fill_to = max(self._fill_to, int(event["seq"]))
+            self._pending.append((event, raw))
+            return
+        if event.get("type") != "message":
+            self.on_event(event)
+            return
+        seq = int(event["seq"])
+        if seq <= self.last_seq:
+            return
+        if seq == self.last_seq + 1:
+            self.last_seq = seq
+            self.on_message(event, raw)
+            return
+        self._fill_to = seq
+        self._pending.append((event, raw))
+        self._start_fill()
+
+    def resume(self, catch_up: bool = True) -> None:
+        """Start delivering; with catch_up, first replay everything after last_seq from the log."""
+        self.paused = False
+        if catch_up:
+            self._fill_to = max(self._fill_to, self.last_seq + 1)
+            self._start_fill()
+        else:
+            self._flush_pending()
+
+    def resync(self) -> None:
+        """After pub/sub was lost: read whatever the log has beyond last_seq."""
+        if not self.paused and not self._filling:
+            self._fill_to = self.last_seq + 1
+            self._start_fill()
+
+    def close(self) -> None:
+        if self._filling:
+            self._filling.cancel()
+        self._pending.clear()
+
+    def _start_fill(self) -> None:
+        if not self._filling:
+            self._filling = asyncio.create_task(self._fill())
+
+    async def _fill(self) -> None:
+        try:
+            while True:
+                rows = await self.redis.lrange(keys.chat_log(self.chat_id), self.last_seq, -1)
+                for raw in rows:
+                    self.last_seq += 1
+                    self.on_message(None, raw)
+                if self.last_seq >= self._fill_to or not rows:
+                    break
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("could not read the log of %s; will retry on the next event", self.chat_id, exc_info=True)
+        finally:
+            self._filling = None
+        self._flush_pending()
+
+    def _flush_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        for event, raw in pending:
+            self.push(event, raw)

@@ -1,0 +1,116 @@
+"""The wire format of PROTOCOL.md: frame types, limits, and JSON / MessagePack coding.
+
+Inbound frames are validated here so that the socket handlers only see well-formed dicts.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgpack
+
+MSGPACK_SUBPROTOCOL = "livechat.msgpack"
+MAX_FRAME_BYTES = 64 * 1024
+MAX_TEXT_CHARS = 4000
+MAX_FIELD_CHARS = 500
+
+# error codes
+BAD_FRAME = "bad_frame"
+BAD_IDENTITY = "bad_identity"
+BAD_RESUME = "bad_resume"
+TOO_LONG = "too_long"
+RATE_LIMITED = "rate_limited"
+NOT_ALLOWED = "not_allowed"
+UNAVAILABLE = "unavailable"
+NOT_FOUND = "not_found"
+
+# close codes
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_RESTART = 1012
+CLOSE_SLOW = 1013  # the client stopped reading; reconnect and resume from last_seq
+
+
+class FrameError(Exception):
+    """A refused inbound frame: answered with an error frame, the socket stays open."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def error(code: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message}
+
+
+def encode(frame: dict[str, Any], binary: bool) -> str | bytes:
+    if binary:
+        return msgpack.packb(frame)
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+
+
+def decode(data: str | bytes | None) -> dict[str, Any]:
+    """Parse one inbound frame (text = JSON, binary = MessagePack) into a dict with a str type."""
+    if data is None:
+        raise FrameError(BAD_FRAME, "empty frame")
+    try:
+        if isinstance(data, bytes):
+            obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
+        else:
+            obj = json.loads(data)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, TypeError, UnicodeDecodeError):
+        raise FrameError(BAD_FRAME, "frame is not valid JSON or MessagePack") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+        raise FrameError(BAD_FRAME, "a frame is an object with a string \"type\"")
+    return obj
+
+
+def text_field(frame: dict[str, Any], key: str, *, limit: int = MAX_FIELD_CHARS, required: bool = False) -> str | None:
+    """A string field, cleaned of unpaired surrogates and control characters; None if absent."""
+    value = frame.get(key)
+    if value is None:
+        if required:
+            raise FrameError(BAD_FRAME, f"\"{key}\" is required")
+        return None
+    if not isinstance(value, str):
+        raise FrameError(BAD_FRAME, f"\"{key}\" must be a string")
+    value = clean_text(value)
+    if len(value) > limit:
+        code = TOO_LONG if key == "text" else BAD_FRAME
+        raise FrameError(code, f"\"{key}\" is longer than {limit} characters")
+    return value
+
+
+def clean_text(value: str) -> str:
+    """Drop what cannot be stored or shown safely: unpaired surrogates, NULs and C0 controls
+    other than newline and tab. Everything else (RTL marks, emoji) is kept; clients render
+    text as text, never as HTML."""
+    if value.isprintable():
+        return value
+    value = value.encode("utf-8", "replace").decode("utf-8")
+    return "".join(ch for ch in value if ch in "\n\t" or not (ord(ch) < 32 or ord(ch) == 127))
+
+
+def bool_field(frame: dict[str, Any], key: str, default: bool = False) -> bool:
+    value = frame.get(key, default)
+    if not isinstance(value, bool):
+        raise FrameError(BAD_FRAME, f"\"{key}\" must be true or false")
+    return value
+
+
+def int_field(frame: dict[str, Any], key: str, default: int = 0, lo: int = 0, hi: int = 2**53) -> int:
+    value = frame.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise FrameError(BAD_FRAME, f"\"{key}\" must be a whole number from {lo} to {hi}")
+    return value
+
+
+def choice_field(frame: dict[str, Any], key: str, choices: tuple[str, ...]) -> str:
+    value = frame.get(key)
+    if value not in choices:
+        raise FrameError(BAD_FRAME, f"\"{key}\" must be one of {', '.join(choices)}")
+    return value

@@ -1,0 +1,276 @@
+"""This process's sockets and what they are watching.
+
+The hub fans pub/sub events out to local sockets, pulls waiting chats for its local agents
+when capacity frees up (no polling), keeps waiting visitors' places in line current
+(coalesced, computed from sorted-set ranks), and refreshes presence so that other
+processes can tell a vanished socket from a live one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from typing import TYPE_CHECKING, Any, Protocol
+
+import msgpack
+from redis.exceptions import RedisError
+
+from chat import keys, lifecycle
+from chat.chatlog import ChatLog
+from chat.queue import AgentSkills, Queue, read_agents, topic_key
+from chat.runtime import Runtime
+from chat.stats import MessageCounter
+
+if TYPE_CHECKING:
+    from chat.agent_socket import AgentConnection
+    from chat.visitor_socket import VisitorConnection
+
+log = logging.getLogger("livechat.hub")
+
+_AGENT_PREFIX, _AGENT_SUFFIX = keys.agent_channel("\0").split("\0")
+POSITION_INTERVAL = 0.3  # at most ~3 position frames a second per visitor
+
+
+class ChatListener(Protocol):
+    def push(self, event: dict[str, Any], raw: bytes) -> None: ...
+    def resync(self) -> None: ...
+
+
+class Hub:
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+        self.queue = Queue(rt.redis)
+        self.log = ChatLog(rt.redis)
+        self.messages = MessageCounter()
+        self.chat_listeners: dict[str, set[ChatListener]] = {}
+        self.agents: dict[str, set["AgentConnection"]] = {}
+        self.visitors: dict[str, set["VisitorConnection"]] = {}
+        self.waiting: dict[str, set["VisitorConnection"]] = {}
+        self.supervisors = 0
+        self._dirty = asyncio.Event()
+        self._work = False
+        self._tasks: list[asyncio.Task] = []
+        self._dispatching: asyncio.Task | None = None
+        self._dispatch_again = False
+
+    # --- life ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        bus = self.rt.bus
+        await bus.subscribe(keys.QUEUE_CHANNEL, self._on_queue_event)
+        bus.on_reconnect(self._resync_all)
+        self._tasks = [
+            asyncio.create_task(self._positions_loop(), name="positions"),
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def connection_counts(self) -> dict[str, int]:
+        return {
+            "visitor": sum(len(v) for v in self.visitors.values()),
+            "agent": sum(len(a) for a in self.agents.values()),
+            "supervisor": self.supervisors,
+        }
+
+    def all_connections(self) -> list:
+        conns: list = [c for s in self.visitors.values() for c in s]
+        conns += [c for s in self.agents.values() for c in s]
+        return conns
+
+    # --- chat events -----------------------------------------------------------------
+
+    async def watch(self, chat_id: str, listener: ChatListener) -> None:
+        listeners = self.chat_listeners.setdefault(chat_id, set())
+        listeners.add(listener)
+        await self.rt.bus.subscribe(keys.chat_channel(chat_id), self._on_chat_event)
+
+    async def unwatch(self, chat_id: str, listener: ChatListener) -> None:
+        listeners = self.chat_listeners.get(chat_id)
+        if listeners is None:
+            return
+        listeners.discard(listener)
+        if not listeners:
+            del self.chat_listeners[chat_id]
+        await self.rt.bus.unsubscribe(keys.chat_channel(chat_id), self._on_chat_event)
+
+    def _on_chat_event(self, channel: str, data: bytes) -> None:
+        chat_id = channel[channel.index("{") + 1 : channel.rindex("}")]
+        listeners = self.chat_listeners.get(chat_id)
+        if not listeners:
+            return
+        event = msgpack.unpackb(data)
+        for listener in list(listeners):
+            listener.push(event, data)
+
+    def _resync_all(self) -> None:
+        for listeners in self.chat_listeners.values():
+            for listener in list(listeners):
+                listener.resync()
+        self.kick_dispatch()
+        self._dirty.set()
+
+    # --- agents and dispatch ---------------------------------------------------------
+
+    async def add_agent(self, conn: "AgentConnection") -> None:
+        conns = self.agents.setdefault(conn.account.username, set())
+        conns.add(conn)
+        if len(conns) == 1:
+            await self.rt.bus.subscribe(keys.agent_channel(conn.account.username), self._on_agent_event)
+
+    async def remove_agent(self, conn: "AgentConnection") -> None:
+        username = conn.account.username
+        conns = self.agents.get(username)
+        if conns is None:
+            return
+        conns.discard(conn)
+        if not conns:
+            del self.agents[username]
+        await self.rt.bus.unsubscribe(keys.agent_channel(username), self._on_agent_event)
+        try:
+            await self.rt.redis.zadd(keys.AGENTS_SEEN, {username: self.rt.clock()})
+        except RedisError:
+            pass
+
+    def _on_agent_event(self, channel: str, data: bytes) -> None:
+        username = channel[len(_AGENT_PREFIX) : len(channel) - len(_AGENT_SUFFIX)]
+        event = msgpack.unpackb(data)
+        for conn in list(self.agents.get(username, ())):
+            conn.on_agent_event(event)
+
+    def kick_dispatch(self) -> None:
+        """Offer waiting chats to local agents with room; runs at most once at a time."""
+        self._dispatch_again = True
+        if self._dispatching is None:
+            self._dispatching = asyncio.create_task(self._dispatch())
+
+    async def _dispatch(self) -> None:
+        try:
+            while self._dispatch_again:
+                self._dispatch_again = False
+                hungry = [next(iter(c)) for c in self.agents.values() if c and next(iter(c)).wants_chats()]
+                hungry.sort(key=lambda conn: len(conn.feeds))
+                for conn in hungry:
+                    await self.fill_agent(conn)
+        except RedisError:
+            log.warning("dispatch failed: redis unavailable")
+        finally:
+            self._dispatching = None
+
+    async def fill_agent(self, conn: "AgentConnection") -> None:
+        """Claim chats for one agent until it is full or nothing it can serve waits."""
+        account = conn.account
+        skills = AgentSkills(account.username, account.langs, account.topics, account.max_chats)
+        while True:
+            chat_id = await self.queue.claim(skills, self.rt.clock())
+            if chat_id is None:
+                return
+            await lifecycle.assigned(self.rt, chat_id, account.username, account.name)
+
+    def _on_queue_event(self, channel: str, data: bytes) -> None:
+        event = msgpack.unpackb(data)
+        if event.get("work"):
+            self.kick_dispatch()
+        self._dirty.set()
+
+    # --- waiting visitors: place in line and ETA ------------------------------------
+
+    def add_visitor(self, conn: "VisitorConnection") -> None:
+        self.visitors.setdefault(conn.chat_id, set()).add(conn)
+
+    def remove_visitor(self, conn: "VisitorConnection") -> None:
+        conns = self.visitors.get(conn.chat_id)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self.visitors[conn.chat_id]
+        self.set_waiting(conn, False)
+
+    def set_waiting(self, conn: "VisitorConnection", waiting: bool) -> None:
+        if waiting:
+            self.waiting.setdefault(conn.chat_id, set()).add(conn)
+            self._dirty.set()
+        else:
+            conns = self.waiting.get(conn.chat_id)
+            if conns is not None:
+                conns.discard(conn)
+                if not conns:
+                    del self.waiting[conn.chat_id]
+
+    async def _positions_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                await self.update_positions()
+            except RedisError:
+                log.warning("could not update queue positions: redis unavailable")
+            except Exception:
+                log.exception("queue position update failed")
+            await asyncio.sleep(POSITION_INTERVAL)
+
+    async def update_positions(self) -> None:
+        if not self.waiting:
+            return
+        entries = [(chat_id, next(iter(conns)).lang) for chat_id, conns in self.waiting.items() if conns]
+        positions = await self.queue.positions(entries)
+        agents = await read_agents(self.rt.redis)
+        aht_raw = await self.rt.redis.hget(keys.STATS, "aht")
+        aht = float(aht_raw) if aht_raw else None
+        capacity: dict[str, int] = {}
+        for profile in agents.values():
+            if profile.get("status") == "online":
+                for lang in profile.get("langs", ()):
+                    capacity[lang] = capacity.get(lang, 0) + int(profile.get("max_chats", 1))
+        for (chat_id, lang), position in zip(entries, positions):
+            conns = self.waiting.get(chat_id)
+            if not conns:
+                continue
+            conn = next(iter(conns))
+            if position is None:
+                continue
+            if not self._someone_can_serve(agents, lang, conn.topic_key):
+                await lifecycle.go_offline(self.rt, chat_id, "no_agents")
+                continue
+            cap = capacity.get(lang, 0)
+            eta = int(math.ceil(position * aht / cap)) if aht and cap else None
+            for c in list(conns):
+                c.update_position(position, eta)
+
+    @staticmethod
+    def _someone_can_serve(agents: dict[str, dict[str, Any]], lang: str, topic: str) -> bool:
+        for profile in agents.values():
+            if profile.get("status") != "online" or lang not in profile.get("langs", ()):
+                continue
+            topics = profile.get("topics") or ()
+            if not topics or topic == "_" or topic in topics:
+                return True
+        return False
+
+    async def someone_can_serve(self, lang: str, topic: str | None, emergency: bool) -> bool:
+        return self._someone_can_serve(await read_agents(self.rt.redis), lang, topic_key(topic, emergency))
+
+    # --- presence ----------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            try:
+                await self.heartbeat()
+                await self.messages.flush(self.rt.redis)
+            except RedisError:
+                pass
+            await asyncio.sleep(self.rt.config.timing.heartbeat)
+
+    async def heartbeat(self) -> None:
+        now = self.rt.clock()
+        async with self.rt.redis.pipeline(transaction=False) as pipe:
+            if self.agents:
+                pipe.zadd(keys.AGENTS_SEEN, {u: now for u in self.agents})
+            watched = [c for c, conns in self.visitors.items() if conns and next(iter(conns)).needs_presence()]
+            if watched:
+                pipe.zadd(keys.VISITORS_SEEN, {c: now for c in watched})
+            await pipe.execute()

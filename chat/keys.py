@@ -1,0 +1,153 @@
+"""Every Redis key and pub/sub channel name, in one place.
+
+Keys of one chat share the hash tag ``{chat_id}``; routing state (queues, agents,
+presence, timers) shares the tag ``{q}``. Each Lua script touches one tag only, so
+the keyspace works unchanged on Redis Cluster.
+"""
+
+PREFIX = "lc"
+
+# --- one chat: {chat_id} -------------------------------------------------------
+
+
+def chat(chat_id: str) -> str:
+    """Hash: the visitor's profile (plan, verified, name, email, lang, topic, page),
+    created/closed timestamps and the closing reason."""
+    return f"{PREFIX}:chat:{{{chat_id}}}"
+
+
+def chat_log(chat_id: str) -> str:
+    """List of msgpack message frames; the frame at index i has seq i + 1."""
+    return f"{PREFIX}:chat:{{{chat_id}}}:log"
+
+
+def chat_client_ids(chat_id: str) -> str:
+    """Hash client_id -> seq, so a resent message is stored once."""
+    return f"{PREFIX}:chat:{{{chat_id}}}:cids"
+
+
+def chat_channel(chat_id: str) -> str:
+    """Pub/sub channel for live events of one chat (messages, typing, assignment)."""
+    return f"{PREFIX}:chat:{{{chat_id}}}:ev"
+
+
+def chat_ticket(chat_id: str) -> str:
+    """String: the ticket reference made from this chat (SET NX: one ticket per chat)."""
+    return f"{PREFIX}:chat:{{{chat_id}}}:ticket"
+
+
+def resume(token_hash: str) -> str:
+    """String: chat id for a resume token, keyed by the token's SHA-256 (the secret is never stored)."""
+    return f"{PREFIX}:resume:{token_hash}"
+
+
+# --- routing: {q} --------------------------------------------------------------
+
+ROUTE = f"{PREFIX}:{{q}}:route"            # hash chat_id -> msgpack {lang, topic, score, state, agent, ...}
+QUEUE_ALL = f"{PREFIX}:{{q}}:queue"        # zset chat_id -> virtual arrival, every waiting chat
+AGENTS = f"{PREFIX}:{{q}}:agents"          # hash username -> msgpack {name, langs, topics, max_chats, status}
+AGENTS_SEEN = f"{PREFIX}:{{q}}:seen:agents"      # zset username -> last heartbeat of any of its sockets
+VISITORS_SEEN = f"{PREFIX}:{{q}}:seen:visitors"  # zset chat_id -> last heartbeat of its visitor socket
+TIMERS = f"{PREFIX}:{{q}}:timers"          # zset "<kind>|<chat_id>" -> deadline
+STATS = f"{PREFIX}:{{q}}:stats"            # hash of running figures (handling time average, counters)
+QUEUE_CHANNEL = f"{PREFIX}:{{q}}:ev"       # pub/sub: the queue changed
+QUEUE_HISTORY = f"{PREFIX}:{{q}}:depth"    # zset minute -> "minute:depth", queue depth over the last hour
+EMERGENCY_GUARD = f"{PREFIX}:{{q}}:emergency"  # prefix for abuse-guard keys (see emergency_guard)
+
+
+def queue(lang: str, topic: str | None = None) -> str:
+    """Zset of waiting chats in one language (and topic, "_" for none) scored by virtual arrival."""
+    if topic is None:
+        return f"{PREFIX}:{{q}}:queue:{lang}"
+    return f"{PREFIX}:{{q}}:queue:{lang}:{topic}"
+
+
+HELD_PREFIX = f"{PREFIX}:{{q}}:held:"
+
+
+def agent_chats(username: str) -> str:
+    """Set of chat ids an agent holds (scripts build it as HELD_PREFIX .. username)."""
+    return HELD_PREFIX + username
+
+
+def agent_channel(username: str) -> str:
+    """Pub/sub channel for one agent's sockets: chats given to or taken from it."""
+    return f"{PREFIX}:{{q}}:agent:{username}:ev"
+
+
+def emergency_guard(who: str) -> str:
+    """String with a TTL: this unverified visitor (hashed resume token or IP) used the emergency flag."""
+    return f"{EMERGENCY_GUARD}:{who}"
+
+
+# --- accounts and sessions -----------------------------------------------------
+
+
+def account(username: str) -> str:
+    """Hash: an agent or supervisor account (password hash, role, skills, capacity)."""
+    return f"{PREFIX}:account:{username}"
+
+
+ACCOUNTS = f"{PREFIX}:accounts"            # set of usernames
+
+
+def session(session_id: str) -> str:
+    """Hash with a TTL: a logged-in agent session (username, role, csrf token)."""
+    return f"{PREFIX}:session:{session_id}"
+
+
+def login_attempts(who: str) -> str:
+    """Counter with a TTL for login rate limiting (who = username or hashed client address)."""
+    return f"{PREFIX}:login:{who}"
+
+
+SERVER_SECRET = f"{PREFIX}:secret"          # random key shared by every hub (cookie signing, IP salts)
+CANNED_REPLIES = f"{PREFIX}:canned"        # hash shortcut -> text, the team's canned replies
+
+
+# --- tickets, mail, archive ------------------------------------------------------
+
+
+def ticket(ref: str) -> str:
+    """Hash: one ticket (reference, status, visitor, trigger, timestamps, msgpack transcript)."""
+    return f"{PREFIX}:ticket:{ref}"
+
+
+TICKETS = f"{PREFIX}:tickets"              # zset ref -> created_at, every ticket, for paging
+OUTBOX = f"{PREFIX}:outbox"                # zset mail_id -> next attempt time
+CHATS_CLOSED = f"{PREFIX}:closed"          # zset chat_id -> closed_at, for retention
+
+
+def outbox_mail(mail_id: str) -> str:
+    """Hash: one queued mail (msgpack message, attempts, last error)."""
+    return f"{PREFIX}:outbox:{mail_id}"
+
+
+def tickets_by_email(email_hash: str) -> str:
+    """Set of ticket refs for one visitor email (hashed), for history and erasure."""
+    return f"{PREFIX}:tickets:by-email:{email_hash}"
+
+
+def chats_by_email(email_hash: str) -> str:
+    """Set of chat ids for one visitor email (hashed), for erasure on request."""
+    return f"{PREFIX}:chats:by-email:{email_hash}"
+
+
+# --- dashboard (agent dashboard, supervisor view, metrics) -----------------------
+# Owned by the dashboard part: chat/snapshot.py, chat/supervisor_socket.py, agents/views.py.
+
+
+def queue_history_mark(minute: int) -> str:
+    """String with a short TTL: the queue-depth point for this minute (unix seconds, floored
+    to the minute) was recorded, so several hubs add one point per minute between them."""
+    return f"{QUEUE_HISTORY}:mark:{minute}"
+
+
+# --- transcripts helper's keys (tickets by status, outbox wake-up) ----------------
+
+OUTBOX_CHANNEL = f"{PREFIX}:outbox-ev"     # pub/sub: a mail was queued, outbox workers wake up
+
+
+def tickets_by_status(status: str) -> str:
+    """Zset ref -> created_at of the tickets in one status (open, answered, closed), for paging."""
+    return f"{PREFIX}:tickets:status:{status}"

@@ -1,0 +1,186 @@
+"""Every change of a chat's state, in one place: queued, offline, assigned, requeued,
+transferred, closed, turned into a ticket. Each step writes Redis first, then publishes
+the event that sockets (on any hub process) turn into frames."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgpack
+
+from chat import keys, stats, timers
+from chat.chats import load_chat, update_chat
+from chat.runtime import Runtime
+
+log = logging.getLogger("livechat.lifecycle")
+
+QUEUE_CHANGED = msgpack.packb({"type": "changed"})
+QUEUE_WORK = msgpack.packb({"type": "changed", "work": True})
+
+
+async def publish(rt: Runtime, channel: str, event: dict[str, Any]) -> None:
+    await rt.redis.publish(channel, msgpack.packb(event))
+
+
+async def queue_changed(rt: Runtime, work: bool = False) -> None:
+    """Tell every hub the line moved (positions) and, with work, that a chat is waiting."""
+    await rt.redis.publish(keys.QUEUE_CHANNEL, QUEUE_WORK if work else QUEUE_CHANGED)
+
+
+async def enqueue(rt: Runtime, chat_id: str, chat: dict[str, str]) -> None:
+    from chat.queue import topic_key
+
+    plan = rt.config.plan(chat.get("plan"))
+    emergency = chat.get("emergency") == "1"
+    arrived = float(chat["arrived_at"])
+    score = float(chat["score"])
+    await rt.hub.queue.enqueue(
+        chat_id, lang=chat["lang"], topic=topic_key(chat.get("topic"), emergency), plan=plan.name,
+        score=score, arrived_at=arrived, emergency=emergency,
+    )
+    await timers.schedule(rt.redis, timers.MAX_WAIT, chat_id, arrived + plan.max_wait)
+    await queue_changed(rt, work=True)
+
+
+async def go_offline(rt: Runtime, chat_id: str, reason: str) -> None:
+    """Nobody can take the chat now: what the visitor writes becomes a ticket."""
+    await rt.hub.queue.remove(chat_id)
+    await update_chat(rt.redis, chat_id, status="offline", offline_reason=reason)
+    await timers.cancel_all(rt.redis, chat_id)
+    await timers.schedule(rt.redis, timers.OFFLINE_IDLE, chat_id, rt.clock() + rt.config.timing.offline_idle)
+    await publish(rt, keys.chat_channel(chat_id), {"type": "offline", "reason": reason})
+    await queue_changed(rt)
+
+
+async def assigned(rt: Runtime, chat_id: str, username: str, agent_name: str) -> None:
+    """After a successful claim: record it and tell the visitor and the agent's sockets."""
+    now = rt.clock()
+    chat = await load_chat(rt.redis, chat_id) or {}
+    await update_chat(rt.redis, chat_id, status="active", agent=username, agent_name=agent_name, assigned_at=repr(now))
+    await timers.cancel_all(rt.redis, chat_id)
+    if not chat.get("assigned_at"):
+        await stats.record_assignment(rt.redis, max(0.0, now - float(chat.get("arrived_at") or now)), now)
+    await publish(rt, keys.chat_channel(chat_id), {"type": "assigned", "agent": {"name": agent_name, "username": username}})
+    await publish(rt, keys.agent_channel(username), {"type": "assigned", "chat_id": chat_id})
+    await queue_changed(rt)
+
+
+async def requeued(rt: Runtime, chat_id: str, previous_agent: str | None = None) -> None:
+    """The chat is back in line at its original place (agent gone or transfer to queue)."""
+    await update_chat(rt.redis, chat_id, status="queued", agent="", agent_name="")
+    await publish(rt, keys.chat_channel(chat_id), {"type": "requeued"})
+    if previous_agent:
+        await publish(rt, keys.agent_channel(previous_agent), {"type": "released", "chat_id": chat_id})
+    await queue_changed(rt, work=True)
+
+
+async def transfer_to_queue(rt: Runtime, chat_id: str, username: str) -> bool:
+    if not await rt.hub.queue.requeue(chat_id, exclude_agent=username):
+        return False
+    await requeued(rt, chat_id, previous_agent=username)
+    return True
+
+
+async def transfer_to_agent(rt: Runtime, chat_id: str, target: str) -> tuple[bool, str]:
+    ok, detail = await rt.hub.queue.transfer(chat_id, target)
+    if not ok:
+        return False, detail
+    from agents.accounts import load_account
+
+    account = await load_account(rt.redis, target)
+    name = account.name if account else target
+    await update_chat(rt.redis, chat_id, agent=target, agent_name=name)
+    await publish(rt, keys.agent_channel(detail), {"type": "released", "chat_id": chat_id, "to": target})
+    await publish(rt, keys.agent_channel(target), {"type": "assigned", "chat_id": chat_id, "transferred_from": detail})
+    await publish(rt, keys.chat_channel(chat_id), {"type": "assigned", "agent": {"name": name, "username": target}})
+    await queue_changed(rt)
+    return True, detail
+
+
+async def close(rt: Runtime, chat_id: str, reason: str, ref: str | None = None) -> bool:
+    """End the chat for good. Returns False if it was already closed."""
+    chat = await load_chat(rt.redis, chat_id)
+    if not chat or chat.get("status") == "closed":
+        return False
+    now = rt.clock()
+    route = await rt.hub.queue.remove(chat_id)
+    await update_chat(rt.redis, chat_id, status="closed", closed_reason=reason, closed_at=repr(now), ticket=ref or "")
+    await timers.cancel_all(rt.redis, chat_id)
+    await rt.redis.zrem(keys.VISITORS_SEEN, chat_id)
+    event: dict[str, Any] = {"type": "closed", "reason": reason}
+    if ref:
+        event["ref"] = ref
+    await publish(rt, keys.chat_channel(chat_id), event)
+    if chat.get("assigned_at"):
+        await stats.record_handled(rt.redis, max(0.0, now - float(chat["assigned_at"])), now)
+    if route:
+        await queue_changed(rt, work=bool(route.get("agent")))
+    try:
+        from transcripts.archive import archive_chat
+
+        await archive_chat(rt, chat_id)
+    except ImportError:
+        pass
+    return True
+
+
+async def make_ticket(rt: Runtime, chat_id: str, trigger: str) -> str | None:
+    """Turn the chat into an email ticket (once per chat, whoever calls first) and close it."""
+    from transcripts.tickets import open_ticket
+
+    chat = await load_chat(rt.redis, chat_id)
+    if not chat or chat.get("status") == "closed":
+        return None
+    ref = await open_ticket(rt, chat_id, trigger)
+    if await close(rt, chat_id, "ticket", ref):
+        await stats.record_ticket(rt.redis, trigger, rt.clock())
+        await publish(rt, keys.chat_channel(chat_id), {"type": "ticket", "ref": ref})
+    return ref
+
+
+async def visitor_left(rt: Runtime, chat_id: str) -> None:
+    """The visitor ended the chat (leave frame, or gone past the grace period)."""
+    chat = await load_chat(rt.redis, chat_id)
+    if not chat or chat.get("status") == "closed":
+        return
+    wrote = int(chat.get("visitor_msgs") or 0) > 0
+    status = chat.get("status")
+    if status == "offline" and wrote:
+        await make_ticket(rt, chat_id, "offline")
+    elif status == "queued" and wrote:
+        await make_ticket(rt, chat_id, "visitor_left")
+    else:
+        await close(rt, chat_id, "visitor_left")
+
+
+async def fire_timer(rt: Runtime, kind: str, chat_id: str) -> None:
+    chat = await load_chat(rt.redis, chat_id)
+    if not chat:
+        return
+    status = chat.get("status")
+    if kind == timers.MAX_WAIT and status == "queued":
+        plan = rt.config.plan(chat.get("plan"))
+        await update_chat(rt.redis, chat_id, wait_offered=repr(rt.clock()))
+        await timers.schedule(rt.redis, timers.WAIT_CHOICE, chat_id, rt.clock() + rt.config.timing.wait_choice_timeout)
+        await publish(rt, keys.chat_channel(chat_id), {
+            "type": "wait_or_ticket", "max_wait_s": int(plan.max_wait),
+            "timeout_s": int(rt.config.timing.wait_choice_timeout),
+        })
+    elif kind == timers.WAIT_CHOICE and status == "queued":
+        await make_ticket(rt, chat_id, "max_wait")
+    elif kind == timers.OFFLINE_IDLE and status == "offline":
+        if int(chat.get("visitor_msgs") or 0) > 0:
+            await make_ticket(rt, chat_id, "offline")
+        else:
+            await close(rt, chat_id, "timeout")
+
+
+async def keep_waiting(rt: Runtime, chat_id: str) -> None:
+    """The visitor chose to keep waiting: ask again after another max_wait."""
+    chat = await load_chat(rt.redis, chat_id)
+    if not chat or chat.get("status") != "queued":
+        return
+    plan = rt.config.plan(chat.get("plan"))
+    await timers.cancel(rt.redis, timers.WAIT_CHOICE, chat_id)
+    await timers.schedule(rt.redis, timers.MAX_WAIT, chat_id, rt.clock() + plan.max_wait)

@@ -1,0 +1,150 @@
+"""`GET /metrics`: operator figures in the Prometheus text exposition format (version 0.0.4),
+written by hand (the format is a few lines of text; no client library needed).
+
+Access: when LIVECHAT_METRICS_TOKEN is set, a scraper must send
+``Authorization: Bearer <token>``; when it is not set, only loopback clients are answered
+(a Prometheus on the same machine, or behind a reverse proxy that forwards the client's
+address, which uvicorn applies for trusted proxies). Anyone else gets 403 - the figures
+reveal traffic, never content.
+
+Connections are per hub process (scrape every process); everything else comes from Redis
+and is the same on every process.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+from typing import Iterable
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from chat.runtime import Runtime
+from chat.snapshot import queue_snapshot
+from chat.stats import read_stats
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+WAIT_BUCKETS = ("5", "15", "30", "60", "120", "300", "600", "+Inf")
+TOKEN_ENV = "LIVECHAT_METRICS_TOKEN"
+
+
+def _token(rt: Runtime) -> str:
+    """The bearer token, from settings when the core carries it there, else the environment
+    (read once per process)."""
+    token = getattr(rt.settings, "metrics_token", None)
+    if token is None:
+        token = rt.extras.setdefault("metrics_token", os.environ.get(TOKEN_ENV, ""))
+    return token
+
+
+def _is_loopback(host: str | None) -> bool:
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def allowed(request: Request, rt: Runtime) -> bool:
+    token = _token(rt)
+    if token:
+        given = request.headers.get("authorization", "")
+        return given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip().encode(), token.encode())
+    return _is_loopback(request.client.host if request.client else None)
+
+
+def _escape(value: str) -> str:
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(labels: dict[str, str] | None) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
+
+
+def _value(number: float) -> str:
+    number = float(number)
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
+class Exposition:
+    """Collects families in order and renders them as text; one HELP/TYPE per family."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(self, name: str, kind: str, help_text: str, samples: Iterable[tuple[str, dict | None, float]]) -> None:
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} {kind}")
+        for suffix, labels, value in samples:
+            self.lines.append(f"{name}{suffix}{_labels(labels)} {_value(value)}")
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+async def render(rt: Runtime) -> str:
+    """The whole exposition for this process."""
+    out = Exposition()
+    counts = rt.hub.connection_counts() if rt.hub is not None and hasattr(rt.hub, "connection_counts") else {}
+    out.family(
+        "livechat_connections", "gauge", "Open WebSocket connections on this hub process, by kind.",
+        [("", {"kind": kind}, counts.get(kind, 0)) for kind in sorted({"visitor", "agent", "supervisor", *counts})],
+    )
+    snap = await queue_snapshot(rt, record=True)
+    out.family(
+        "livechat_queue_depth", "gauge", "Chats waiting for an agent, by plan.",
+        [("", {"plan": plan}, n) for plan, n in snap["waiting_by_plan"].items()],
+    )
+    out.family("livechat_queue_oldest_wait_seconds", "gauge", "How long the longest-waiting chat has waited.",
+               [("", None, snap["oldest_wait"])])
+    out.family("livechat_emergencies_waiting", "gauge", "Waiting chats flagged as emergencies.",
+               [("", None, snap["emergencies"])])
+    out.family("livechat_chats_active", "gauge", "Chats an agent is handling now.", [("", None, snap["active"])])
+    out.family(
+        "livechat_agents", "gauge", "Agents by status.",
+        [("", {"status": "online"}, snap["agents_online"]), ("", {"status": "away"}, snap["agents_away"]),
+         ("", {"status": "busy"}, snap["agents_busy"])],
+    )
+    out.family("livechat_agent_free_capacity", "gauge", "Chats the online agents could still take.",
+               [("", None, snap["free_capacity"])])
+
+    stats = await read_stats(rt.redis)
+    out.family("livechat_assignments_total", "counter", "Chats given to an agent.",
+               [("", None, stats.get("assignments", 0))])
+    out.family("livechat_messages_total", "counter", "Chat messages stored and relayed.",
+               [("", None, stats.get("messages", 0))])
+    cumulative, buckets = 0.0, []
+    for bucket in WAIT_BUCKETS[:-1]:
+        cumulative = max(cumulative, stats.get(f"wait_le_{bucket}", 0.0))  # never let a bucket shrink
+        buckets.append(("_bucket", {"le": bucket}, cumulative))
+    count = max(cumulative, stats.get("wait_le_+Inf", 0.0), stats.get("wait_count", 0.0))
+    buckets.append(("_bucket", {"le": "+Inf"}, count))  # +Inf always equals _count
+    out.family(
+        "livechat_wait_seconds", "histogram", "Time from a chat's arrival in the queue to its assignment.",
+        [*buckets, ("_sum", None, stats.get("wait_sum", 0.0)), ("_count", None, count)],
+    )
+    out.family(
+        "livechat_handle_seconds", "summary", "Time from assignment to close of handled chats.",
+        [("_sum", None, stats.get("handle_sum", 0.0)), ("_count", None, stats.get("handle_count", 0.0))],
+    )
+    triggers = {"offline", "max_wait", "visitor_left", "unresolved"}
+    triggers |= {f[8:] for f in stats if f.startswith("tickets:")}
+    out.family(
+        "livechat_tickets_total", "counter", "Email tickets made, by what triggered them.",
+        [("", {"trigger": t}, stats.get(f"tickets:{t}", 0)) for t in sorted(triggers)],
+    )
+    return out.text()
+
+
+async def metrics(request: Request) -> Response:
+    rt: Runtime = request.app.state.rt
+    if not allowed(request, rt):
+        return PlainTextResponse("forbidden: set LIVECHAT_METRICS_TOKEN and send it as a bearer token\n", 403)
+    return Response(await render(rt), media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
+
+
+routes = [Route("/metrics", metrics, methods=["GET"])]

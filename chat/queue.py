@@ -1,0 +1,238 @@
+"""The waiting line and who holds which chat, all under the {q} hash tag.
+
+Waiting chats sit in sorted sets scored by virtual arrival (chat/plans.py): one for every
+waiting chat, one per language and one per language and topic. An agent claims its best chat
+in one Lua script that also enforces its status and capacity, so two hub processes can never
+give one chat to two agents nor an agent more chats than its max_chats. The cost of a claim
+is O(languages x topics x log n).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import msgpack
+from redis.asyncio import Redis
+
+from chat import keys
+
+NO_TOPIC = "_"
+QUEUE_PREFIX = keys.queue("").rstrip(":")
+
+# KEYS: AGENTS, agent_chats(u), ROUTE, QUEUE_ALL, candidate queues...
+# ARGV: username, now, queue prefix
+CLAIM_SCRIPT = """
+local prof = redis.call('HGET', KEYS[1], ARGV[1])
+if not prof then return false end
+local a = cmsgpack.unpack(prof)
+if a.status ~= 'online' then return false end
+if redis.call('SCARD', KEYS[2]) >= tonumber(a.max_chats) then return false end
+local best, bestscore, bestroute
+for i = 5, #KEYS do
+  local top = redis.call('ZRANGE', KEYS[i], 0, 4, 'WITHSCORES')
+  for j = 1, #top, 2 do
+    local s = tonumber(top[j + 1])
+    if best and s >= bestscore then break end
+    local r = cmsgpack.unpack(redis.call('HGET', KEYS[3], top[j]))
+    if r['not'] ~= ARGV[1] then
+      best, bestscore, bestroute = top[j], s, r
+      break
+    end
+  end
+end
+if not best then return false end
+redis.call('ZREM', KEYS[4], best)
+redis.call('ZREM', ARGV[3] .. ':' .. bestroute.lang, best)
+redis.call('ZREM', ARGV[3] .. ':' .. bestroute.lang .. ':' .. bestroute.topic, best)
+bestroute.state = 'active'
+bestroute.agent = ARGV[1]
+bestroute['not'] = nil
+redis.call('HSET', KEYS[3], best, cmsgpack.pack(bestroute))
+redis.call('SADD', KEYS[2], best)
+return best
+"""
+
+# KEYS: ROUTE, QUEUE_ALL; ARGV: chat_id, queue prefix, agent to exclude ('' for none), held prefix
+REQUEUE_SCRIPT = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return false end
+local r = cmsgpack.unpack(raw)
+if r.state == 'queued' then return false end
+if r.agent then redis.call('SREM', ARGV[4] .. r.agent, ARGV[1]) end
+r.state = 'queued'
+r.agent = nil
+if ARGV[3] ~= '' then r['not'] = ARGV[3] end
+redis.call('HSET', KEYS[1], ARGV[1], cmsgpack.pack(r))
+redis.call('ZADD', KEYS[2], r.score, ARGV[1])
+redis.call('ZADD', ARGV[2] .. ':' .. r.lang, r.score, ARGV[1])
+redis.call('ZADD', ARGV[2] .. ':' .. r.lang .. ':' .. r.topic, r.score, ARGV[1])
+return 1
+"""
+
+# KEYS: ROUTE, QUEUE_ALL; ARGV: chat_id, queue prefix, _, held prefix
+REMOVE_SCRIPT = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return false end
+local r = cmsgpack.unpack(raw)
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', ARGV[2] .. ':' .. r.lang, ARGV[1])
+redis.call('ZREM', ARGV[2] .. ':' .. r.lang .. ':' .. r.topic, ARGV[1])
+if r.agent then redis.call('SREM', ARGV[4] .. r.agent, ARGV[1]) end
+return raw
+"""
+
+# KEYS: ROUTE, AGENTS; ARGV: chat_id, target username, queue prefix, held prefix
+TRANSFER_SCRIPT = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 'gone' end
+local r = cmsgpack.unpack(raw)
+if r.state ~= 'active' then return 'not_active' end
+local prof = redis.call('HGET', KEYS[2], ARGV[2])
+if not prof then return 'unknown_agent' end
+local a = cmsgpack.unpack(prof)
+if a.status ~= 'online' then return 'agent_unavailable' end
+local target = ARGV[4] .. ARGV[2]
+if redis.call('SCARD', target) >= tonumber(a.max_chats) then return 'agent_full' end
+redis.call('SREM', ARGV[4] .. r.agent, ARGV[1])
+redis.call('SADD', target, ARGV[1])
+local previous = r.agent
+r.agent = ARGV[2]
+redis.call('HSET', KEYS[1], ARGV[1], cmsgpack.pack(r))
+return 'ok:' .. previous
+"""
+
+# KEYS: AGENTS_SEEN, AGENTS, ROUTE, QUEUE_ALL; ARGV: username, cutoff, queue prefix, held prefix
+AGENT_GONE_SCRIPT = """
+local seen = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not seen or tonumber(seen) >= tonumber(ARGV[2]) then return false end
+redis.call('ZREM', KEYS[1], ARGV[1])
+local prof = redis.call('HGET', KEYS[2], ARGV[1])
+if prof then
+  local a = cmsgpack.unpack(prof)
+  a.status = 'offline'
+  redis.call('HSET', KEYS[2], ARGV[1], cmsgpack.pack(a))
+end
+local held = ARGV[4] .. ARGV[1]
+local chats = redis.call('SMEMBERS', held)
+for _, id in ipairs(chats) do
+  local raw = redis.call('HGET', KEYS[3], id)
+  if raw then
+    local r = cmsgpack.unpack(raw)
+    r.state = 'queued'
+    r.agent = nil
+    redis.call('HSET', KEYS[3], id, cmsgpack.pack(r))
+    redis.call('ZADD', KEYS[4], r.score, id)
+    redis.call('ZADD', ARGV[3] .. ':' .. r.lang, r.score, id)
+    redis.call('ZADD', ARGV[3] .. ':' .. r.lang .. ':' .. r.topic, r.score, id)
+  end
+end
+redis.call('DEL', held)
+return chats
+"""
+
+
+@dataclass(frozen=True)
+class AgentSkills:
+    """What an agent can take: languages, topics (empty = all), capacity."""
+
+    username: str
+    langs: tuple[str, ...]
+    topics: tuple[str, ...]
+    max_chats: int
+
+    def can_serve(self, lang: str, topic_key: str) -> bool:
+        return lang in self.langs and (not self.topics or topic_key == NO_TOPIC or topic_key in self.topics)
+
+    def candidate_queues(self) -> list[str]:
+        if not self.topics:
+            return [keys.queue(lang) for lang in self.langs]
+        return [keys.queue(lang, t) for lang in self.langs for t in (*self.topics, NO_TOPIC)]
+
+
+def topic_key(topic: str | None, emergency: bool) -> str:
+    """The routing topic: emergencies and chats without a topic go to every agent of the language."""
+    if emergency or not topic:
+        return NO_TOPIC
+    return topic
+
+
+class Queue:
+    """Routing operations for one process; each is one atomic Redis step."""
+
+    def __init__(self, redis: Redis):
+        self.redis = redis
+        self._claim = redis.register_script(CLAIM_SCRIPT)
+        self._requeue = redis.register_script(REQUEUE_SCRIPT)
+        self._remove = redis.register_script(REMOVE_SCRIPT)
+        self._transfer = redis.register_script(TRANSFER_SCRIPT)
+        self._agent_gone = redis.register_script(AGENT_GONE_SCRIPT)
+
+    async def enqueue(self, chat_id: str, *, lang: str, topic: str, plan: str, score: float,
+                      arrived_at: float, emergency: bool) -> None:
+        route = {"lang": lang, "topic": topic, "plan": plan, "score": score, "arrived_at": arrived_at,
+                 "state": "queued", "emergency": emergency}
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.ROUTE, chat_id, msgpack.packb(route))
+            pipe.zadd(keys.QUEUE_ALL, {chat_id: score})
+            pipe.zadd(keys.queue(lang), {chat_id: score})
+            pipe.zadd(keys.queue(lang, topic), {chat_id: score})
+            await pipe.execute()
+
+    async def claim(self, agent: AgentSkills, now: float) -> str | None:
+        """Give the agent its best waiting chat if it is online and has room; None otherwise."""
+        found = await self._claim(
+            keys=[keys.AGENTS, keys.agent_chats(agent.username), keys.ROUTE, keys.QUEUE_ALL, *agent.candidate_queues()],
+            args=[agent.username, repr(now), QUEUE_PREFIX],
+        )
+        return found.decode() if found else None
+
+    async def requeue(self, chat_id: str, exclude_agent: str = "") -> bool:
+        """Put an assigned chat back in line at its original place."""
+        return bool(await self._requeue(keys=[keys.ROUTE, keys.QUEUE_ALL], args=[chat_id, QUEUE_PREFIX, exclude_agent, keys.HELD_PREFIX]))
+
+    async def remove(self, chat_id: str) -> dict[str, Any] | None:
+        """Take a chat out of routing altogether (closed, ticket); return its last route."""
+        raw = await self._remove(keys=[keys.ROUTE, keys.QUEUE_ALL], args=[chat_id, QUEUE_PREFIX, "", keys.HELD_PREFIX])
+        return msgpack.unpackb(raw) if raw else None
+
+    async def transfer(self, chat_id: str, to_agent: str) -> tuple[bool, str]:
+        """Hand an active chat to a named agent who is online and has room.
+        Returns (True, previous agent) or (False, reason)."""
+        result = (await self._transfer(keys=[keys.ROUTE, keys.AGENTS], args=[chat_id, to_agent, QUEUE_PREFIX, keys.HELD_PREFIX])).decode()
+        if result.startswith("ok:"):
+            return True, result[3:]
+        return False, result
+
+    async def agent_gone(self, username: str, cutoff: float) -> list[str] | None:
+        """If the agent has not been seen since cutoff, mark it offline and requeue its
+        chats; exactly one process wins this. Returns the requeued chat ids or None."""
+        result = await self._agent_gone(
+            keys=[keys.AGENTS_SEEN, keys.AGENTS, keys.ROUTE, keys.QUEUE_ALL], args=[username, repr(cutoff), QUEUE_PREFIX, keys.HELD_PREFIX]
+        )
+        if result is None:
+            return None
+        return [c.decode() for c in result]
+
+    async def route(self, chat_id: str) -> dict[str, Any] | None:
+        raw = await self.redis.hget(keys.ROUTE, chat_id)
+        return msgpack.unpackb(raw) if raw else None
+
+    async def positions(self, waiting: Iterable[tuple[str, str]]) -> list[int | None]:
+        """1-based places in line among waiting chats of the same language, from sorted-set ranks."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for chat_id, lang in waiting:
+                pipe.zrank(keys.queue(lang), chat_id)
+            ranks = await pipe.execute()
+        return [None if r is None else r + 1 for r in ranks]
+
+
+async def read_agents(redis: Redis) -> dict[str, dict[str, Any]]:
+    """Every known agent's routing profile and status."""
+    raw = await redis.hgetall(keys.AGENTS)
+    return {k.decode(): msgpack.unpackb(v) for k, v in raw.items()}
+
+
+async def write_agent(redis: Redis, username: str, profile: dict[str, Any]) -> None:
+    await redis.hset(keys.AGENTS, username, msgpack.packb(profile))

@@ -1,0 +1,200 @@
+"""The queue snapshot shown to supervisors (`GET /api/queue`, `/ws/supervisor`) and read by
+`/metrics`: who is waiting, for how long, who can serve them, and how today went.
+
+Every figure is computed from Redis alone, never from one process's memory, so that every
+hub process behind a load balancer shows the same numbers. The snapshot also records one
+queue-depth point per minute (keys.QUEUE_HISTORY) for the supervisor's one-hour chart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from chat import keys
+from chat.queue import read_agents
+from chat.runtime import Runtime
+from chat.stats import day, read_stats
+
+TICKET_TRIGGERS = ("offline", "max_wait", "visitor_left", "unresolved")
+HISTORY_SECONDS = 3600  # the chart shows the last hour
+HISTORY_KEEP = 2 * HISTORY_SECONDS  # points older than this are trimmed
+
+
+def _text(value: Any) -> Any:
+    """msgpack may hand back bytes for strings packed by older code; show them as text."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _unpack(blob: bytes | None) -> dict[str, Any]:
+    if not blob:
+        return {}
+    try:
+        data = msgpack.unpackb(blob, raw=False)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+        return {}
+    return {(_text(k)): _text(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _number(value: Any, default: float = 0.0) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+async def record_queue_depth(rt: Runtime, depth: int, now: float | None = None) -> None:
+    """Add this minute's queue-depth point unless some hub already did (SET NX guard), and
+    trim points older than two hours. Cheap enough to call on every snapshot."""
+    now = rt.clock() if now is None else now
+    minute = int(now // 60) * 60
+    if await rt.redis.set(keys.queue_history_mark(minute), b"1", nx=True, ex=180):
+        async with rt.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(keys.QUEUE_HISTORY, {f"{minute}:{depth}": minute}, nx=True)
+            pipe.zremrangebyscore(keys.QUEUE_HISTORY, "-inf", minute - HISTORY_KEEP)
+            await pipe.execute()
+
+
+async def read_queue_history(rt: Runtime, now: float) -> list[list[float]]:
+    """[[minute, depth], ...] over the last hour, oldest first."""
+    raw = await rt.redis.zrangebyscore(keys.QUEUE_HISTORY, now - HISTORY_SECONDS, "+inf")
+    points = []
+    for member in raw:
+        minute, _, depth = member.decode().partition(":")
+        points.append([float(minute), float(depth)])
+    return points
+
+
+async def list_agents(rt: Runtime) -> list[dict[str, Any]]:
+    """Every known agent with its status and load (chats held / capacity)."""
+    profiles = await read_agents(rt.redis)
+    names = sorted(profiles)
+    loads: list[int] = []
+    if names:
+        async with rt.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.scard(keys.agent_chats(name))
+            loads = await pipe.execute()
+    agents = []
+    for name, load in zip(names, loads):
+        info = {_text(k): _text(v) for k, v in profiles[name].items()}
+        capacity = int(_number(info.get("max_chats"), 0))
+        status = str(info.get("status") or "offline")
+        agents.append(
+            {
+                "username": name,
+                "name": str(info.get("name") or name),
+                "role": str(info.get("role") or "agent"),
+                "status": status,
+                "langs": [str(_text(l)) for l in info.get("langs") or []],
+                "topics": [str(_text(t)) for t in info.get("topics") or []],
+                "load": int(load),
+                "capacity": capacity,
+                "free": max(0, capacity - int(load)) if status == "online" else 0,
+            }
+        )
+    return agents
+
+
+async def queue_snapshot(rt: Runtime, record: bool = True) -> dict[str, Any]:
+    """The supervisor's picture of the desk right now (shape documented in README.md,
+    section "Supervisor view"). Times are seconds; ``at`` is the hub clock when computed,
+    so a page can keep ages ticking between pushes."""
+    now = rt.clock()
+    redis = rt.redis
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zrange(keys.QUEUE_ALL, 0, -1)
+        pipe.hgetall(keys.ROUTE)
+        waiting_ids, route = await pipe.execute()
+
+    plans = list(rt.config.plans)
+    by_plan = {name: 0 for name in plans}
+    oldest_by_plan: dict[str, float] = {name: 0.0 for name in plans}
+    by_lang: dict[str, int] = {}
+    emergencies = 0
+    oldest_wait, oldest_plan = 0.0, None
+    waiting_set = set(waiting_ids)
+    for chat_id in waiting_ids:
+        info = _unpack(route.get(chat_id))
+        plan = str(info.get("plan") or rt.config.lowest_plan.name)
+        lang = str(info.get("lang") or "")
+        wait = max(0.0, now - _number(info.get("arrived_at"), now))
+        by_plan[plan] = by_plan.get(plan, 0) + 1
+        by_lang[lang] = by_lang.get(lang, 0) + 1
+        oldest_by_plan[plan] = max(oldest_by_plan.get(plan, 0.0), wait)
+        if info.get("emergency"):
+            emergencies += 1
+        if oldest_plan is None or wait > oldest_wait:
+            oldest_wait, oldest_plan = wait, plan
+
+    active = 0
+    for chat_id, blob in route.items():
+        if chat_id in waiting_set:
+            continue
+        if _unpack(blob).get("state") == "active":
+            active += 1
+
+    agents = await list_agents(rt)
+    count = {s: sum(1 for a in agents if a["status"] == s) for s in ("online", "away", "offline")}
+    present = [a for a in agents if a["status"] != "offline"]
+    busy = sum(1 for a in present if a["capacity"] and a["load"] >= a["capacity"])
+
+    stats = await read_stats(redis)
+    today = f"day:{day(now)}:"
+
+    def avg(field: str) -> float | None:
+        n = stats.get(f"{today}{field}_count", 0.0)
+        return round(stats.get(f"{today}{field}_sum", 0.0) / n, 1) if n else None
+
+    tickets = {t: int(stats.get(f"{today}tickets:{t}", 0)) for t in TICKET_TRIGGERS}
+    for field, value in stats.items():  # triggers added later still show up
+        if field.startswith(f"{today}tickets:"):
+            tickets.setdefault(field[len(today) + 8:], int(value))
+
+    depth = len(waiting_ids)
+    if record:
+        await record_queue_depth(rt, depth, now)
+    history = await read_queue_history(rt, now)
+    history.append([now, float(depth)])
+
+    max_wait_of = {name: plan.max_wait for name, plan in rt.config.plans.items()}
+    return {
+        "at": now,
+        "waiting": depth,
+        "waiting_by_plan": by_plan,
+        "waiting_by_lang": dict(sorted(by_lang.items())),
+        "oldest_wait": round(oldest_wait, 1),
+        "oldest_plan": oldest_plan,
+        "oldest_max_wait": max_wait_of.get(oldest_plan) if oldest_plan else None,
+        "emergencies": emergencies,
+        "plans": [
+            {"name": name, "waiting": by_plan.get(name, 0), "oldest_wait": round(oldest_by_plan.get(name, 0.0), 1),
+             "max_wait": max_wait_of.get(name)}
+            for name in by_plan
+        ],
+        "active": active,
+        "agents_online": count["online"],
+        "agents_away": count["away"],
+        "agents_busy": busy,
+        "capacity": sum(a["capacity"] for a in agents if a["status"] == "online"),
+        "free_capacity": sum(a["free"] for a in agents),
+        "agents": present,
+        "tickets_today": tickets,
+        "tickets_today_total": sum(tickets.values()),
+        "avg_wait_today": avg("wait"),
+        "avg_handle_today": avg("handle"),
+        "assignments_today": int(stats.get(f"{today}assignments", 0)),
+        "messages_today": int(stats.get(f"{today}messages", 0)),
+        "history": history,
+    }
+
+
+def comparable(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """The snapshot without what changes every second by itself (clock, ages, the live
+    history point), to tell a real change from the passing of time."""
+    skip = {"at", "oldest_wait", "history", "plans"}
+    result = {k: v for k, v in snapshot.items() if k not in skip}
+    result["plans"] = [{k: v for k, v in p.items() if k != "oldest_wait"} for p in snapshot.get("plans", [])]
+    result["history_len"] = len(snapshot.get("history", []))
+    return result

@@ -1,0 +1,80 @@
+"""Running figures kept in Redis (so every hub reports the same): assignments, waits,
+handling times, tickets by trigger, messages relayed; all-time and per UTC day."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+from redis.asyncio import Redis
+
+from chat import keys
+
+WAIT_BUCKETS = (5, 15, 30, 60, 120, 300, 600)
+AHT_WEIGHT = 0.2  # weight of the newest handling time in the running average used for ETAs
+
+
+def day(now: float) -> str:
+    return datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%d")
+
+
+def _both(pipe, field: str, amount: float, now: float) -> None:
+    pipe.hincrbyfloat(keys.STATS, field, amount)
+    pipe.hincrbyfloat(keys.STATS, f"day:{day(now)}:{field}", amount)
+
+
+async def record_assignment(redis: Redis, waited: float, now: float) -> None:
+    async with redis.pipeline(transaction=False) as pipe:
+        _both(pipe, "assignments", 1, now)
+        _both(pipe, "wait_sum", waited, now)
+        _both(pipe, "wait_count", 1, now)
+        bucket = next((f"wait_le_{b}" for b in WAIT_BUCKETS if waited <= b), "wait_le_+Inf")
+        _both(pipe, bucket, 1, now)
+        await pipe.execute()
+
+
+async def record_handled(redis: Redis, handled: float, now: float) -> None:
+    """A chat an agent held has ended; also feeds the running average behind ETAs."""
+    async with redis.pipeline(transaction=False) as pipe:
+        _both(pipe, "handle_sum", handled, now)
+        _both(pipe, "handle_count", 1, now)
+        await pipe.execute()
+    old = await redis.hget(keys.STATS, "aht")
+    aht = handled if old is None else (1 - AHT_WEIGHT) * float(old) + AHT_WEIGHT * handled
+    await redis.hset(keys.STATS, "aht", aht)
+
+
+async def record_ticket(redis: Redis, trigger: str, now: float) -> None:
+    async with redis.pipeline(transaction=False) as pipe:
+        _both(pipe, f"tickets:{trigger}", 1, now)
+        await pipe.execute()
+
+
+async def record_rating(redis: Redis, score: int, now: float) -> None:
+    async with redis.pipeline(transaction=False) as pipe:
+        _both(pipe, "rating_sum", score, now)
+        _both(pipe, "rating_count", 1, now)
+        await pipe.execute()
+
+
+class MessageCounter:
+    """Counts relayed messages in memory and adds them to Redis now and then, to keep
+    an extra round trip off the message path."""
+
+    def __init__(self) -> None:
+        self.pending = 0
+
+    def add(self, n: int = 1) -> None:
+        self.pending += n
+
+    async def flush(self, redis: Redis) -> None:
+        if self.pending:
+            n, self.pending = self.pending, 0
+            async with redis.pipeline(transaction=False) as pipe:
+                _both(pipe, "messages", n, time.time())
+                await pipe.execute()
+
+
+async def read_stats(redis: Redis) -> dict[str, float]:
+    raw = await redis.hgetall(keys.STATS)
+    return {k.decode(): float(v) for k, v in raw.items()}

@@ -1,0 +1,377 @@
+"""/ws/visitor: a visitor's chat from hello to rating (PROTOCOL.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+
+import msgpack
+from typing import Any
+
+from redis.exceptions import RedisError
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
+
+from chat import chats, frames, keys, lifecycle, timers
+from chat.chatlog import ChatGone
+from chat.connection import Closed, Connection, receive_loop
+from chat.feed import ChatFeed
+from chat.frames import FrameError
+from chat.identity import IdentityError, verify
+from chat.plans import is_open, virtual_arrival
+from chat.queue import topic_key
+from chat.runtime import Runtime
+
+log = logging.getLogger("livechat.visitor")
+
+HELLO_TIMEOUT = 30.0
+LANG = re.compile(r"^[a-z0-9]{1,12}(-[a-z0-9]{1,8})?$")
+TOPIC = re.compile(r"^[a-z0-9_-]{1,32}$")
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}$")
+EMERGENCY = "emergency"
+
+
+def masked(text: str) -> str:
+    try:
+        from transcripts.masking import mask
+    except ImportError:  # the transcripts package is optional for the hub core
+        return text
+    return mask(text)
+
+
+def client_fingerprint(rt: Runtime, ws: WebSocket) -> str:
+    """A salted hash of the client address: rate limits and abuse guards never keep a raw IP."""
+    host = ws.client.host if ws.client else ""
+    return hashlib.sha256(rt.secret + host.encode()).hexdigest()[:32]
+
+
+class VisitorConnection(Connection):
+    kind = "visitor"
+    rate = 10.0
+    burst = 30.0
+
+    def __init__(self, ws: WebSocket, rt: Runtime):
+        super().__init__(ws, rt)
+        self.chat_id = ""
+        self.resume_token = ""
+        self.lang = "en"
+        self.topic_key = "_"
+        self.status = "queued"
+        self.feed: ChatFeed | None = None
+        self.position: int | None = None
+        self.eta: int | None = None
+        self.verified = False
+        self.emergency = False
+
+    @property
+    def hub(self):
+        return self.rt.hub
+
+    def needs_presence(self) -> bool:
+        return self.status in ("queued", "offline")
+
+    # --- outbound ------------------------------------------------------------------
+
+    def update_position(self, position: int, eta: int | None) -> None:
+        if self.status == "queued" and (position, eta) != (self.position, self.eta):
+            self.position, self.eta = position, eta
+            self.send({"type": "queued", "position": position, "eta_s": eta})
+
+    def _on_message(self, frame: dict[str, Any] | None, raw: bytes) -> None:
+        self.send_packed(raw, frame)
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "typing":
+            if event.get("from") == "agent":
+                self.send({"type": "typing", "active": bool(event.get("active"))})
+        elif kind == "assigned":
+            self._set_status("active")
+            self.send({"type": "assigned", "agent": {"name": event["agent"]["name"]}})
+        elif kind == "requeued":
+            self._set_status("queued")
+            self.position = None
+        elif kind == "offline":
+            self._set_status("offline")
+            self.send({"type": "offline", "reason": event["reason"]})
+        elif kind == "closed":
+            self._set_status("closed")
+            frame = {"type": "closed", "reason": event["reason"]}
+            if event.get("ref"):
+                frame["ref"] = event["ref"]
+            self.send(frame)
+        elif kind in ("ticket", "wait_or_ticket"):
+            self.send(event)
+
+    def _set_status(self, status: str) -> None:
+        self.status = status
+        self.hub.set_waiting(self, status == "queued")
+
+    # --- hello ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.accept()
+        try:
+            hello = await asyncio.wait_for(self.receive(), HELLO_TIMEOUT)
+        except (asyncio.TimeoutError, FrameError, Closed):
+            hello = None
+        if not hello or hello.get("type") != "hello":
+            self.error(frames.BAD_FRAME, "the first frame must be hello")
+            await self.close(frames.CLOSE_POLICY, "hello expected")
+            return
+        try:
+            await self.start(hello)
+        except FrameError as exc:
+            self.error(exc.code, exc.message)
+            await self.close(frames.CLOSE_POLICY, exc.message[:100])
+            return
+        except RedisError:
+            self.error(frames.UNAVAILABLE, "the service is briefly unavailable: reconnect in a moment")
+            await self.close(1011, "unavailable")
+            return
+        try:
+            await receive_loop(self, self.handle)
+        finally:
+            await self.detach()
+
+    async def start(self, hello: dict[str, Any]) -> None:
+        rt = self.rt
+        last_seq = frames.int_field(hello, "last_seq", 0)
+        resume = hello.get("resume")
+        chat = None
+        if resume is not None:
+            chat_id = await chats.chat_for_resume(rt.redis, resume) if isinstance(resume, str) else None
+            chat = await chats.load_chat(rt.redis, chat_id) if chat_id else None
+            if chat is None:
+                self.error(frames.BAD_RESUME, "unknown or expired resume token: a new chat was started")
+                last_seq = 0
+            else:
+                self.chat_id, self.resume_token = chat_id, resume
+        if chat is None:
+            chat = await self._new_chat(hello)
+            last_seq = 0
+        self.status = chat["status"]
+        self.lang = chat["lang"]
+        self.verified = chat.get("verified") == "1"
+        self.emergency = chat.get("emergency") == "1"
+        self.topic_key = topic_key(chat.get("topic"), self.emergency)
+        self.feed = ChatFeed(rt.redis, self.chat_id, min(last_seq, 2**31), self._on_message, self._on_event)
+        self.hub.add_visitor(self)
+        await self.hub.watch(self.chat_id, self.feed)
+        if self.needs_presence():
+            await rt.redis.zadd(keys.VISITORS_SEEN, {self.chat_id: rt.clock()})
+        if chat.get("_new") == "queued":
+            await lifecycle.enqueue(rt, self.chat_id, chat)
+        elif chat.get("_new") == "offline":
+            await timers.schedule(rt.redis, timers.OFFLINE_IDLE, self.chat_id, rt.clock() + rt.config.timing.offline_idle)
+        self.send({
+            "type": "welcome", "chat_id": self.chat_id, "resume": self.resume_token, "status": self.status,
+            "plan": chat.get("plan"), "verified": self.verified, "emergency": self.emergency,
+        })
+        if self.status == "queued":
+            self.hub.set_waiting(self, True)
+        elif self.status == "offline":
+            self.send({"type": "offline", "reason": chat.get("offline_reason") or "no_agents"})
+        elif self.status == "active":
+            self.send({"type": "assigned", "agent": {"name": chat.get("agent_name", "")}})
+        self.feed.resume(catch_up=True)
+        if self.status == "closed":
+            await self.feed_drained()
+            frame = {"type": "closed", "reason": chat.get("closed_reason") or "resolved"}
+            if chat.get("ticket"):
+                frame["ref"] = chat["ticket"]
+            self.send(frame)
+
+    async def feed_drained(self) -> None:
+        task = self.feed._filling if self.feed else None
+        if task:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), 5)
+            except Exception:
+                pass
+
+    async def _new_chat(self, hello: dict[str, Any]) -> dict[str, str]:
+        rt = self.rt
+        now = rt.clock()
+        plan = rt.config.lowest_plan
+        identity = None
+        token = hello.get("identity")
+        if token is not None:
+            try:
+                identity = verify(rt.settings.site_secret, token, rt.config.plans, now)
+                plan = rt.config.plans[identity.plan]
+            except IdentityError as exc:
+                self.error(frames.BAD_IDENTITY, f"identity not accepted ({exc}): continuing as an unverified visitor")
+        lang = (frames.text_field(hello, "lang", limit=24) or "en").lower()
+        if not LANG.match(lang):
+            raise FrameError(frames.BAD_FRAME, "\"lang\" must be a language code such as en or fr-be")
+        topic = (frames.text_field(hello, "topic", limit=32) or "").lower()
+        if topic and not TOPIC.match(topic):
+            raise FrameError(frames.BAD_FRAME, "\"topic\" must be a short word such as billing")
+        email = frames.text_field(hello, "email", limit=254) or ""
+        if email and not EMAIL.match(email):
+            email = ""
+        emergency = topic == EMERGENCY and await self._emergency_allowed(identity is not None)
+        fields: dict[str, Any] = {
+            "site": frames.text_field(hello, "site", limit=100) or "default",
+            "plan": plan.name,
+            "verified": identity is not None,
+            "sub": identity.sub if identity else "",
+            "name": (identity.name if identity and identity.name else frames.text_field(hello, "name", limit=100)) or "",
+            "email": (identity.email if identity and identity.email else email),
+            "lang": lang,
+            "topic": topic,
+            "page": frames.text_field(hello, "page", limit=2000) or "",
+            "emergency": emergency,
+            "created_at": repr(now),
+            "arrived_at": repr(now),
+            "score": repr(virtual_arrival(now, plan, rt.config.emergency_head_start if emergency else None)),
+            "visitor_msgs": 0,
+        }
+        if not is_open(plan, rt.config.schedules, now):
+            fields.update(status="offline", offline_reason="closed_hours")
+        elif not await self.hub.someone_can_serve(lang, topic, emergency):
+            fields.update(status="offline", offline_reason="no_agents")
+        else:
+            fields["status"] = "queued"
+        resume_ttl = int(rt.config.retention_days * 86400) or 86400
+        self.chat_id, self.resume_token = await chats.create_chat(rt.redis, fields, resume_ttl)
+        clean = {k: ("1" if v is True else "0" if v is False else str(v)) for k, v in fields.items()}
+        clean["_new"] = fields["status"]
+        return clean
+
+    async def _emergency_allowed(self, verified: bool) -> bool:
+        """Verified customers may always flag an emergency; an anonymous visitor once per
+        guard period per client address (and per resume token when escalating later)."""
+        if verified:
+            return True
+        ttl = int(self.rt.config.emergency_guard_ttl) or 1
+        who = [client_fingerprint(self.rt, self.ws)]
+        if self.resume_token:
+            who.append(chats.token_hash(self.resume_token))
+        async with self.rt.redis.pipeline(transaction=False) as pipe:
+            for w in who:
+                pipe.set(keys.emergency_guard(w), "1", nx=True, ex=ttl)
+            results = await pipe.execute()
+        return all(results)
+
+    # --- inbound frames ------------------------------------------------------------
+
+    async def handle(self, frame: dict[str, Any]) -> None:
+        kind = frame["type"]
+        if kind == "message":
+            await self._message(frame)
+        elif kind == "typing":
+            if self.status != "closed":
+                await lifecycle.publish(self.rt, keys.chat_channel(self.chat_id),
+                                        {"type": "typing", "from": "visitor", "active": frames.bool_field(frame, "active", True)})
+        elif kind == "leave":
+            await lifecycle.visitor_left(self.rt, self.chat_id)
+        elif kind == "rate":
+            await self._rate(frame)
+        elif kind == "contact":
+            await self._contact(frame)
+        elif kind == "wait_or_ticket":
+            choice = frames.choice_field(frame, "choice", ("wait", "ticket"))
+            if choice == "wait":
+                await lifecycle.keep_waiting(self.rt, self.chat_id)
+            else:
+                await lifecycle.make_ticket(self.rt, self.chat_id, "max_wait")
+        elif kind == "read":
+            seq = frames.int_field(frame, "seq", 0)
+            await lifecycle.publish(self.rt, keys.chat_channel(self.chat_id), {"type": "read", "from": "visitor", "seq": seq})
+        elif kind == "hello":
+            raise FrameError(frames.BAD_FRAME, "hello was already received")
+        else:
+            raise FrameError(frames.BAD_FRAME, f"unknown frame type {kind[:40]!r}")
+
+    async def _message(self, frame: dict[str, Any]) -> None:
+        text = frames.text_field(frame, "text", limit=frames.MAX_TEXT_CHARS, required=True)
+        if not text.strip():
+            raise FrameError(frames.BAD_FRAME, "\"text\" is empty")
+        client_id = frames.text_field(frame, "client_id", limit=64)
+        if self.status == "closed":
+            raise FrameError(frames.NOT_ALLOWED, "this chat is closed")
+        rt = self.rt
+        first = self.feed.last_seq == 0
+        try:
+            seq, raw, new = await self.hub.log.append(self.chat_id, "visitor", masked(text), rt.clock(), client_id)
+        except ChatGone:
+            raise FrameError(frames.NOT_ALLOWED, "this chat is closed") from None
+        if not new:
+            self.send_packed(raw, None)  # a resend: acknowledge it again, store nothing
+            return
+        self.feed.push(msgpack.unpackb(raw), raw)
+        self.hub.messages.add()
+        if self.status == "offline":
+            await timers.schedule(rt.redis, timers.OFFLINE_IDLE, self.chat_id, rt.clock() + rt.config.timing.offline_idle)
+        if first and self.status == "queued" and not self.emergency and text.lstrip().lower().startswith(EMERGENCY):
+            await self._escalate()
+
+    async def _escalate(self) -> None:
+        """A first message starting with "Emergency": jump the line, within the abuse guard."""
+        if not await self._emergency_allowed(self.verified):
+            return
+        route = await self.hub.queue.route(self.chat_id)
+        if not route or route.get("state") != "queued":
+            return
+        chat = await chats.load_chat(self.rt.redis, self.chat_id)
+        plan = self.rt.config.plan(chat.get("plan"))
+        score = virtual_arrival(float(chat["arrived_at"]), plan, self.rt.config.emergency_head_start)
+        await self.hub.queue.remove(self.chat_id)
+        await chats.update_chat(self.rt.redis, self.chat_id, emergency=True, score=repr(score))
+        self.emergency = True
+        self.topic_key = topic_key(chat.get("topic"), True)
+        chat.update(emergency="1", score=repr(score))
+        await lifecycle.enqueue(self.rt, self.chat_id, chat)
+
+    async def _rate(self, frame: dict[str, Any]) -> None:
+        if self.status != "closed":
+            raise FrameError(frames.NOT_ALLOWED, "a chat can be rated once it is closed")
+        score = frames.int_field(frame, "score", 0, 1, 5)
+        if score == 0:
+            raise FrameError(frames.BAD_FRAME, "\"score\" must be from 1 to 5")
+        comment = frames.text_field(frame, "comment", limit=1000) or ""
+        stored = await self.rt.redis.hsetnx(keys.chat(self.chat_id), "rating", score)
+        if not stored:
+            raise FrameError(frames.NOT_ALLOWED, "this chat was already rated")
+        await chats.update_chat(self.rt.redis, self.chat_id, rating_comment=masked(comment))
+        from chat.stats import record_rating
+
+        await record_rating(self.rt.redis, score, self.rt.clock())
+        self.send({"type": "rated", "score": score})
+
+    async def _contact(self, frame: dict[str, Any]) -> None:
+        email = frames.text_field(frame, "email", limit=254) or ""
+        name = frames.text_field(frame, "name", limit=100)
+        if email and not EMAIL.match(email):
+            raise FrameError(frames.BAD_FRAME, "\"email\" is not an email address")
+        if self.verified:
+            raise FrameError(frames.NOT_ALLOWED, "a verified visitor's contact comes from the site")
+        fields = {"email": email} if email else {}
+        if name:
+            fields["name"] = name
+        if fields:
+            await chats.update_chat(self.rt.redis, self.chat_id, **fields)
+        self.send({"type": "contact", "email": email, **({"name": name} if name else {})})
+
+    async def detach(self) -> None:
+        self.hub.remove_visitor(self)
+        if self.feed:
+            self.feed.close()
+            await self.hub.unwatch(self.chat_id, self.feed)
+        if self.chat_id and self.needs_presence():
+            try:
+                await self.rt.redis.zadd(keys.VISITORS_SEEN, {self.chat_id: self.rt.clock()})
+            except RedisError:
+                pass
+
+
+async def visitor_endpoint(ws: WebSocket) -> None:
+    conn = VisitorConnection(ws, ws.app.state.rt)
+    await conn.run()
+
+
+routes = [WebSocketRoute("/ws/visitor", visitor_endpoint)]
