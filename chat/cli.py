@@ -68,6 +68,31 @@ def _load(args: argparse.Namespace, demo: bool = False):
 # --- serve ---------------------------------------------------------------------------
 
 
+def _server_class():
+    import contextlib
+    import threading
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, which would kill the
+        process before the embedded Redis is stopped; this variant just returns."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+
+    return Server
+
+
 def _demo_setup(settings: Settings, redis_url: str) -> Settings:
     """Demo accounts (credentials kept under the data folder and printed) and a site secret."""
     from dataclasses import replace
@@ -136,7 +161,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             access_log=False,
             backlog=4096,
         )
-        uvicorn.Server(server_config).run()
+        _server_class()(server_config).run()
     return 0
 
 

@@ -96,7 +96,7 @@ class Hub:
         listeners.discard(listener)
         if not listeners:
             del self.chat_listeners[chat_id]
-        await self.rt.bus.unsubscribe(keys.chat_channel(chat_id), self._on_chat_event)
+            await self.rt.bus.unsubscribe(keys.chat_channel(chat_id), self._on_chat_event)
 
     def _on_chat_event(self, channel: str, data: bytes) -> None:
         chat_id = channel[channel.index("{") + 1 : channel.rindex("}")]
@@ -130,7 +130,7 @@ class Hub:
         conns.discard(conn)
         if not conns:
             del self.agents[username]
-        await self.rt.bus.unsubscribe(keys.agent_channel(username), self._on_agent_event)
+            await self.rt.bus.unsubscribe(keys.agent_channel(username), self._on_agent_event)
         try:
             await self.rt.redis.zadd(keys.AGENTS_SEEN, {username: self.rt.clock()})
         except RedisError:

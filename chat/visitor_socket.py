@@ -219,8 +219,10 @@ class VisitorConnection(Connection):
             "plan": plan.name,
             "verified": identity is not None,
             "sub": identity.sub if identity else "",
-            "name": (identity.name if identity and identity.name else frames.text_field(hello, "name", limit=100)) or "",
-            "email": (identity.email if identity and identity.email else email),
+            # A verified visitor's name and email are what the site vouches for, never what the
+            # hello claims (agents act on them); an unverified visitor's are its own, unverified.
+            "name": identity.name if identity else frames.text_field(hello, "name", limit=100) or "",
+            "email": identity.email if identity else email,
             "lang": lang,
             "topic": topic,
             "page": frames.text_field(hello, "page", limit=2000) or "",
@@ -314,18 +316,20 @@ class VisitorConnection(Connection):
         """A first message starting with "Emergency": jump the line, within the abuse guard."""
         if not await self._emergency_allowed(self.verified):
             return
-        route = await self.hub.queue.route(self.chat_id)
-        if not route or route.get("state") != "queued":
-            return
         chat = await chats.load_chat(self.rt.redis, self.chat_id)
+        if not chat:
+            return
         plan = self.rt.config.plan(chat.get("plan"))
         score = virtual_arrival(float(chat["arrived_at"]), plan, self.rt.config.emergency_head_start)
-        await self.hub.queue.remove(self.chat_id)
+        # Flag first (an agent claiming the chat now sees it), then move it in one atomic step
+        # that leaves a chat alone if an agent claimed it meanwhile.
         await chats.update_chat(self.rt.redis, self.chat_id, emergency=True, score=repr(score))
+        if not await self.hub.queue.rescore(self.chat_id, score=score, topic=topic_key(chat.get("topic"), True),
+                                            emergency=True):
+            return
         self.emergency = True
         self.topic_key = topic_key(chat.get("topic"), True)
-        chat.update(emergency="1", score=repr(score))
-        await lifecycle.enqueue(self.rt, self.chat_id, chat)
+        await lifecycle.queue_changed(self.rt, work=True)
 
     async def _rate(self, frame: dict[str, Any]) -> None:
         if self.status != "closed":

@@ -63,3 +63,12 @@ def hub(redis_url, data_root, test_config_path):
 def lang() -> str:
     """A language code of this test's own, so its queue is not shared with other tests."""
     return "t" + secrets.token_hex(3)
+
+
+@pytest.fixture(scope="session")
+def second_hub(redis_url, data_root, test_config_path):
+    """A second `livechat serve` process on the same Redis: the two serve one set of chats."""
+    process = HubProcess(hub_env(redis_url, data_root / "hub2", test_config_path), data_root / "hub2")
+    process.start()
+    yield process
+    process.terminate()
