@@ -133,9 +133,9 @@ async def make_ticket(rt: Runtime, chat_id: str, trigger: str) -> str | None:
     if not chat or chat.get("status") == "closed":
         return None
     ref = await open_ticket(rt, chat_id, trigger)
+    await publish(rt, keys.chat_channel(chat_id), {"type": "ticket", "ref": ref})
     if await close(rt, chat_id, "ticket", ref):
         await stats.record_ticket(rt.redis, trigger, rt.clock())
-        await publish(rt, keys.chat_channel(chat_id), {"type": "ticket", "ref": ref})
     return ref
 
 
