@@ -41,14 +41,30 @@ def origin_allowed(ws: WebSocket, rt: Runtime) -> bool:
     return parts.scheme in ("http", "https") and parts.netloc == host
 
 
+async def previous_tickets(rt: Runtime, email: str, limit: int = 10) -> list[dict[str, Any]]:
+    """Earlier tickets of a verified customer, newest first, for the agent's details panel."""
+    from transcripts.contact import email_hash
+    from transcripts.tickets import load_ticket
+
+    refs = [r.decode() for r in await rt.redis.smembers(keys.tickets_by_email(email_hash(email)))]
+    found = []
+    for ref in refs:
+        ticket = await load_ticket(rt.redis, ref)
+        if ticket:
+            found.append({k: ticket.get(k) for k in ("ref", "created_at", "status", "trigger")})
+    found.sort(key=lambda t: t.get("created_at") or 0, reverse=True)
+    return found[:limit]
+
+
 class AgentConnection(Connection):
     kind = "agent"
     rate = 30.0
     burst = 60.0
 
-    def __init__(self, ws: WebSocket, rt: Runtime, account: Account):
+    def __init__(self, ws: WebSocket, rt: Runtime, account: Account, session_id: str = ""):
         super().__init__(ws, rt)
         self.account = account
+        self.session_id = session_id
         self.status = "away"
         self.feeds: dict[str, ChatFeed] = {}
 
@@ -78,7 +94,8 @@ class AgentConnection(Connection):
         rt, account = self.rt, self.account
         agents = await read_agents(rt.redis)
         previous = agents.get(account.username, {}).get("status")
-        self.status = previous if previous in ("online", "away") else "away"
+        # A new demo user should see chats arrive without looking for the status toggle.
+        self.status = previous if previous in ("online", "away") else ("online" if rt.demo else "away")
         await write_agent(rt.redis, account.username, {**account.profile(), "status": self.status})
         await rt.redis.zadd(keys.AGENTS_SEEN, {account.username: rt.clock()})
         await self.hub.add_agent(self)
@@ -100,7 +117,7 @@ class AgentConnection(Connection):
         if chat_id in self.feeds:
             return None
         feed = ChatFeed(self.rt.redis, chat_id, 0, lambda f, raw, c=chat_id: self._on_message(c, f, raw),
-                        lambda e, c=chat_id: self._on_event(c, e))
+                        lambda e, c=chat_id: self._on_event(c, e), self.room)
         self.feeds[chat_id] = feed
         await self.hub.watch(chat_id, feed)
         chat = await chats.load_chat(self.rt.redis, chat_id)
@@ -110,7 +127,7 @@ class AgentConnection(Connection):
         history = await read_log(self.rt.redis, chat_id)
         feed.last_seq = len(history)
         now = self.rt.clock()
-        return {
+        entry = {
             "chat_id": chat_id,
             "visitor": chats.visitor_profile(chat),
             "status": chat.get("status"),
@@ -118,6 +135,9 @@ class AgentConnection(Connection):
             "waited_s": round(float(chat.get("assigned_at") or now) - float(chat.get("arrived_at") or now), 1),
             "started_at": float(chat.get("created_at") or now),
         }
+        if chat.get("verified") == "1" and chat.get("email"):
+            entry["tickets"] = await previous_tickets(self.rt, chat["email"])
+        return entry
 
     async def _drop_chat(self, chat_id: str) -> None:
         feed = self.feeds.pop(chat_id, None)
@@ -266,7 +286,7 @@ async def agent_endpoint(ws: WebSocket) -> None:
         await ws.accept()
         await ws.close(frames.CLOSE_POLICY, "login required" if account is None else "origin not allowed")
         return
-    await AgentConnection(ws, rt, account).run()
+    await AgentConnection(ws, rt, account, session.id).run()
 
 
 routes = [WebSocketRoute("/ws/agent", agent_endpoint)]

@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import AsyncIterator
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -31,8 +34,12 @@ DEMO_DIR = Path(__file__).resolve().parent / "demo"
 
 
 def redis_client(url: str) -> Redis:
+    """The process's Redis client. One immediate retry on a broken connection: after Redis
+    restarts, every pooled connection is stale and would fail its next command (from_url
+    gives no retries at all); during a real outage the retry is refused at once, so callers
+    still learn quickly that Redis is unavailable."""
     return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10,
-                          max_connections=200)
+                          max_connections=200, retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
 
 
 async def shared_secret(rt: Runtime) -> bytes:

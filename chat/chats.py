@@ -14,7 +14,8 @@ STATUSES = ("queued", "active", "offline", "closed")
 
 
 def new_chat_id() -> str:
-    return secrets.token_urlsafe(12)
+    """Random, unguessable, and safe on a command line (never starts with "-")."""
+    return secrets.token_hex(12)
 
 
 def token_hash(token: str) -> str:

@@ -65,6 +65,16 @@ def _load(args: argparse.Namespace, demo: bool = False):
     return settings, config
 
 
+def _check_mail(settings: Settings) -> None:
+    """Refuse to start with an unusable SMTP_URL rather than queue mail nobody will send."""
+    from transcripts.delivery import backend_for
+
+    try:
+        backend_for(settings)
+    except ValueError as exc:
+        raise SystemExit(f"livechat: SMTP_URL: {exc}") from None
+
+
 # --- serve ---------------------------------------------------------------------------
 
 
@@ -127,6 +137,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from chat.app import create_app
 
     settings, config = _load(args, demo=args.demo)
+    _check_mail(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if not settings.site_secret and not args.demo:
         log.warning("LIVECHAT_SITE_SECRET is not set: identity tokens cannot be verified; every visitor is on the lowest plan")
@@ -174,6 +185,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from chat.runtime import Runtime
 
     settings, config = _load(args)
+    _check_mail(settings)
 
     async def run(redis_url: str) -> None:
         redis = redis_client(redis_url)

@@ -5,6 +5,7 @@ A broken file stops the server with a ConfigError naming the file, the key and t
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field, replace
 from datetime import time
@@ -65,6 +66,10 @@ heartbeat = 5           # how often hubs refresh the presence of their sockets
 
 [retention]
 days = 30               # closed chats and tickets are purged after this many days
+
+[limits]
+new_chats_per_minute = 60     # new visitor chats one client address may start per minute (0 = no limit)
+send_queue_bytes = 2097152    # queued for one socket before a client that stopped reading is cut off (1013)
 """
 
 DEMO_OVERRIDES = {"hours": ALWAYS}
@@ -88,6 +93,15 @@ class Timing:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Abuse and overload guards. The address limit counts per hashed client address
+    (X-Forwarded-For from a trusted proxy); load tests from one address raise it or set 0."""
+
+    new_chats_per_minute: int = 60
+    send_queue_bytes: int = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class DeskConfig:
     plans: dict[str, Plan]
     schedules: dict[str, Schedule]
@@ -95,6 +109,7 @@ class DeskConfig:
     emergency_guard_ttl: float = 3600.0
     timing: Timing = field(default_factory=Timing)
     retention_days: float = 30.0
+    limits: Limits = field(default_factory=Limits)
 
     @property
     def lowest_plan(self) -> Plan:
@@ -104,14 +119,44 @@ class DeskConfig:
         return self.plans.get(name or "", self.lowest_plan)
 
 
+SECTIONS = ("plans", "schedules", "emergency", "timing", "retention", "limits")
+PLAN_KEYS = ("head_start", "max_wait", "hours", "live_chat")
+SCHEDULE_KEYS = ("tz", "days", "opens", "closes")
+EMERGENCY_KEYS = ("head_start", "guard_ttl")
+RETENTION_KEYS = ("days",)
+
+
 def _number(section: dict[str, Any], key: str, where: str, source: str, default: float) -> float:
     value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise ConfigError(source, f"{where}.{key}", f"must be a number of seconds >= 0, got {value!r}")
     return float(value)
 
 
+def _limits(raw: dict[str, Any], source: str) -> Limits:
+    _known(raw, tuple(Limits.__dataclass_fields__), "limits", source)
+    values = {}
+    for key in Limits.__dataclass_fields__:
+        value = raw.get(key, getattr(Limits(), key))
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(source, f"limits.{key}", f"must be a whole number >= 0, got {value!r}")
+        values[key] = value
+    if values["send_queue_bytes"] < 65536:
+        raise ConfigError(source, "limits.send_queue_bytes", "must be at least 65536 (one full-size frame)")
+    return Limits(**values)
+
+
+def _known(table: dict[str, Any], allowed: tuple[str, ...], where: str, source: str) -> None:
+    """A misspelt setting is an error, not a silently ignored default."""
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise ConfigError(source, f"{where}.{unknown[0]}", f"unknown setting (known: {', '.join(allowed)})")
+
+
 def _clock(value: Any, key: str, source: str) -> time:
+    """"09:00" (a string) or 09:00:00 (a TOML local time)."""
+    if isinstance(value, time):
+        return value.replace(tzinfo=None)
     try:
         hours, minutes = str(value).split(":")
         return time(int(hours), int(minutes))
@@ -125,9 +170,10 @@ def _schedules(raw: dict[str, Any], source: str) -> dict[str, Schedule]:
         where = f"schedules.{name}"
         if not isinstance(table, dict):
             raise ConfigError(source, where, "must be a table")
+        _known(table, SCHEDULE_KEYS, where, source)
         try:
             tz = ZoneInfo(str(table.get("tz", "UTC")))
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             raise ConfigError(source, f"{where}.tz", f"unknown time zone {table.get('tz')!r}") from None
         days = table.get("days", list(DAY_NAMES[:5]))
         if not isinstance(days, list) or any(d not in DAY_NAMES for d in days):
@@ -148,15 +194,13 @@ def _plans(raw: dict[str, Any], schedules: dict[str, Schedule], source: str) -> 
         where = f"plans.{name}"
         if not isinstance(table, dict):
             raise ConfigError(source, where, "must be a table")
+        _known(table, PLAN_KEYS, where, source)
         hours = table.get("hours", ALWAYS)
-        if hours != ALWAYS and hours not in schedules:
+        if not isinstance(hours, str) or (hours != ALWAYS and hours not in schedules):
             raise ConfigError(source, f"{where}.hours", f"must be \"24/7\" or one of the schedules {sorted(schedules)}, got {hours!r}")
         live_chat = table.get("live_chat", True)
         if not isinstance(live_chat, bool):
             raise ConfigError(source, f"{where}.live_chat", f"must be true or false, got {live_chat!r}")
-        unknown = set(table) - {"head_start", "max_wait", "hours", "live_chat"}
-        if unknown:
-            raise ConfigError(source, f"{where}.{sorted(unknown)[0]}", "unknown setting")
         plans[name] = Plan(
             name=name,
             rank=rank,
@@ -175,26 +219,31 @@ def parse_config(text: str, source: str = "<built-in>") -> DeskConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "(syntax)", str(exc)) from None
     defaults = tomllib.loads(DEFAULT_TOML)
-    for section in ("plans", "schedules", "emergency", "timing", "retention"):
+    for section in SECTIONS:
         if section in raw and not isinstance(raw[section], dict):
             raise ConfigError(source, section, "must be a table")
-    unknown = set(raw) - {"plans", "schedules", "emergency", "timing", "retention"}
+    unknown = set(raw) - set(SECTIONS)
     if unknown:
-        raise ConfigError(source, sorted(unknown)[0], "unknown section")
+        raise ConfigError(source, sorted(unknown)[0], f"unknown section (known: {', '.join(SECTIONS)})")
     schedules = _schedules({**defaults["schedules"], **raw.get("schedules", {})}, source)
     plans = _plans(raw.get("plans", defaults["plans"]), schedules, source)
     emergency = raw.get("emergency", {})
+    _known(emergency, EMERGENCY_KEYS, "emergency", source)
     timing = raw.get("timing", {})
-    known_timing = set(Timing.__dataclass_fields__)
-    if set(timing) - known_timing:
-        raise ConfigError(source, f"timing.{sorted(set(timing) - known_timing)[0]}", "unknown setting")
+    known_timing = tuple(Timing.__dataclass_fields__)
+    _known(timing, known_timing, "timing", source)
+    retention = raw.get("retention", {})
+    _known(retention, RETENTION_KEYS, "retention", source)
+    if "heartbeat" in timing and _number(timing, "heartbeat", "timing", source, 5) == 0:
+        raise ConfigError(source, "timing.heartbeat", "must be more than 0 seconds")
     return DeskConfig(
         plans=plans,
         schedules=schedules,
         emergency_head_start=_number(emergency, "head_start", "emergency", source, 3600),
         emergency_guard_ttl=_number(emergency, "guard_ttl", "emergency", source, 3600),
         timing=Timing(**{k: _number(timing, k, "timing", source, getattr(Timing(), k)) for k in known_timing}),
-        retention_days=_number(raw.get("retention", {}), "days", "retention", source, 30),
+        retention_days=_number(retention, "days", "retention", source, 30),
+        limits=_limits(raw.get("limits", {}), source),
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import sys
 import time
 from typing import Any
 
@@ -13,14 +14,20 @@ import msgpack
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from chat import frames
+from chat import frames, keys
 from chat.frames import FrameError
 from chat.runtime import Runtime
 
 log = logging.getLogger("livechat.connection")
 
-MAX_QUEUED_FRAMES = 1000
-MAX_QUEUED_BYTES = 2 * 1024 * 1024
+MAX_QUEUED_FRAMES = 1000  # the byte bound is [limits] send_queue_bytes (chat/config.py)
+CLOSE_WAIT = 10.0  # a cut-off slow reader gets this long to read its backlog up to the close frame
+
+
+def _size(data: str | bytes) -> int:
+    """Memory a queued frame holds: a str of emoji takes 4 bytes a character, so len() of a
+    str would let a queue of non-Latin text grow four times past its limit."""
+    return len(data) if isinstance(data, bytes) else sys.getsizeof(data)
 
 
 class TokenBucket:
@@ -41,6 +48,25 @@ class TokenBucket:
         return False
 
 
+NEW_CHAT_WINDOW = 60  # seconds: [limits] new_chats_per_minute counts per window
+
+
+async def new_chat_allowed(rt: Runtime, who: str) -> bool:
+    """Count one new visitor chat for a hashed client address (never a raw IP) and say
+    whether it is within [limits] new_chats_per_minute. The counter lives in Redis so that
+    every hub behind the load balancer shares it; refused attempts count too, so a flood
+    stays refused until its window ends."""
+    limit = rt.config.limits.new_chats_per_minute
+    if not limit:
+        return True
+    key = keys.new_chats(who)
+    async with rt.redis.pipeline(transaction=False) as pipe:
+        pipe.set(key, 0, ex=NEW_CHAT_WINDOW, nx=True)
+        pipe.incr(key)
+        _, count = await pipe.execute()
+    return int(count) <= limit
+
+
 class Closed(Exception):
     """The socket is gone (or being cut off); the handler should clean up and return."""
 
@@ -57,12 +83,16 @@ class Connection:
         self.binary = False
         self._out: collections.deque[str | bytes] = collections.deque()
         self._out_bytes = 0
+        self._max_bytes = rt.config.limits.send_queue_bytes
         self._writer: asyncio.Task | None = None
         self._bucket = TokenBucket(self.rate, self.burst)
         self._strikes = 0
         self._last_warning = 0.0
         self.handler_task: asyncio.Task | None = None
         self.closing = False
+        self._closer: asyncio.Task | None = None
+        self._finishing = False  # the handler is on its way out by itself
+        self._drained = asyncio.Event()
 
     async def accept(self) -> None:
         offered = self.ws.scope.get("subprotocols") or []
@@ -86,8 +116,9 @@ class Connection:
         if self.closing:
             return
         self._out.append(data)
-        self._out_bytes += len(data)
-        if len(self._out) > MAX_QUEUED_FRAMES or self._out_bytes > MAX_QUEUED_BYTES:
+        self._out_bytes += _size(data)
+        # The frame at the head may be big (a welcome with long histories); the backlog may not.
+        if len(self._out) > MAX_QUEUED_FRAMES or self._out_bytes - _size(self._out[0]) > self._max_bytes:
             log.info("%s socket stopped reading; closing it", self.kind)
             self.cut_off(frames.CLOSE_SLOW, "too slow: reconnect and resume")
             return
@@ -98,7 +129,9 @@ class Connection:
         try:
             while self._out:
                 data = self._out.popleft()
-                self._out_bytes -= len(data)
+                self._out_bytes -= _size(data)
+                if self._out_bytes <= self._max_bytes // 2:
+                    self._drained.set()
                 if isinstance(data, bytes):
                     await self.ws.send_bytes(data)
                 else:
@@ -107,6 +140,24 @@ class Connection:
             self.cut_off(None, "")
         finally:
             self._writer = None
+
+    async def room(self) -> None:
+        """Until the send queue is at most half full. A replay from the log awaits this after
+        each message, so it goes at the client's pace; a client that takes nothing for
+        CLOSE_WAIT is cut off like any slow consumer."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLOSE_WAIT
+        while not self.closing and self._out_bytes > self._max_bytes // 2:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                log.info("%s socket stopped reading; closing it", self.kind)
+                self.cut_off(frames.CLOSE_SLOW, "too slow: reconnect and resume")
+                return
+            self._drained.clear()
+            try:
+                await asyncio.wait_for(self._drained.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
 
     async def flush(self, timeout: float = 2.0) -> None:
         """Wait (bounded) until what was queued has been handed to the socket."""
@@ -123,20 +174,40 @@ class Connection:
             return
         self.closing = True
         self._out.clear()
+        self._out_bytes = 0
+        self._drained.set()
         if self._writer and self._writer is not asyncio.current_task():
             self._writer.cancel()
-        asyncio.create_task(self._close_and_stop(code, reason))
+        stop_handler = self.handler_task is not asyncio.current_task()  # else it stops by itself
+        self._closer = asyncio.create_task(self._close_and_stop(code, reason, stop_handler))
 
-    async def _close_and_stop(self, code: int | None, reason: str) -> None:
+    async def _close_and_stop(self, code: int | None, reason: str, stop_handler: bool = True) -> None:
+        """End the handler (it stops reading frames, and leaves the hub once the close frame is
+        out: see finish), then send the close frame. To a client that stopped reading, that
+        frame goes out only after what the server's socket buffers already hold for it, so it
+        may wait up to CLOSE_WAIT; the server must not drop the connection without it, or the
+        client would see 1006 instead of the code that tells it to resume."""
+        if stop_handler and self.handler_task and not self._finishing:
+            self.handler_task.cancel()
         if code is not None and self.ws.application_state == WebSocketState.CONNECTED:
             try:
-                await asyncio.wait_for(self.ws.close(code, reason), 1.0)
+                await asyncio.wait_for(self.ws.close(code, reason), CLOSE_WAIT)
             except Exception:
                 pass
-        if self.handler_task and self.handler_task is not asyncio.current_task():
-            self.handler_task.cancel()
+
+    async def finish(self) -> None:
+        """Called by the handler on its way out: a cut-off socket's close frame must be sent
+        before the handler returns (the server then ends the connection at once)."""
+        self._finishing = True
+        closer = self._closer
+        if closer is not None and not closer.done() and closer is not asyncio.current_task():
+            try:
+                await asyncio.wait_for(asyncio.shield(closer), CLOSE_WAIT + 1)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                pass
 
     async def close(self, code: int = frames.CLOSE_NORMAL, reason: str = "") -> None:
+        self._finishing = True
         await self.flush()
         self.closing = True
         if self.ws.application_state == WebSocketState.CONNECTED:
@@ -202,4 +273,5 @@ async def receive_loop(conn: Connection, handle) -> None:
                 log.warning("redis unavailable while handling a %s frame", frame.get("type"))
                 conn.error(frames.UNAVAILABLE, "the service is briefly unavailable: nothing was stored, send it again")
     except (Closed, WebSocketDisconnect, asyncio.CancelledError):
-        return
+        pass
+    await conn.finish()

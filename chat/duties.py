@@ -18,6 +18,7 @@ log = logging.getLogger("livechat.duties")
 
 TIMER_INTERVAL = 0.2
 RETENTION_INTERVAL = 3600.0
+DEPTH_INTERVAL = 60.0
 
 # Take a visitor's presence entry only if it is still stale (one process wins).
 VISITOR_GONE_SCRIPT = """
@@ -34,12 +35,15 @@ class Duties:
         self.queue = queue or Queue(rt.redis)
         self._visitor_gone = rt.redis.register_script(VISITOR_GONE_SCRIPT)
         self._tasks: list[asyncio.Task] = []
+        self._steady_since: float | None = None  # Redis has answered promptly since then
+        self._last_contact: float | None = None
 
     def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._loop(self.sweep, lambda: self.rt.config.timing.heartbeat / 2), name="sweep"),
             asyncio.create_task(self._loop(self.fire_timers, lambda: TIMER_INTERVAL), name="timers"),
             asyncio.create_task(self._loop(self.retention, lambda: RETENTION_INTERVAL), name="retention"),
+            asyncio.create_task(self._loop(self.queue_depth, lambda: DEPTH_INTERVAL), name="queue-depth"),
         ]
         try:
             from transcripts.outbox import outbox_loop
@@ -65,11 +69,28 @@ class Duties:
                 log.exception("%s failed", duty.__name__)
             await asyncio.sleep(interval())
 
+    def _steady_for(self, started: float, finished: float) -> float:
+        """How long Redis has answered this process promptly and without a break. While Redis
+        was down (or this process stalled) every hub's heartbeats stopped as well, so a last
+        heartbeat older than a grace period proves nothing until heartbeats have had a whole
+        grace period to resume: without this, a Redis restart would send every connected
+        agent's chats back to the queue and end every waiting visitor's chat."""
+        timing = self.rt.config.timing
+        slack = min(timing.agent_grace, timing.visitor_grace) / 2
+        if (self._steady_since is None or self._last_contact is None or finished - started > slack
+                or started - self._last_contact > timing.heartbeat / 2 + slack):
+            self._steady_since = finished
+        self._last_contact = finished
+        return finished - self._steady_since
+
     async def sweep(self) -> None:
         """Agents and waiting visitors whose sockets have been gone past their grace period."""
         rt, now, timing = self.rt, self.rt.clock(), self.rt.config.timing
         cutoff = now - timing.agent_grace
-        for raw in await rt.redis.zrangebyscore(keys.AGENTS_SEEN, "-inf", f"({cutoff}"):
+        stale_agents = await rt.redis.zrangebyscore(keys.AGENTS_SEEN, "-inf", f"({cutoff}")
+        stale_visitors = await rt.redis.zrangebyscore(keys.VISITORS_SEEN, "-inf", f"({now - timing.visitor_grace}")
+        steady = self._steady_for(now, rt.clock())
+        for raw in stale_agents if steady >= timing.agent_grace else ():
             username = raw.decode()
             requeued = await self.queue.agent_gone(username, cutoff)
             if requeued is None:
@@ -79,7 +100,7 @@ class Duties:
                 await lifecycle.requeued(rt, chat_id)
             await lifecycle.queue_changed(rt, work=True)
         cutoff = now - timing.visitor_grace
-        for raw in await rt.redis.zrangebyscore(keys.VISITORS_SEEN, "-inf", f"({cutoff}"):
+        for raw in stale_visitors if steady >= timing.visitor_grace else ():
             chat_id = raw.decode()
             if await self._visitor_gone(keys=[keys.VISITORS_SEEN], args=[chat_id, repr(cutoff)]):
                 chat = await load_chat(rt.redis, chat_id)
@@ -93,6 +114,12 @@ class Duties:
             except RedisError:
                 await timers.schedule(self.rt.redis, kind, chat_id, self.rt.clock() + 1)
                 raise
+
+    async def queue_depth(self) -> None:
+        """One point a minute for the supervisors' queue-depth chart, even when nobody watches."""
+        from chat.snapshot import record_queue_depth
+
+        await record_queue_depth(self.rt)
 
     async def retention(self) -> None:
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from redis.asyncio import Redis
 
@@ -17,13 +17,21 @@ from chat import keys
 
 log = logging.getLogger("livechat.feed")
 
+FILL_PAGE = 100  # messages per log read when catching up
+
 MessageSink = Callable[[dict[str, Any] | None, bytes], None]
 EventSink = Callable[[dict[str, Any]], None]
+RoomWait = Callable[[], Awaitable[None]]
 
 
 class ChatFeed:
-    def __init__(self, redis: Redis, chat_id: str, last_seq: int, on_message: MessageSink, on_event: EventSink):
+    def __init__(self, redis: Redis, chat_id: str, last_seq: int, on_message: MessageSink, on_event: EventSink,
+                 room: RoomWait | None = None):
+        """room, if given, is awaited after each replayed message: the socket's send queue
+        (chat.connection.Connection.room) makes a long replay wait for a client that reads
+        slowly instead of overflowing the queue meant to catch clients that stopped reading."""
         self.redis = redis
+        self.room = room
         self.chat_id = chat_id
         self.last_seq = last_seq
         self.on_message = on_message
@@ -79,13 +87,16 @@ class ChatFeed:
             self._filling = asyncio.create_task(self._fill())
 
     async def _fill(self) -> None:
+        """Replay from the log a page at a time, at the pace the socket takes it (room)."""
         try:
             while True:
-                rows = await self.redis.lrange(keys.chat_log(self.chat_id), self.last_seq, -1)
+                rows = await self.redis.lrange(keys.chat_log(self.chat_id), self.last_seq, self.last_seq + FILL_PAGE - 1)
                 for raw in rows:
                     self.last_seq += 1
                     self.on_message(None, raw)
-                if self.last_seq >= self._fill_to or not rows:
+                    if self.room is not None:
+                        await self.room()
+                if not rows or (len(rows) < FILL_PAGE and self.last_seq >= self._fill_to):
                     break
         except asyncio.CancelledError:
             raise

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgpack
 from redis.exceptions import RedisError
 
-from chat import keys, lifecycle
+from chat import frames, keys, lifecycle
 from chat.chatlog import ChatLog
 from chat.queue import AgentSkills, Queue, read_agents, topic_key
 from chat.runtime import Runtime
@@ -273,4 +273,10 @@ class Hub:
             watched = [c for c, conns in self.visitors.items() if conns and next(iter(conns)).needs_presence()]
             if watched:
                 pipe.zadd(keys.VISITORS_SEEN, {c: now for c in watched})
-            await pipe.execute()
+            agent_conns = [c for conns in self.agents.values() for c in conns if c.session_id]
+            for conn in agent_conns:
+                pipe.exists(keys.session(conn.session_id))
+            results = await pipe.execute()
+        for conn, alive in zip(agent_conns, results[len(results) - len(agent_conns):]):
+            if not alive:
+                conn.cut_off(frames.CLOSE_POLICY, "session ended: log in again")

@@ -151,3 +151,12 @@ OUTBOX_CHANNEL = f"{PREFIX}:outbox-ev"     # pub/sub: a mail was queued, outbox 
 def tickets_by_status(status: str) -> str:
     """Zset ref -> created_at of the tickets in one status (open, answered, closed), for paging."""
     return f"{PREFIX}:tickets:status:{status}"
+
+
+# --- reliability: abuse guards (chat/connection.py) --------------------------------
+
+
+def new_chats(who: str) -> str:
+    """Counter with a 60 s TTL: new visitor chats from one hashed client address
+    ([limits] new_chats_per_minute). One key per address, no hash tag needed."""
+    return f"{PREFIX}:limit:new-chats:{who}"

@@ -86,6 +86,24 @@ class Exposition:
         return "\n".join(self.lines) + "\n"
 
 
+def wait_buckets(stats: dict[str, float]) -> list[tuple[str, dict, float]]:
+    """Histogram bucket samples from the wait_le_<b> stats fields. chat.stats counts each
+    wait in its own bucket only; Prometheus wants cumulative counts. Should the fields ever
+    be kept cumulative instead, they are taken as they are (told apart by the total: per-bucket
+    counts add up to wait_count, cumulative ones do not)."""
+    raw = [stats.get(f"wait_le_{b}", 0.0) for b in WAIT_BUCKETS]
+    total = stats.get("wait_count", 0.0)
+    if sum(raw) == total:
+        running, values = 0.0, []
+        for value in raw:
+            running += value
+            values.append(running)
+    else:
+        values = [max(raw[: i + 1]) for i in range(len(raw))]
+    values[-1] = max(values[-1], total)  # +Inf always equals _count
+    return [("_bucket", {"le": b}, v) for b, v in zip(WAIT_BUCKETS, values)]
+
+
 async def render(rt: Runtime) -> str:
     """The whole exposition for this process."""
     out = Exposition()
@@ -117,15 +135,11 @@ async def render(rt: Runtime) -> str:
                [("", None, stats.get("assignments", 0))])
     out.family("livechat_messages_total", "counter", "Chat messages stored and relayed.",
                [("", None, stats.get("messages", 0))])
-    cumulative, buckets = 0.0, []
-    for bucket in WAIT_BUCKETS[:-1]:
-        cumulative = max(cumulative, stats.get(f"wait_le_{bucket}", 0.0))  # never let a bucket shrink
-        buckets.append(("_bucket", {"le": bucket}, cumulative))
-    count = max(cumulative, stats.get("wait_le_+Inf", 0.0), stats.get("wait_count", 0.0))
-    buckets.append(("_bucket", {"le": "+Inf"}, count))  # +Inf always equals _count
+    out_buckets = wait_buckets(stats)
+    count = out_buckets[-1][2]
     out.family(
         "livechat_wait_seconds", "histogram", "Time from a chat's arrival in the queue to its assignment.",
-        [*buckets, ("_sum", None, stats.get("wait_sum", 0.0)), ("_count", None, count)],
+        [*out_buckets, ("_sum", None, stats.get("wait_sum", 0.0)), ("_count", None, count)],
     )
     out.family(
         "livechat_handle_seconds", "summary", "Time from assignment to close of handled chats.",

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from chat import keys
 
 NO_TOPIC = "_"
+EMERGENCY_TOPIC = "emergency"
 QUEUE_PREFIX = keys.queue("").rstrip(":")
 
 # KEYS: AGENTS, agent_chats(u), ROUTE, QUEUE_ALL, candidate queues...
@@ -103,6 +104,24 @@ redis.call('HSET', KEYS[1], ARGV[1], cmsgpack.pack(r))
 return 'ok:' .. previous
 """
 
+# KEYS: ROUTE, QUEUE_ALL; ARGV: chat_id, queue prefix, new score, new topic key, emergency ('1'/'0')
+# Only a chat that is still waiting moves: one already claimed by an agent is left alone.
+RESCORE_SCRIPT = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return false end
+local r = cmsgpack.unpack(raw)
+if r.state ~= 'queued' then return false end
+redis.call('ZREM', ARGV[2] .. ':' .. r.lang .. ':' .. r.topic, ARGV[1])
+r.score = tonumber(ARGV[3])
+r.topic = ARGV[4]
+r.emergency = ARGV[5] == '1'
+redis.call('HSET', KEYS[1], ARGV[1], cmsgpack.pack(r))
+redis.call('ZADD', KEYS[2], r.score, ARGV[1])
+redis.call('ZADD', ARGV[2] .. ':' .. r.lang, r.score, ARGV[1])
+redis.call('ZADD', ARGV[2] .. ':' .. r.lang .. ':' .. r.topic, r.score, ARGV[1])
+return 1
+"""
+
 # KEYS: AGENTS_SEEN, AGENTS, ROUTE, QUEUE_ALL; ARGV: username, cutoff, queue prefix, held prefix
 AGENT_GONE_SCRIPT = """
 local seen = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -152,8 +171,10 @@ class AgentSkills:
 
 
 def topic_key(topic: str | None, emergency: bool) -> str:
-    """The routing topic: emergencies and chats without a topic go to every agent of the language."""
-    if emergency or not topic:
+    """The routing topic: emergencies and chats without a topic go to every agent of the
+    language. So does the "emergency" topic when the abuse guard refused the flag: the chat
+    then waits like any other, but is not stranded for want of an "emergency" specialist."""
+    if emergency or not topic or topic == EMERGENCY_TOPIC:
         return NO_TOPIC
     return topic
 
@@ -168,6 +189,7 @@ class Queue:
         self._remove = redis.register_script(REMOVE_SCRIPT)
         self._transfer = redis.register_script(TRANSFER_SCRIPT)
         self._agent_gone = redis.register_script(AGENT_GONE_SCRIPT)
+        self._rescore = redis.register_script(RESCORE_SCRIPT)
 
     async def enqueue(self, chat_id: str, *, lang: str, topic: str, plan: str, score: float,
                       arrived_at: float, emergency: bool) -> None:
@@ -187,6 +209,12 @@ class Queue:
             args=[agent.username, repr(now), QUEUE_PREFIX],
         )
         return found.decode() if found else None
+
+    async def rescore(self, chat_id: str, *, score: float, topic: str, emergency: bool) -> bool:
+        """Move a still-waiting chat to a new place in line (an emergency flagged by its first
+        message); False if an agent has claimed it meanwhile (then nothing changes)."""
+        return bool(await self._rescore(keys=[keys.ROUTE, keys.QUEUE_ALL],
+                                        args=[chat_id, QUEUE_PREFIX, repr(score), topic, "1" if emergency else "0"]))
 
     async def requeue(self, chat_id: str, exclude_agent: str = "") -> bool:
         """Put an assigned chat back in line at its original place."""

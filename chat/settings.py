@@ -26,6 +26,7 @@ class Settings:
     redis_fsync: str = "always"
     public_url: str = ""
     session_ttl: int = 12 * 3600
+    metrics_token: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -53,4 +54,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         redis_fsync=fsync,
         public_url=env.get("LIVECHAT_PUBLIC_URL", "").rstrip("/"),
         session_ttl=int(env.get("LIVECHAT_SESSION_TTL", 12 * 3600)),
+        metrics_token=env.get("LIVECHAT_METRICS_TOKEN", ""),
     )

@@ -44,10 +44,14 @@ def _number(value: Any, default: float = 0.0) -> float:
         return default
 
 
-async def record_queue_depth(rt: Runtime, depth: int, now: float | None = None) -> None:
+async def record_queue_depth(rt: Runtime, depth: int | None = None, now: float | None = None) -> None:
     """Add this minute's queue-depth point unless some hub already did (SET NX guard), and
-    trim points older than two hours. Cheap enough to call on every snapshot."""
+    trim points older than two hours. Cheap enough to call on every snapshot; a background
+    duty may call it once a minute (no depth: it counts the queue) so that the chart has
+    points for minutes when nobody watched."""
     now = rt.clock() if now is None else now
+    if depth is None:
+        depth = await rt.redis.zcard(keys.QUEUE_ALL)
     minute = int(now // 60) * 60
     if await rt.redis.set(keys.queue_history_mark(minute), b"1", nx=True, ex=180):
         async with rt.redis.pipeline(transaction=False) as pipe:
@@ -98,9 +102,31 @@ async def list_agents(rt: Runtime) -> list[dict[str, Any]]:
 
 
 async def queue_snapshot(rt: Runtime, record: bool = True) -> dict[str, Any]:
-    """The supervisor's picture of the desk right now (shape documented in README.md,
-    section "Supervisor view"). Times are seconds; ``at`` is the hub clock when computed,
-    so a page can keep ages ticking between pushes."""
+    """The supervisor's picture of the desk right now. Times are seconds; ``at`` is the hub
+    clock when computed, so a page can keep ages ticking between pushes.
+
+    Shape (GET /api/queue; /ws/supervisor adds ``"type": "queue"``)::
+
+        at                      hub time of the snapshot (unix seconds)
+        waiting                 chats waiting for an agent, all queues
+        waiting_by_plan         {plan: n} for every configured plan (zeros included)
+        waiting_by_lang         {lang: n} for languages with someone waiting
+        oldest_wait             seconds the longest-waiting chat has waited (0 if none)
+        oldest_plan             that chat's plan (null if none)
+        oldest_max_wait         that plan's max_wait: when the chat becomes a ticket
+        emergencies             waiting chats flagged as emergencies
+        plans                   [{name, waiting, oldest_wait, max_wait}] lowest plan first
+        active                  chats an agent holds now
+        agents_online / agents_away / agents_busy (online and full)
+        capacity / free_capacity    chats online agents can hold / could still take
+        agents                  [{username, name, role, status, langs, topics, load,
+                                  capacity, free}] for agents not offline
+        tickets_today           {trigger: n} (offline, max_wait, visitor_left, unresolved...)
+        tickets_today_total
+        avg_wait_today / avg_handle_today   seconds, null before the first of the day
+        assignments_today / messages_today
+        history                 [[unix_minute, depth], ...] over the last hour, then [at, depth]
+    """
     now = rt.clock()
     redis = rt.redis
     async with redis.pipeline(transaction=False) as pipe:

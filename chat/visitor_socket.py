@@ -16,7 +16,7 @@ from starlette.websockets import WebSocket
 
 from chat import chats, frames, keys, lifecycle, timers
 from chat.chatlog import ChatGone
-from chat.connection import Closed, Connection, receive_loop
+from chat.connection import Closed, Connection, new_chat_allowed, receive_loop
 from chat.feed import ChatFeed
 from chat.frames import FrameError
 from chat.identity import IdentityError, verify
@@ -157,7 +157,7 @@ class VisitorConnection(Connection):
         self.verified = chat.get("verified") == "1"
         self.emergency = chat.get("emergency") == "1"
         self.topic_key = topic_key(chat.get("topic"), self.emergency)
-        self.feed = ChatFeed(rt.redis, self.chat_id, min(last_seq, 2**31), self._on_message, self._on_event)
+        self.feed = ChatFeed(rt.redis, self.chat_id, min(last_seq, 2**31), self._on_message, self._on_event, self.room)
         self.hub.add_visitor(self)
         await self.hub.watch(self.chat_id, self.feed)
         if self.needs_presence():
@@ -194,6 +194,8 @@ class VisitorConnection(Connection):
 
     async def _new_chat(self, hello: dict[str, Any]) -> dict[str, str]:
         rt = self.rt
+        if not await new_chat_allowed(rt, client_fingerprint(rt, self.ws)):
+            raise FrameError(frames.RATE_LIMITED, "too many new chats from your address: try again in a minute")
         now = rt.clock()
         plan = rt.config.lowest_plan
         identity = None
@@ -297,7 +299,6 @@ class VisitorConnection(Connection):
         if self.status == "closed":
             raise FrameError(frames.NOT_ALLOWED, "this chat is closed")
         rt = self.rt
-        first = self.feed.last_seq == 0
         try:
             seq, raw, new = await self.hub.log.append(self.chat_id, "visitor", masked(text), rt.clock(), client_id)
         except ChatGone:
@@ -309,7 +310,9 @@ class VisitorConnection(Connection):
         self.hub.messages.add()
         if self.status == "offline":
             await timers.schedule(rt.redis, timers.OFFLINE_IDLE, self.chat_id, rt.clock() + rt.config.timing.offline_idle)
-        if first and self.status == "queued" and not self.emergency and text.lstrip().lower().startswith(EMERGENCY):
+        # The chat's first message (seq 1 from the log: the feed's own count may still be
+        # catching up from the log when the visitor writes right after hello).
+        if seq == 1 and self.status == "queued" and not self.emergency and text.lstrip().lower().startswith(EMERGENCY):
             await self._escalate()
 
     async def _escalate(self) -> None:

@@ -1,0 +1,265 @@
+"""The agent's and supervisor's HTTP side: login and logout, the dashboard and supervisor
+pages, and the small JSON APIs their scripts use (queue snapshot, agents, canned replies).
+
+Pages are Jinja2 templates with autoescaping on; they carry no inline script or style, so a
+strict Content-Security-Policy holds (scripts and styles only from /agent/static/).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from agents import canned, csrf, login_limit
+from agents.accounts import check_password
+from agents.sessions import COOKIE, Session, close_session, open_session, read_session
+from chat.runtime import Runtime
+from chat.snapshot import list_agents, queue_snapshot
+
+HERE = Path(__file__).resolve().parent
+STATIC_DIR = HERE / "static"
+TEMPLATES_DIR = HERE / "templates"
+MAX_PASSWORD_CHARS = 1024
+
+_env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True, auto_reload=False)
+
+
+_versions: dict[tuple[str, float], str] = {}
+
+
+def _static_url(name: str) -> str:
+    """URL of a static file with a content hash, so browsers never run a stale script."""
+    path = STATIC_DIR / name
+    try:
+        stamp = (name, path.stat().st_mtime)
+        if stamp not in _versions:
+            _versions[stamp] = hashlib.sha256(path.read_bytes()).hexdigest()[:10]
+        version = _versions[stamp]
+    except OSError:
+        version = "0"
+    return f"/agent/static/{name}?v={version}"
+
+
+_env.globals["static"] = _static_url
+
+
+def _csp(request: Request) -> str:
+    """Strict policy: our own scripts, styles and sockets only; no framing, no plugins."""
+    host = request.url.netloc
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"connect-src 'self' ws://{host} wss://{host}; font-src 'self'; object-src 'none'; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+
+
+def _page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    html = _env.get_template(template).render(**context)
+    response = HTMLResponse(html, status_code=status)
+    response.headers.update(
+        {
+            "Content-Security-Policy": _csp(request),
+            "X-Content-Type-Options": "nosniff",
+            "X-Frame-Options": "DENY",
+            "Referrer-Policy": "same-origin",
+            "Cache-Control": "no-store",
+        }
+    )
+    return response
+
+
+def _rt(request: Request) -> Runtime:
+    return request.app.state.rt
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def _home(session: Session) -> str:
+    return "/supervisor" if session.is_supervisor else "/agent"
+
+
+# --- login and logout ------------------------------------------------------------
+
+
+def _login_form(request: Request, status: int = 200, error: str = "", username: str = "") -> HTMLResponse:
+    """The login page with a fresh double-submit token in a hidden field and a cookie."""
+    token = csrf.new_login_token(_rt(request))
+    response = _page(request, "login.html", status, csrf=token, error=error, username=username, field=csrf.FIELD)
+    response.set_cookie(
+        csrf.LOGIN_COOKIE, token, max_age=csrf.LOGIN_TOKEN_TTL, path="/agent/login",
+        httponly=True, samesite="strict", secure=_secure(request),
+    )
+    return response
+
+
+async def login_page(request: Request) -> Response:
+    """GET /agent/login: the form (or straight home when already signed in)."""
+    session = await read_session(_rt(request), request.cookies)
+    if session:
+        return RedirectResponse(_home(session), status_code=303)
+    return _login_form(request)
+
+
+async def login(request: Request) -> Response:
+    """POST /agent/login: form fields username, password (+ csrf from a browser)."""
+    rt = _rt(request)
+    form = await request.form()
+    username = str(form.get("username") or "").strip()
+    password = str(form.get("password") or "")
+    token = form.get(csrf.FIELD)
+    if not csrf.login_token_ok(rt, request.cookies.get(csrf.LOGIN_COOKIE), token if isinstance(token, str) else None):
+        # A browser always sends Origin with a form post; only a bare client may skip the pair.
+        if not csrf.is_bare_client(request):
+            return _login_form(request, 403, "This form expired. Please sign in again.", username[:64])
+    address = request.client.host if request.client else None
+    wait = await login_limit.blocked(rt, username, address)
+    if wait:
+        response = _login_form(request, 429, "Too many failed attempts. Please wait a few minutes.", username[:64])
+        response.headers["Retry-After"] = str(wait)
+        return response
+    account = None
+    if username and password and len(password) <= MAX_PASSWORD_CHARS:
+        account = await check_password(rt.redis, username, password)
+    if account is None:
+        await login_limit.record_failure(rt, username, address)
+        return _login_form(request, 401, "Wrong username or password.", username[:64])
+    await login_limit.clear_username(rt, username)
+    cookie, session = await open_session(rt, account)
+    response = RedirectResponse(_home(session), status_code=303)
+    response.set_cookie(
+        COOKIE, cookie, max_age=rt.settings.session_ttl, path="/",
+        httponly=True, samesite="strict", secure=_secure(request),
+    )
+    response.delete_cookie(csrf.LOGIN_COOKIE, path="/agent/login")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def logout(request: Request) -> Response:
+    """POST /agent/logout: ends the session (session CSRF token in the form) and clears the cookie."""
+    rt = _rt(request)
+    session = await read_session(rt, request.cookies)
+    if session is None:
+        response = RedirectResponse("/agent/login", status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+    form = await request.form()
+    token = form.get(csrf.FIELD)
+    if not csrf.session_token_ok(session.csrf, token if isinstance(token, str) else None):
+        return Response("missing or wrong CSRF token\n", status_code=403, media_type="text/plain")
+    await close_session(rt, session.id)
+    response = RedirectResponse("/agent/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=_secure(request))
+    return response
+
+
+# --- pages -----------------------------------------------------------------------
+
+
+async def agent_page(request: Request) -> Response:
+    """GET /agent: the dashboard (agent or supervisor session)."""
+    rt = _rt(request)
+    session = await read_session(rt, request.cookies)
+    if session is None:
+        return RedirectResponse("/agent/login", status_code=303)
+    if rt.demo:
+        await canned.seed_demo(rt.redis)
+    return _page(request, "agent.html", session=session, field=csrf.FIELD)
+
+
+async def supervisor_page(request: Request) -> Response:
+    """GET /supervisor: the live queue view (supervisor role only)."""
+    session = await read_session(_rt(request), request.cookies)
+    if session is None:
+        return RedirectResponse("/agent/login", status_code=303)
+    if not session.is_supervisor:
+        return _page(request, "forbidden.html", 403, session=session, field=csrf.FIELD)
+    return _page(request, "supervisor.html", session=session, field=csrf.FIELD)
+
+
+# --- JSON APIs ---------------------------------------------------------------------
+
+
+def _json(data: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(data, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+async def _api_session(request: Request, supervisor: bool = False) -> Session | JSONResponse:
+    session = await read_session(_rt(request), request.cookies)
+    if session is None:
+        return _json({"error": "login required"}, 401)
+    if supervisor and not session.is_supervisor:
+        return _json({"error": "supervisors only"}, 403)
+    return session
+
+
+async def api_queue(request: Request) -> Response:
+    """GET /api/queue: the queue snapshot (chat/snapshot.py) as JSON."""
+    session = await _api_session(request, supervisor=True)
+    if isinstance(session, JSONResponse):
+        return session
+    return _json(await queue_snapshot(_rt(request)))
+
+
+async def api_agents(request: Request) -> Response:
+    """GET /api/agents: who is there to take a transfer (any session)."""
+    session = await _api_session(request)
+    if isinstance(session, JSONResponse):
+        return session
+    agents = await list_agents(_rt(request))
+    fields = ("username", "name", "status", "load", "capacity", "langs", "topics")
+    return _json({"agents": [{k: a[k] for k in fields} for a in agents if a["status"] != "offline"]})
+
+
+async def api_canned(request: Request) -> Response:
+    """GET /api/canned: the team's canned replies (any session)."""
+    session = await _api_session(request)
+    if isinstance(session, JSONResponse):
+        return session
+    return _json({"replies": await canned.list_replies(_rt(request).redis)})
+
+
+async def api_canned_one(request: Request) -> Response:
+    """PUT /api/canned/{shortcut} {"text": ...} or DELETE it: supervisors, with the session's
+    CSRF token in the X-CSRF-Token header."""
+    session = await _api_session(request, supervisor=True)
+    if isinstance(session, JSONResponse):
+        return session
+    if not csrf.session_token_ok(session.csrf, request.headers.get(csrf.HEADER)):
+        return _json({"error": "missing or wrong CSRF token"}, 403)
+    redis = _rt(request).redis
+    shortcut = request.path_params["shortcut"]
+    if request.method == "DELETE":
+        found = await canned.delete_reply(redis, shortcut)
+        return _json({"deleted": found}, 200 if found else 404)
+    try:
+        body = json.loads(await request.body() or b"{}")
+        text = body.get("text") if isinstance(body, dict) else None
+        reply = await canned.save_reply(redis, shortcut, text if isinstance(text, str) else "")
+    except (ValueError, UnicodeDecodeError) as exc:
+        return _json({"error": str(exc) if not isinstance(exc, json.JSONDecodeError) else "body is not JSON"}, 400)
+    return _json(reply)
+
+
+routes = [
+    Route("/agent/login", login_page, methods=["GET"]),
+    Route("/agent/login", login, methods=["POST"]),
+    Route("/agent/logout", logout, methods=["POST"]),
+    Route("/agent", agent_page, methods=["GET"]),
+    Route("/supervisor", supervisor_page, methods=["GET"]),
+    Route("/api/queue", api_queue, methods=["GET"]),
+    Route("/api/agents", api_agents, methods=["GET"]),
+    Route("/api/canned", api_canned, methods=["GET"]),
+    Route("/api/canned/{shortcut}", api_canned_one, methods=["PUT", "DELETE"]),
+    Mount("/agent/static", app=StaticFiles(directory=STATIC_DIR), name="agent_static"),
+]

@@ -1,0 +1,148 @@
+"""The supervisor view in real Chromium, and who may open it."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import expect
+from websockets.exceptions import ConnectionClosed
+
+from tests.dashboard_helpers import (
+    TIMEOUT,
+    arequest,
+    browser,  # noqa: F401 - fixture
+    browser_login,
+    context,  # noqa: F401 - fixture
+    desk_ready,
+    make_account,
+    open_desk,
+    screenshot,
+    session_cookie,
+    sockets,  # noqa: F401 - fixture
+    visitors,  # noqa: F401 - fixture
+)
+
+expect.set_options(timeout=TIMEOUT * 1000)
+
+
+async def _busy_agent(hub, rds, lang, sockets):
+    """An online agent with room for one chat only, so that further visitors wait in line."""
+    user = await make_account(rds, f"a-{lang}", lang, max_chats=1)
+    agent = await sockets(await session_cookie(hub.base_url, user))
+    await agent.wait_type("welcome")
+    await agent.send(type="status", status="online")
+    await agent.wait_type("status")
+    return agent
+
+
+async def test_supervisor_sees_queue_depth_change_as_visitors_arrive_and_leave(hub, rds, lang, context, visitors, sockets):
+    """Waiting counts for the test's language go up as visitors queue and down as one leaves."""
+    supervisor = await make_account(rds, f"s-{lang}", lang, role="supervisor")
+    page = await context.new_page()
+    await browser_login(page, hub.base_url, supervisor)
+    assert page.url.endswith("/supervisor")
+    await desk_ready(page)
+    await _busy_agent(hub, rds, lang, sockets)
+    first = await visitors(lang, "Ada")
+    await first.wait_type("assigned")
+    row = page.locator(f"#langs-table tr[data-lang='{lang}'] td")
+    await expect(row).to_have_count(0)
+
+    second = await visitors(lang, "Bob")
+    await second.wait_type("queued")
+    third = await visitors(lang, "Cleo", topic="billing")
+    await third.wait_type("queued")
+    await expect(row).to_have_text("2")
+    await expect(page.locator(f"#agents-table tr[data-agent='a-{lang}'] td.num")).to_have_text("1 / 1")
+    await screenshot(page, "supervisor-view", full_page=True)
+
+    await third.send(type="leave")
+    await third.wait_type("closed")
+    await expect(row).to_have_text("1")
+    await second.send(type="leave")
+    await expect(row).to_have_count(0)
+
+
+async def test_supervisor_view_draws_the_queue_depth_chart(hub, rds, lang, context):
+    """The one-hour chart is an inline SVG drawn by the page, with a line for the depth."""
+    supervisor = await make_account(rds, f"s-{lang}", lang, role="supervisor")
+    page = await context.new_page()
+    await browser_login(page, hub.base_url, supervisor)
+    await desk_ready(page)
+    await expect(page.locator("#depth-chart svg path.chart-line")).to_have_count(1)
+    await expect(page.locator("#waiting-total")).not_to_have_text("–")
+    assert page.js_errors == []
+
+
+async def test_agent_cannot_open_the_supervisor_page(hub, rds, lang, context):
+    """An agent's session gets 403 on /supervisor, in the browser and over plain HTTP."""
+    user = await make_account(rds, f"a-{lang}", lang)
+    cookie = await session_cookie(hub.base_url, user)
+    reply = await arequest(hub.base_url, "GET", "/supervisor", headers={"Cookie": cookie})
+    assert reply.status == 403
+    page = await open_desk(context, hub.base_url, rds, user, online=False)
+    answer = await page.goto(hub.base_url + "/supervisor")
+    assert answer.status == 403
+    await expect(page.get_by_role("heading", name="Supervisors only")).to_be_visible()
+
+
+async def test_agent_socket_on_ws_supervisor_is_closed_with_1008(hub, rds, lang, sockets):
+    """/ws/supervisor closes an agent's connection with policy violation (1008)."""
+    user = await make_account(rds, f"a-{lang}", lang)
+    client = await sockets(await session_cookie(hub.base_url, user), "/ws/supervisor")
+    with pytest.raises(ConnectionClosed) as closed:
+        await client.ws.recv()
+    assert closed.value.rcvd.code == 1008
+
+
+async def test_ws_supervisor_without_a_session_is_closed_with_1008(hub, sockets):
+    """/ws/supervisor closes a connection without a session cookie with 1008."""
+    client = await sockets("lc_session=forged.value.here", "/ws/supervisor")
+    with pytest.raises(ConnectionClosed) as closed:
+        await client.ws.recv()
+    assert closed.value.rcvd.code == 1008
+
+
+async def test_ws_supervisor_refuses_a_foreign_origin(hub, rds, lang, sockets):
+    """A supervisor cookie presented from another site's page is refused (1008)."""
+    user = await make_account(rds, f"s-{lang}", lang, role="supervisor")
+    client = await sockets(await session_cookie(hub.base_url, user), "/ws/supervisor", Origin="http://evil.example")
+    with pytest.raises(ConnectionClosed) as closed:
+        await client.ws.recv()
+    assert closed.value.rcvd.code == 1008
+
+
+async def test_ws_supervisor_pushes_a_new_snapshot_when_the_queue_changes(hub, rds, lang, visitors, sockets):
+    """A supervisor socket gets a queue frame at once and another when a visitor queues."""
+    await _busy_agent(hub, rds, lang, sockets)
+    first = await visitors(lang, "Ada")
+    await first.wait_type("assigned")
+    user = await make_account(rds, f"s-{lang}", lang, role="supervisor")
+    feed = await sockets(await session_cookie(hub.base_url, user), "/ws/supervisor")
+    start = await feed.wait_type("queue")
+    assert lang not in start["waiting_by_lang"]
+    waiting = await visitors(lang, "Bob")
+    await waiting.wait_type("queued")
+    changed = await feed.wait_for(lambda f: f.get("type") == "queue" and f["waiting_by_lang"].get(lang) == 1)
+    assert changed["waiting"] >= 1 and changed["waiting_by_plan"]["free"] >= 1
+
+
+async def test_open_tickets_link_to_their_transcript(hub, rds, lang, context, visitors, sockets):
+    """A chat closed unresolved shows up in the open tickets table, linked to /api/tickets/{ref}."""
+    agent = await _busy_agent(hub, rds, lang, sockets)
+    kim = await visitors(lang, "Kim", email="kim@example.org")
+    await kim.wait_type("assigned")
+    await kim.say("Please mail me the answer")
+    assigned = await agent.wait_type("assigned")
+    await agent.send(type="close", chat_id=assigned["chat_id"], resolution="unresolved")
+    ref = (await kim.wait_type("closed"))["ref"]
+
+    supervisor = await make_account(rds, f"s-{lang}", lang, role="supervisor")
+    page = await context.new_page()
+    await browser_login(page, hub.base_url, supervisor)
+    await desk_ready(page)
+    link = page.locator(f"#open-tickets a[href='/api/tickets/{ref}']")
+    await expect(link).to_have_text(ref)
+    await expect(page.locator("#tickets-today tr[data-trigger='unresolved'] td")).not_to_have_text("0")
+    await link.click()
+    await page.wait_for_url(f"**/api/tickets/{ref}")
+    await expect(page.locator("body")).to_contain_text("Please mail me the answer")

@@ -1,0 +1,49 @@
+"""The archive of closed chats: which chats are closed and since when (for retention), and
+which belong to an email address (for erasure). The messages themselves stay where they
+already are, in the chat's msgpack log in Redis; nothing is copied."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from chat import keys
+from chat.chats import load_chat
+from chat.runtime import Runtime
+from transcripts.contact import email_hash, normalize_email
+
+
+async def archive_chat(rt: Runtime, chat_id: str) -> bool:
+    """Record a closed chat (idempotent: the first closing time stays). False for an unknown chat."""
+    chat = await load_chat(rt.redis, chat_id)
+    if chat is None:
+        return False
+    try:
+        closed_at = float(chat.get("closed_at") or rt.clock())
+    except ValueError:
+        closed_at = rt.clock()
+    email = normalize_email(chat.get("email"))
+    async with rt.redis.pipeline(transaction=True) as pipe:
+        pipe.zadd(keys.CHATS_CLOSED, {chat_id: closed_at}, nx=True)
+        if email:
+            pipe.sadd(keys.chats_by_email(email_hash(email)), chat_id)
+        await pipe.execute()
+    return True
+
+
+def chat_keys(chat_id: str) -> list[str]:
+    """Every key that holds something of one chat (its profile, log, client ids, ticket pointer)."""
+    return [keys.chat(chat_id), keys.chat_log(chat_id), keys.chat_client_ids(chat_id), keys.chat_ticket(chat_id)]
+
+
+async def delete_chat(redis: Redis, chat_id: str) -> bool:
+    """Remove a chat and its archive entries in one transaction. True when this call removed
+    it from the archive (so concurrent purgers count each chat once)."""
+    raw_email = await redis.hget(keys.chat(chat_id), "email")
+    email = normalize_email(raw_email.decode("utf-8", "replace") if raw_email else "")
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.zrem(keys.CHATS_CLOSED, chat_id)
+        pipe.delete(*chat_keys(chat_id))
+        if email:
+            pipe.srem(keys.chats_by_email(email_hash(email)), chat_id)
+        removed, deleted, *_ = await pipe.execute()
+    return bool(removed) or bool(deleted)

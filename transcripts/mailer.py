@@ -1,0 +1,157 @@
+"""Compose the two mails a ticket sends: the visitor's confirmation and the support inbox's
+copy. Composition only (email.message.EmailMessage); queuing is outbox.py, sending smtp.py
+and maildir.py.
+
+Each mail gets a stable Message-ID derived from the ticket reference, so that if the outbox
+ever sends one twice (a crash between the server's acceptance and our bookkeeping), mail
+servers and readers can recognise the duplicate.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import re
+from dataclasses import dataclass
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from datetime import datetime, timezone
+from typing import Any
+
+from chat.settings import Settings
+from transcripts.contact import email_hash, is_mailable
+from transcripts.templating import pick_template, render, transcript_rows
+
+VISITOR_SUBJECTS = {"en": "We received your request", "fr": "Nous avons bien reçu votre demande"}
+TEAM_SIGNATURES = {"en": "The support team", "fr": "L'équipe du support"}  # when LIVECHAT_MAIL_FROM has no name
+POLICY = email.policy.default  # LF line ends; the SMTP client converts to CRLF on the wire
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+
+
+@dataclass(frozen=True)
+class OutgoingMail:
+    """One composed mail with its envelope, ready for the outbox."""
+
+    mail_id: str            # outbox id, stable per ticket and recipient kind
+    kind: str               # "visitor" or "inbox"
+    ref: str
+    sender: str             # envelope MAIL FROM
+    recipients: tuple[str, ...]
+    about: str              # email_hash of the visitor this mail concerns ("" if none), for erasure
+    message: EmailMessage
+
+    def as_bytes(self) -> bytes:
+        return self.message.as_bytes(policy=POLICY)
+
+
+MAIL_KINDS = ("visitor", "inbox")
+
+
+def mail_id(ref: str, kind: str) -> str:
+    """The outbox id of a ticket's mail: stable, so a ticket can only ever queue these two."""
+    return f"{ref}.{kind}"
+
+
+def mail_ids(ref: str) -> list[str]:
+    return [mail_id(ref, kind) for kind in MAIL_KINDS]
+
+
+def header_text(value: Any, limit: int = 200) -> str:
+    """Visitor-supplied text made safe for a header: one line, bounded length."""
+    return _CONTROL.sub(" ", str(value or "")).strip()[:limit]
+
+
+def envelope_address(value: str) -> str:
+    """The bare address of "Support <help@example.org>" or "help@example.org"."""
+    return parseaddr(value)[1] or value.strip()
+
+
+def _domain(settings: Settings) -> str:
+    address = envelope_address(settings.sender)
+    return address.rpartition("@")[2] or "livechat.invalid"
+
+
+def message_id(ref: str, kind: str, settings: Settings) -> str:
+    """Stable per ticket and recipient: resending the same mail repeats the same id."""
+    return f"<{ref}.{kind}@{_domain(settings)}>"
+
+
+def _ticket_link(ticket: dict[str, Any], settings: Settings) -> str:
+    return f"{settings.public_url}/api/tickets/{ticket['ref']}" if settings.public_url else ""
+
+
+def _lang(ticket: dict[str, Any]) -> str:
+    return (ticket.get("lang") or "en").split("-")[0].lower()
+
+
+def _context(ticket: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    name = header_text(ticket.get("name"), 100)
+    return {
+        **ticket,
+        "name": name,
+        "email": ticket.get("email") or "",
+        "agent_name": ticket.get("agent_name") or "",
+        "rows": transcript_rows(ticket.get("transcript") or [], name),
+        "team": header_text(parseaddr(settings.sender)[0]) or TEAM_SIGNATURES.get(_lang(ticket), TEAM_SIGNATURES["en"]),
+        "link": _ticket_link(ticket, settings),
+    }
+
+
+def _base(ref: str, kind: str, subject: str, ticket: dict[str, Any], settings: Settings) -> EmailMessage:
+    msg = EmailMessage(policy=POLICY)
+    msg["Subject"] = subject
+    msg["From"] = settings.sender
+    msg["Date"] = format_datetime(datetime.fromtimestamp(float(ticket["created_at"]), timezone.utc))
+    msg["Message-ID"] = message_id(ref, kind, settings)
+    msg["X-Livechat-Ref"] = ref
+    return msg
+
+
+def visitor_confirmation(ticket: dict[str, Any], settings: Settings) -> EmailMessage:
+    """The visitor's receipt: reference in the subject, transcript in the body, an invitation
+    to add details by replying; Reply-To is the support inbox so a reply lands there."""
+    ref = ticket["ref"]
+    lang = _lang(ticket)
+    subject = f"[{ref}] {VISITOR_SUBJECTS.get(lang, VISITOR_SUBJECTS['en'])}"
+    msg = _base(ref, "visitor", subject, ticket, settings)
+    name = header_text(ticket.get("name"), 100)
+    msg["To"] = Address(display_name=name, addr_spec=ticket["email"].strip())
+    msg["Reply-To"] = settings.support_address
+    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: auto-responders must not answer it
+    context = _context(ticket, settings)
+    msg.set_content(render(pick_template("visitor_confirmation", "txt", lang), **context))
+    msg.add_alternative(render(pick_template("visitor_confirmation", "html", lang), **context), subtype="html")
+    return msg
+
+
+def inbox_ticket(ticket: dict[str, Any], settings: Settings) -> EmailMessage:
+    """The support inbox's copy of the ticket; Reply-To is the visitor when we can mail them."""
+    ref = ticket["ref"]
+    name = header_text(ticket.get("name"), 100)
+    who = name or "a visitor"
+    topic = header_text(ticket.get("topic"), 60)
+    flag = "EMERGENCY " if ticket.get("emergency") else ""
+    subject = f"[{ref}] {flag}Ticket from {who}" + (f" ({topic})" if topic else "")
+    msg = _base(ref, "inbox", subject, ticket, settings)
+    msg["To"] = settings.support_address
+    if is_mailable(ticket.get("email")):
+        msg["Reply-To"] = Address(display_name=name, addr_spec=ticket["email"].strip())
+    context = _context(ticket, settings)
+    msg.set_content(render("inbox_ticket.txt", **context))
+    msg.add_alternative(render("inbox_ticket.html", **context), subtype="html")
+    return msg
+
+
+def ticket_mails(ticket: dict[str, Any], settings: Settings) -> list[OutgoingMail]:
+    """The mails one new ticket sends: the visitor's confirmation (only with a usable email
+    address) and the support inbox's copy (always)."""
+    ref = ticket["ref"]
+    sender = envelope_address(settings.sender)
+    about = email_hash(ticket["email"]) if ticket.get("email") else ""
+    mails = []
+    if is_mailable(ticket.get("email")):
+        mails.append(OutgoingMail(mail_id(ref, "visitor"), "visitor", ref, sender, (ticket["email"].strip(),), about,
+                                  visitor_confirmation(ticket, settings)))
+    mails.append(OutgoingMail(mail_id(ref, "inbox"), "inbox", ref, sender, (envelope_address(settings.support_address),), about,
+                              inbox_ticket(ticket, settings)))
+    return mails

@@ -1,0 +1,297 @@
+"""The mail outbox in Redis: mail is queued in the same transaction as the ticket that makes
+it, and drained by every worker (and `livechat serve`) with retries and back-off.
+
+An SMTP outage delays mail, never loses it. Delivery is exactly once in normal operation:
+a mail is *claimed* atomically (a Lua script moves its score to now + LEASE only if it is
+still due, so two workers never hold the same mail), sent, then deleted. The one at-least-once
+edge: a worker that dies after the server accepted a mail but before deleting it leaves the
+mail to be resent when its lease expires; the Message-ID is stable (mailer.message_id), so
+mail servers and readers can spot the duplicate.
+
+Keys: keys.OUTBOX (zset mail_id -> next attempt time), keys.outbox_mail(id) (hash: message,
+sender, rcpt, ref, kind, about, attempts, last_error, created_at), keys.OUTBOX_CHANNEL
+(pub/sub wake-up on enqueue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import msgpack
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError
+
+from chat import keys
+from chat.runtime import Runtime
+from transcripts.delivery import Backend, backend_for
+from transcripts.mailer import OutgoingMail
+
+log = logging.getLogger("livechat.outbox")
+
+BACKOFF_BASE = 1.0      # seconds before the first retry; doubles per failed attempt
+BACKOFF_CAP = 600.0     # never wait longer than this between attempts
+LEASE = 120.0           # a claimed mail is another worker's again after this (longer than a send)
+BATCH = 16              # mails claimed (and sent concurrently) per round
+MAX_IDLE = 5.0          # longest sleep without a wake-up (covers a missed pub/sub message)
+
+# KEYS[1] outbox zset; ARGV now, lease_until, limit -> the claimed ids
+CLAIM_SCRIPT = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], id) end
+return due
+"""
+
+# KEYS[1] outbox zset, KEYS[2] mail hash; ARGV id, error, now, base, cap -> next attempt time
+RESCHEDULE_SCRIPT = """
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return false
+end
+local n = redis.call('HINCRBY', KEYS[2], 'attempts', 1)
+redis.call('HSET', KEYS[2], 'last_error', ARGV[2], 'last_attempt', ARGV[3])
+local delay = math.min(tonumber(ARGV[5]), tonumber(ARGV[4]) * 2 ^ (n - 1))
+local due = tonumber(ARGV[3]) + delay
+redis.call('ZADD', KEYS[1], 'XX', tostring(due), ARGV[1])
+return tostring(due)
+"""
+
+
+def queue_mail(pipe: Pipeline, mail: OutgoingMail, now: float) -> None:
+    """Add the commands that queue one mail to a pipeline, so a caller's MULTI/EXEC holds the
+    mail together with whatever made it (a ticket)."""
+    pipe.hset(
+        keys.outbox_mail(mail.mail_id),
+        mapping={
+            "message": mail.as_bytes(),
+            "sender": mail.sender,
+            "rcpt": msgpack.packb(list(mail.recipients)),
+            "ref": mail.ref,
+            "kind": mail.kind,
+            "about": mail.about,
+            "attempts": 0,
+            "last_error": "",
+            "created_at": repr(now),
+        },
+    )
+    pipe.zadd(keys.OUTBOX, {mail.mail_id: now})
+
+
+def notify(pipe: Pipeline) -> None:
+    """Wake the outbox workers (added to the same transaction as the mails)."""
+    pipe.publish(keys.OUTBOX_CHANNEL, b"queued")
+
+
+async def enqueue(redis: Redis, mails: list[OutgoingMail], now: float) -> None:
+    """Queue mails on their own (tickets queue theirs inside the ticket's transaction)."""
+    async with redis.pipeline(transaction=True) as pipe:
+        for mail in mails:
+            queue_mail(pipe, mail, now)
+        notify(pipe)
+        await pipe.execute()
+
+
+async def delete_mails(redis: Redis, mail_ids: list[str]) -> int:
+    """Remove queued mails (erasure, retention); returns how many were still queued."""
+    if not mail_ids:
+        return 0
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.zrem(keys.OUTBOX, *mail_ids)
+        for mail_id in mail_ids:
+            pipe.delete(keys.outbox_mail(mail_id))
+        result = await pipe.execute()
+    return int(result[0])
+
+
+async def queued(redis: Redis) -> list[dict[str, Any]]:
+    """Every queued mail with its next attempt, attempts and last error (not its content)."""
+    entries = await redis.zrange(keys.OUTBOX, 0, -1, withscores=True)
+    fields = ["ref", "kind", "about", "attempts", "last_error"]
+    async with redis.pipeline(transaction=False) as pipe:
+        for raw_id, _ in entries:
+            pipe.hmget(keys.outbox_mail(raw_id.decode()), fields)
+        rows = await pipe.execute() if entries else []
+    out = []
+    for (raw_id, due), values in zip(entries, rows):
+        ref, kind, about, attempts, error = (v.decode() if v is not None else "" for v in values)
+        out.append({"id": raw_id.decode(), "due": due, "ref": ref, "kind": kind, "about": about,
+                    "attempts": int(attempts or 0), "last_error": error})
+    return out
+
+
+def backoff(attempts: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP) -> float:
+    """Seconds to wait after the n-th failed attempt: base, 2*base, 4*base ... up to cap."""
+    return min(cap, base * 2 ** max(attempts - 1, 0))
+
+
+class Outbox:
+    """The scripts, bound to one Redis client."""
+
+    def __init__(self, redis: Redis):
+        self.redis = redis
+        self.claim_script = redis.register_script(CLAIM_SCRIPT)
+        self.reschedule_script = redis.register_script(RESCHEDULE_SCRIPT)
+
+    async def claim(self, now: float, lease: float = LEASE, limit: int = BATCH) -> list[str]:
+        ids = await self.claim_script(keys=[keys.OUTBOX], args=[repr(now), repr(now + lease), limit])
+        return [i.decode() for i in ids]
+
+    async def delivered(self, mail_id: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(keys.OUTBOX, mail_id)
+            pipe.delete(keys.outbox_mail(mail_id))
+            await pipe.execute()
+
+    async def failed(self, mail_id: str, error: str, now: float, base: float, cap: float) -> float | None:
+        due = await self.reschedule_script(
+            keys=[keys.OUTBOX, keys.outbox_mail(mail_id)], args=[mail_id, error[:500], repr(now), repr(base), repr(cap)]
+        )
+        return float(due) if due else None
+
+
+def _outbox(rt: Runtime) -> Outbox:
+    box = rt.extras.get("transcripts.outbox")
+    if box is None or box.redis is not rt.redis:
+        box = rt.extras["transcripts.outbox"] = Outbox(rt.redis)
+    return box
+
+
+async def _send_one(rt: Runtime, box: Outbox, backend: Backend, mail_id: str, base: float, cap: float) -> bool:
+    raw = await rt.redis.hmget(keys.outbox_mail(mail_id), ["message", "sender", "rcpt"])
+    if raw[0] is None:  # erased while queued
+        await rt.redis.zrem(keys.OUTBOX, mail_id)
+        return False
+    message, sender, rcpt = raw[0], (raw[1] or b"").decode(), msgpack.unpackb(raw[2] or b"\x90")
+    try:
+        await backend.send(message, sender, rcpt)
+    except asyncio.CancelledError:
+        raise  # the lease runs out and another worker (or this one, restarted) sends it
+    except Exception as exc:  # noqa: BLE001 - any delivery failure means: try again later
+        error = f"{type(exc).__name__}: {exc}"
+        due = await box.failed(mail_id, error, rt.clock(), base, cap)
+        log.warning("mail %s not delivered (%s); next attempt in %.1fs", mail_id, error,
+                    (due - rt.clock()) if due else 0.0)
+        return False
+    await box.delivered(mail_id)
+    log.info("mail %s delivered via %s", mail_id, backend.describe())
+    return True
+
+
+async def drain_once(
+    rt: Runtime,
+    *,
+    backend: Backend | None = None,
+    base_delay: float | None = None,
+    cap: float | None = None,
+    lease: float = LEASE,
+) -> int:
+    """Claim every mail due now (one batch), try to send each; return how many went out."""
+    backend = backend or backend_for(rt.settings)
+    box = _outbox(rt)
+    ids = await box.claim(rt.clock(), lease)
+    if not ids:
+        return 0
+    base = BACKOFF_BASE if base_delay is None else base_delay
+    results = await asyncio.gather(*(_send_one(rt, box, backend, i, base, BACKOFF_CAP if cap is None else cap) for i in ids))
+    return sum(results)
+
+
+async def _seconds_to_next(rt: Runtime, max_idle: float) -> float:
+    first = await rt.redis.zrange(keys.OUTBOX, 0, 0, withscores=True)
+    if not first:
+        return max_idle
+    return min(max(first[0][1] - rt.clock(), 0.0), max_idle)
+
+
+class Wakeup:
+    """Listens on keys.OUTBOX_CHANNEL in its own task and sets an event when a mail is queued.
+
+    The listener blocks on the pub/sub socket without a read timeout, and the worker waits on
+    the event with asyncio.wait: no timeout context races a cancellation (Python 3.11's
+    asyncio.timeout can turn a cancel that lands as the timeout fires into a TimeoutError,
+    which would leave a cancelled worker running)."""
+
+    def __init__(self, redis: Redis, retry: float = MAX_IDLE):
+        self.redis = redis
+        self.retry = retry
+        self.event = asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._listen(), name="outbox-wakeup")
+
+    async def _listen(self) -> None:
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(keys.OUTBOX_CHANNEL)
+                self.event.set()  # (re)subscribed: look at the outbox once, something may have been missed
+                while True:
+                    if await pubsub.get_message(ignore_subscribe_messages=True, timeout=None):
+                        self.event.set()
+            except (RedisError, OSError) as exc:
+                log.warning("outbox: wake-up channel lost (%s); polling every %.0fs until it is back", exc, self.retry)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except (RedisError, OSError):
+                    pass
+            await asyncio.sleep(self.retry)
+
+    async def wait(self, seconds: float) -> None:
+        """Return after ``seconds``, or at once if a mail was queued since the last wait."""
+        if not self.event.is_set() and seconds > 0:
+            waiter = asyncio.ensure_future(self.event.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=seconds)
+            finally:
+                waiter.cancel()
+        self.event.clear()
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
+def _still_wanted() -> None:
+    """Re-raise a cancellation that a library swallowed (the request is still counted)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+async def outbox_loop(
+    rt: Runtime,
+    *,
+    backend: Backend | None = None,
+    base_delay: float | None = None,
+    cap: float | None = None,
+    max_idle: float = MAX_IDLE,
+) -> None:
+    """Deliver queued mail until cancelled. Sleeps until the earliest attempt is due or a new
+    mail is announced; survives Redis and SMTP outages (logs, waits, tries again)."""
+    if backend is None:
+        try:
+            backend = backend_for(rt.settings)
+        except ValueError as exc:
+            log.error("outbox: %s; mail is NOT being delivered (it stays queued)", exc)
+            raise
+    log.info("outbox: delivering via %s", backend.describe())
+    wakeup = Wakeup(rt.redis, max_idle)
+    wakeup.start()
+    try:
+        while True:
+            _still_wanted()
+            try:
+                while await drain_once(rt, backend=backend, base_delay=base_delay, cap=cap):
+                    _still_wanted()
+                wait = await _seconds_to_next(rt, max_idle)
+            except (RedisError, OSError) as exc:
+                log.warning("outbox: redis unavailable (%s); retrying in %.0fs", exc, max_idle)
+                wait = max_idle
+            await wakeup.wait(wait)
+    finally:
+        await wakeup.close()

@@ -1,0 +1,32 @@
+"""Retention: closed chats and tickets older than the configured period ([retention] days,
+default 30) are deleted for good. The worker calls purge_expired hourly; any number of
+workers may run it at once (each deletion is one transaction, counted once)."""
+
+from __future__ import annotations
+
+from chat import keys
+from chat.runtime import Runtime
+from transcripts.archive import delete_chat
+from transcripts.tickets import delete_ticket
+
+BATCH = 200
+
+
+async def purge_expired(rt: Runtime, now: float) -> int:
+    """Delete every chat closed, and every ticket opened, before now - retention; return how
+    many chats and tickets were deleted. ``now`` is injected (rt.clock() in production)."""
+    cutoff = now - rt.config.retention_days * 86400.0
+    purged = 0
+    while True:
+        ids = await rt.redis.zrangebyscore(keys.CHATS_CLOSED, "-inf", cutoff, start=0, num=BATCH)
+        for raw in ids:
+            purged += await delete_chat(rt.redis, raw.decode())
+        if len(ids) < BATCH:
+            break
+    while True:
+        refs = await rt.redis.zrangebyscore(keys.TICKETS, "-inf", cutoff, start=0, num=BATCH)
+        for raw in refs:
+            purged += await delete_ticket(rt.redis, raw.decode())
+        if len(refs) < BATCH:
+            break
+    return purged

@@ -1,0 +1,231 @@
+"""Email tickets: a chat nobody could answer live becomes a ticket with a reference, and the
+visitor and the support inbox are mailed.
+
+One ticket per chat, whatever races: the chat's ticket pointer (keys.chat_ticket), the ticket
+hash, its indexes and its two outbox mails are written in ONE optimistic transaction
+(WATCH the pointer and the candidate ticket key, then MULTI/EXEC). A second caller, even in
+another process at the same instant, either sees the pointer or has its EXEC aborted and then
+sees it, and returns the same reference. A crash can never leave a ticket without its mails,
+nor a pointer without its ticket.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgpack
+from redis.asyncio import Redis
+from redis.exceptions import WatchError
+
+from chat import keys
+from chat.chatlog import read_log
+from chat.chats import load_chat
+from chat.runtime import Runtime
+from transcripts import outbox
+from transcripts.contact import email_hash, normalize_email
+from transcripts.mailer import mail_ids, ticket_mails
+from transcripts.refs import new_ref, normalize_ref
+
+TRIGGERS = ("offline", "max_wait", "visitor_left", "unresolved")
+STATUSES = ("open", "answered", "closed")
+# Fields of the ticket hash that are not plain strings.
+_FLAGS = ("verified", "emergency")
+_TIMES = ("created_at", "updated_at")
+_SUMMARY_FIELDS = ["ref", "status", "chat_id", "name", "email", "verified", "plan", "lang", "topic", "emergency",
+                   "trigger", "agent_name", "created_at", "updated_at"]
+MAX_ATTEMPTS = 20  # WATCH conflicts or reference collisions before giving up (never seen in practice)
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _ticket_from_chat(ref: str, chat_id: str, chat: dict[str, str], transcript: list[dict], trigger: str, now: float) -> dict[str, Any]:
+    return {
+        "ref": ref,
+        "status": "open",
+        "chat_id": chat_id,
+        "name": chat.get("name", ""),
+        "email": chat.get("email", "").strip(),
+        "verified": chat.get("verified") == "1",
+        "plan": chat.get("plan", ""),
+        "lang": chat.get("lang", ""),
+        "topic": chat.get("topic", ""),
+        "page": chat.get("page", ""),
+        "emergency": chat.get("emergency") == "1",
+        "agent": chat.get("agent", ""),
+        "agent_name": chat.get("agent_name", ""),
+        "trigger": trigger,
+        "transcript": transcript,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _to_hash(ticket: dict[str, Any]) -> dict[str, bytes | str]:
+    out: dict[str, bytes | str] = {}
+    for key, value in ticket.items():
+        if key == "transcript":
+            out[key] = msgpack.packb(value)
+        elif key in _FLAGS:
+            out[key] = "1" if value else "0"
+        elif key in _TIMES:
+            out[key] = repr(float(value))
+        else:
+            out[key] = _text(value)
+    return out
+
+
+def _from_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
+    ticket: dict[str, Any] = {}
+    for k, v in raw.items():
+        key = k.decode()
+        if key == "transcript":
+            ticket[key] = msgpack.unpackb(v) if v else []
+        elif key in _FLAGS:
+            ticket[key] = v == b"1"
+        elif key in _TIMES:
+            ticket[key] = float(v or 0)
+        else:
+            ticket[key] = v.decode("utf-8", "replace")
+    ticket.setdefault("transcript", [])
+    return ticket
+
+
+async def open_ticket(rt: Runtime, chat_id: str, trigger: str) -> str:
+    """Turn a chat into a ticket and queue its mails; return the reference. Idempotent per
+    chat: any later (or concurrent) call returns the first call's reference and does nothing.
+    Raises LookupError for an unknown chat, ValueError for an unknown trigger."""
+    if trigger not in TRIGGERS:
+        raise ValueError(f"trigger must be one of {', '.join(TRIGGERS)}")
+    pointer = keys.chat_ticket(chat_id)
+    existing = await rt.redis.get(pointer)
+    if existing:
+        return existing.decode()
+    chat = await load_chat(rt.redis, chat_id)
+    if chat is None:
+        raise LookupError(f"no chat {chat_id!r}")
+    transcript = await read_log(rt.redis, chat_id)
+    async with rt.redis.pipeline(transaction=True) as pipe:
+        for _ in range(MAX_ATTEMPTS):
+            ref = new_ref()
+            try:
+                await pipe.watch(pointer, keys.ticket(ref))
+                existing = await pipe.get(pointer)
+                if existing:
+                    await pipe.reset()
+                    return existing.decode()
+                if await pipe.exists(keys.ticket(ref)):
+                    await pipe.reset()
+                    continue  # reference already taken: draw another
+                now = rt.clock()
+                ticket = _ticket_from_chat(ref, chat_id, chat, transcript, trigger, now)
+                mails = ticket_mails(ticket, rt.settings)
+                pipe.multi()
+                pipe.set(pointer, ref, nx=True)
+                pipe.hset(keys.ticket(ref), mapping=_to_hash(ticket))
+                pipe.zadd(keys.TICKETS, {ref: now})
+                pipe.zadd(keys.tickets_by_status("open"), {ref: now})
+                if ticket["email"]:
+                    pipe.sadd(keys.tickets_by_email(email_hash(ticket["email"])), ref)
+                pipe.hset(keys.chat(chat_id), "ticket", ref)
+                for mail in mails:
+                    outbox.queue_mail(pipe, mail, now)
+                outbox.notify(pipe)
+                await pipe.execute()
+                return ref
+            except WatchError:
+                continue  # someone else wrote the pointer (or took the reference): look again
+    raise RuntimeError(f"could not store a ticket for chat {chat_id!r} after {MAX_ATTEMPTS} attempts")
+
+
+async def load_ticket(redis: Redis, ref: str) -> dict[str, Any] | None:
+    """The ticket with its transcript (list of message dicts), or None. Accepts a reference
+    typed in any case; anything that is not a reference is simply not found."""
+    canonical = normalize_ref(ref)
+    if canonical is None:
+        return None
+    raw = await redis.hgetall(keys.ticket(canonical))
+    return _from_hash(raw) if raw else None
+
+
+async def list_tickets(redis: Redis, page: int, per_page: int = 50, status: str | None = None) -> dict[str, Any]:
+    """One page of tickets, newest first (page counts from 1), optionally of one status:
+    {"page", "per_page", "pages", "total", "status", "tickets": [summary...]}."""
+    if status is not None and status not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+    per_page = max(1, min(int(per_page), 200))
+    page = max(1, int(page))
+    index = keys.TICKETS if status is None else keys.tickets_by_status(status)
+    start = (page - 1) * per_page
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zcard(index)
+        pipe.zrevrange(index, start, start + per_page - 1)
+        total, refs = await pipe.execute()
+    tickets = []
+    if refs:
+        async with redis.pipeline(transaction=False) as pipe:
+            for ref in refs:
+                pipe.hmget(keys.ticket(ref.decode()), _SUMMARY_FIELDS)
+            rows = await pipe.execute()
+        for values in rows:
+            if values[0] is not None:  # else purged between the two reads
+                found = _from_hash({f.encode(): v for f, v in zip(_SUMMARY_FIELDS, values) if v is not None})
+                found.pop("transcript", None)
+                tickets.append(found)
+    return {
+        "page": page,
+        "per_page": per_page,
+        "pages": max(1, -(-int(total) // per_page)),
+        "total": int(total),
+        "status": status,
+        "tickets": tickets,
+    }
+
+
+# KEYS[1] ticket hash, KEYS[2..4] status zsets (open, answered, closed); ARGV new status, now
+_SET_STATUS = """
+local old = redis.call('HGET', KEYS[1], 'status')
+if not old then return false end
+local created = redis.call('HGET', KEYS[1], 'created_at') or ARGV[2]
+local names = {open = KEYS[2], answered = KEYS[3], closed = KEYS[4]}
+local ref = redis.call('HGET', KEYS[1], 'ref')
+if names[old] then redis.call('ZREM', names[old], ref) end
+redis.call('ZADD', names[ARGV[1]], created, ref)
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated_at', ARGV[2])
+return old
+"""
+
+
+async def set_status(redis: Redis, ref: str, status: str) -> bool:
+    """Move a ticket to open, answered or closed; False when there is no such ticket."""
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+    canonical = normalize_ref(ref)
+    if canonical is None:
+        return False
+    result = await redis.eval(
+        _SET_STATUS, 4, keys.ticket(canonical), *(keys.tickets_by_status(s) for s in STATUSES), status, repr(time.time())
+    )
+    return result is not None
+
+
+async def delete_ticket(redis: Redis, ref: str) -> bool:
+    """Remove a ticket, its indexes and its queued mails in one transaction (erasure,
+    retention). True when this call deleted it (concurrent callers count it once)."""
+    raw_email = await redis.hget(keys.ticket(ref), "email")
+    email = normalize_email(raw_email.decode("utf-8", "replace") if raw_email else "")
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.delete(keys.ticket(ref))
+        pipe.zrem(keys.TICKETS, ref)
+        for s in STATUSES:
+            pipe.zrem(keys.tickets_by_status(s), ref)
+        if email:
+            pipe.srem(keys.tickets_by_email(email_hash(email)), ref)
+        ids = mail_ids(ref)
+        pipe.zrem(keys.OUTBOX, *ids)
+        for mail_id in ids:
+            pipe.delete(keys.outbox_mail(mail_id))
+        result = await pipe.execute()
+    return bool(result[0])
