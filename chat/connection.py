@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ipaddress
 import logging
 import sys
 import time
@@ -51,13 +52,15 @@ class TokenBucket:
 NEW_CHAT_WINDOW = 60  # seconds: [limits] new_chats_per_minute counts per window
 
 
-async def new_chat_allowed(rt: Runtime, who: str) -> bool:
-    """Count one new visitor chat for a hashed client address (never a raw IP) and say
-    whether it is within [limits] new_chats_per_minute. The counter lives in Redis so that
-    every hub behind the load balancer shares it; refused attempts count too, so a flood
-    stays refused until its window ends."""
+async def new_chat_allowed(rt: Runtime, host: str, who: str) -> bool:
+    """Count one new visitor chat for a client address and say whether it is within
+    [limits] new_chats_per_minute. ``who`` is the address's salted hash: the counter in
+    Redis (shared by every hub behind the load balancer) never holds a raw IP. Refused
+    attempts count too, so a flood stays refused until its window ends. Loopback is not
+    limited: it is a local tool (health check, load test), or a proxy that forwards no
+    client address, and then every visitor would share one allowance."""
     limit = rt.config.limits.new_chats_per_minute
-    if not limit:
+    if not limit or _is_loopback(host):
         return True
     key = keys.new_chats(who)
     async with rt.redis.pipeline(transaction=False) as pipe:
@@ -65,6 +68,13 @@ async def new_chat_allowed(rt: Runtime, who: str) -> bool:
         pipe.incr(key)
         _, count = await pipe.execute()
     return int(count) <= limit
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Closed(Exception):
@@ -169,19 +179,24 @@ class Connection:
                 pass
 
     def cut_off(self, code: int | None, reason: str) -> None:
-        """Stop this connection from any context: close with code, end the handler."""
+        """Stop this connection from any context: close with code, end the handler. A slow
+        consumer's backlog is dropped (that is the point of cutting it off); any other close
+        first sends what is already queued, such as the rate_limited warning before a 1008."""
         if self.closing:
             return
         self.closing = True
-        self._out.clear()
-        self._out_bytes = 0
+        drop = code in (None, frames.CLOSE_SLOW)
+        if drop:
+            self._out.clear()
+            self._out_bytes = 0
+            if self._writer and self._writer is not asyncio.current_task():
+                self._writer.cancel()
         self._drained.set()
-        if self._writer and self._writer is not asyncio.current_task():
-            self._writer.cancel()
         stop_handler = self.handler_task is not asyncio.current_task()  # else it stops by itself
-        self._closer = asyncio.create_task(self._close_and_stop(code, reason, stop_handler))
+        self._closer = asyncio.create_task(self._close_and_stop(code, reason, stop_handler, flush=not drop))
 
-    async def _close_and_stop(self, code: int | None, reason: str, stop_handler: bool = True) -> None:
+    async def _close_and_stop(self, code: int | None, reason: str, stop_handler: bool = True,
+                              flush: bool = False) -> None:
         """End the handler (it stops reading frames, and leaves the hub once the close frame is
         out: see finish), then send the close frame. To a client that stopped reading, that
         frame goes out only after what the server's socket buffers already hold for it, so it
@@ -189,6 +204,8 @@ class Connection:
         client would see 1006 instead of the code that tells it to resume."""
         if stop_handler and self.handler_task and not self._finishing:
             self.handler_task.cancel()
+        if flush:
+            await self.flush()
         if code is not None and self.ws.application_state == WebSocketState.CONNECTED:
             try:
                 await asyncio.wait_for(self.ws.close(code, reason), CLOSE_WAIT)
@@ -216,8 +233,12 @@ class Connection:
             except Exception:
                 pass
 
-    def error(self, code: str, message: str) -> None:
-        self.send(frames.error(code, message))
+    def error(self, code: str, message: str, client_id: str | None = None) -> None:
+        """Refuse a frame; a refused message names its client_id so the sender can mark it unsent."""
+        frame = frames.error(code, message)
+        if client_id:
+            frame["client_id"] = client_id
+        self.send(frame)
 
     # --- receiving ---------------------------------------------------------------
 
@@ -238,10 +259,19 @@ class Connection:
             now = time.monotonic()
             if now - self._last_warning > 1.0:
                 self._last_warning = now
-                raise FrameError(frames.RATE_LIMITED, "too many frames: slow down")
+                refused = FrameError(frames.RATE_LIMITED, "too many frames: slow down")
+                refused.client_id = _client_id_of(data)
+                raise refused
             raise _Dropped()
         self._strikes = max(0, self._strikes - 1)
         return frames.decode(data)
+
+
+def _client_id_of(data: str | bytes | None) -> str | None:
+    try:
+        return frames.client_id_of(frames.decode(data))
+    except FrameError:
+        return None
 
 
 class _Dropped(FrameError):
@@ -263,15 +293,16 @@ async def receive_loop(conn: Connection, handle) -> None:
                 frame = await conn.receive()
             except FrameError as exc:
                 if not is_silent(exc):
-                    conn.error(exc.code, exc.message)
+                    conn.error(exc.code, exc.message, getattr(exc, "client_id", None))
                 continue
             try:
                 await handle(frame)
             except FrameError as exc:
-                conn.error(exc.code, exc.message)
+                conn.error(exc.code, exc.message, frames.client_id_of(frame))
             except RedisError:
                 log.warning("redis unavailable while handling a %s frame", frame.get("type"))
-                conn.error(frames.UNAVAILABLE, "the service is briefly unavailable: nothing was stored, send it again")
+                conn.error(frames.UNAVAILABLE, "the service is briefly unavailable: nothing was stored, send it again",
+                           frames.client_id_of(frame))
     except (Closed, WebSocketDisconnect, asyncio.CancelledError):
         pass
     await conn.finish()

@@ -45,6 +45,12 @@ def error(code: str, message: str) -> dict[str, Any]:
     return {"type": "error", "code": code, "message": message}
 
 
+def client_id_of(frame: dict[str, Any]) -> str | None:
+    """The client_id of a frame, if it carries a usable one (echoed in errors that refuse it)."""
+    value = frame.get("client_id")
+    return value[:64] if isinstance(value, str) and value else None
+
+
 def encode(frame: dict[str, Any], binary: bool) -> str | bytes:
     if binary:
         return msgpack.packb(frame)
@@ -60,7 +66,8 @@ def decode(data: str | bytes | None) -> dict[str, Any]:
             obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
         else:
             obj = json.loads(data)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, TypeError, UnicodeDecodeError):
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, TypeError, UnicodeDecodeError,
+            RecursionError):  # "[[[[..." 30,000 deep fits in one frame and would overflow the JSON parser's stack
         raise FrameError(BAD_FRAME, "frame is not valid JSON or MessagePack") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
         raise FrameError(BAD_FRAME, "a frame is an object with a string \"type\"")

@@ -132,3 +132,12 @@ async def test_healthz_answers_ok_while_redis_answers(hub):
     with urllib.request.urlopen(hub.base_url + "/healthz", timeout=5) as response:
         assert response.status == 200
         assert json.loads(response.read()) == {"status": "ok"}
+
+
+async def test_a_refused_message_names_its_client_id(hub, rds, lang):
+    """The error refusing a message carries its client_id, so the sender can mark it unsent."""
+    await agent(hub, rds, f"a-{lang}", [lang])
+    ada, _ = await visitor(hub, lang)
+    await ada.send(type="message", text="y" * 4001, client_id="too-long-1")
+    refused = await ada.expect("error")
+    assert refused["code"] == "too_long" and refused["client_id"] == "too-long-1"
