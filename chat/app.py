@@ -64,6 +64,8 @@ STATIC_HEADERS = {"Cache-Control": "public, max-age=300", "X-Content-Type-Option
 
 
 def _widget_file(name: str) -> Response:
+    if "\0" in name:  # a NUL (sent as %00) would make resolve() raise: a 500 instead of a 404
+        return PlainTextResponse("not found", status_code=404)
     path = (WIDGET_DIR / name).resolve()
     if path.parent != WIDGET_DIR or not path.is_file() or path.suffix not in (".js", ".css", ".svg"):
         return PlainTextResponse("not found", status_code=404)
@@ -86,6 +88,8 @@ async def demo_page(request: Request) -> Response:
     if not request.app.state.rt.demo:
         return PlainTextResponse("not found", status_code=404)
     name = request.path_params.get("name", "index.html")
+    if "\0" in name:
+        return PlainTextResponse("not found", status_code=404)
     path = (DEMO_DIR / name).resolve()
     if path.parent != DEMO_DIR or not path.is_file():
         return PlainTextResponse("not found", status_code=404)

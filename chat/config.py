@@ -68,7 +68,7 @@ heartbeat = 5           # how often hubs refresh the presence of their sockets
 days = 30               # closed chats and tickets are purged after this many days
 
 [limits]
-new_chats_per_minute = 60     # new visitor chats one client address may start per minute (0 = no limit)
+new_chats_per_minute = 60     # new visitor chats one client address may start per minute (0 = no limit; loopback never limited)
 send_queue_bytes = 2097152    # queued for one socket before a client that stopped reading is cut off (1013)
 """
 
@@ -94,8 +94,8 @@ class Timing:
 
 @dataclass(frozen=True)
 class Limits:
-    """Abuse and overload guards. The address limit counts per hashed client address
-    (X-Forwarded-For from a trusted proxy); load tests from one address raise it or set 0."""
+    """Abuse and overload guards. The address limit counts per hashed client address (the
+    X-Forwarded-For of a trusted proxy); loopback is exempt; 0 turns it off."""
 
     new_chats_per_minute: int = 60
     send_queue_bytes: int = 2 * 1024 * 1024

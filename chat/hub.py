@@ -226,6 +226,7 @@ class Hub:
             if profile.get("status") == "online":
                 for lang in profile.get("langs", ()):
                     capacity[lang] = capacity.get(lang, 0) + int(profile.get("max_chats", 1))
+        servable: dict[tuple[str, str], bool] = {}  # one look at the agents per (lang, topic), not per visitor
         for (chat_id, lang), position in zip(entries, positions):
             conns = self.waiting.get(chat_id)
             if not conns:
@@ -233,7 +234,10 @@ class Hub:
             conn = next(iter(conns))
             if position is None:
                 continue
-            if not self._someone_can_serve(agents, lang, conn.topic_key):
+            key = (lang, conn.topic_key)
+            if key not in servable:
+                servable[key] = self._someone_can_serve(agents, lang, conn.topic_key)
+            if not servable[key]:
                 await lifecycle.go_offline(self.rt, chat_id, "no_agents")
                 continue
             cap = capacity.get(lang, 0)

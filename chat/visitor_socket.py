@@ -194,7 +194,7 @@ class VisitorConnection(Connection):
 
     async def _new_chat(self, hello: dict[str, Any]) -> dict[str, str]:
         rt = self.rt
-        if not await new_chat_allowed(rt, client_fingerprint(rt, self.ws)):
+        if not await new_chat_allowed(rt, self.ws.client.host if self.ws.client else "", client_fingerprint(rt, self.ws)):
             raise FrameError(frames.RATE_LIMITED, "too many new chats from your address: try again in a minute")
         now = rt.clock()
         plan = rt.config.lowest_plan

@@ -49,8 +49,8 @@ head_start = 3600
 guard_ttl = 3600
 
 [timing]
-agent_grace = 1.5
-visitor_grace = 1.0
+agent_grace = 2.0
+visitor_grace = 3.0
 offline_idle = 600
 wait_choice_timeout = 60
 heartbeat = 0.2
