@@ -10,10 +10,19 @@ import secrets
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from redis.asyncio import Redis
+
+import agents.accounts
 
 from chat.embedded_redis import EmbeddedRedis
 from tests.servers import TEST_CONFIG, HubProcess, hub_env
+
+
+# Accounts created by the tests are hashed with argon2's cheapest parameters. They travel
+# inside the stored hash, so the hub's login check of a test account is cheap as well; real
+# accounts (`livechat agent add`, also tested) keep the library's default cost.
+agents.accounts._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 
 @pytest.fixture(scope="session")

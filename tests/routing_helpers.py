@@ -16,10 +16,8 @@ from typing import Any
 import msgpack
 import pytest
 import websockets
-from argon2 import PasswordHasher
 from redis.asyncio import Redis
 
-import agents.accounts
 from chat import keys
 from chat.identity import sign
 from tests.clients import Client, agent
@@ -68,16 +66,9 @@ class Sockets:
         await asyncio.gather(*(close(c) for c in self.open))
 
 
-# Test accounts are hashed with argon2's cheapest parameters: the parameters travel inside the
-# stored hash, so the hub's login check is cheap too, and a test agent costs milliseconds
-# instead of a second or two of deliberate hashing work.
-CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-
-
 @pytest.fixture
-async def sockets(rds, monkeypatch):
-    """Visitors and agents of one test (with cheaply hashed accounts), closed at its end."""
-    monkeypatch.setattr(agents.accounts, "_hasher", CHEAP_HASHER)
+async def sockets(rds):
+    """Visitors and agents of one test, closed at its end (accounts are cheaply hashed: conftest)."""
     opened = Sockets(rds)
     yield opened
     await opened.close_all()
