@@ -16,7 +16,7 @@ from agents.accounts import Account, load_account
 from agents.sessions import read_session
 from chat import chats, frames, keys, lifecycle
 from chat.chatlog import ChatGone, read_log
-from chat.connection import Connection, receive_loop
+from chat.connection import Connection
 from chat.feed import ChatFeed
 from chat.frames import FrameError
 from chat.queue import read_agents, write_agent
@@ -79,16 +79,7 @@ class AgentConnection(Connection):
 
     async def run(self) -> None:
         await self.accept()
-        try:
-            await self.start()
-        except RedisError:
-            self.error(frames.UNAVAILABLE, "the service is briefly unavailable: reconnect in a moment")
-            await self.close(1011, "unavailable")
-            return
-        try:
-            await receive_loop(self, self.handle)
-        finally:
-            await self.detach()
+        await self.serve(self.start())
 
     async def start(self) -> None:
         rt, account = self.rt, self.account

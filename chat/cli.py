@@ -11,7 +11,6 @@ import secrets
 import signal
 import sys
 import time
-from pathlib import Path
 
 from redis.asyncio import Redis
 

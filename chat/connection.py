@@ -9,7 +9,7 @@ import ipaddress
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, Awaitable
 
 import msgpack
 from redis.exceptions import RedisError
@@ -232,6 +232,30 @@ class Connection:
                 await asyncio.wait_for(self.ws.close(code, reason), 2.0)
             except Exception:
                 pass
+
+    async def serve(self, start: Awaitable[None]) -> None:
+        """Finish setting the connection up (start), then read frames until the client goes.
+        A start that cannot reach Redis, or refuses the client, ends with a clear error."""
+        try:
+            await start
+        except FrameError as exc:
+            self.error(exc.code, exc.message)
+            await self.close(frames.CLOSE_POLICY, exc.message[:100])
+            return
+        except RedisError:
+            self.error(frames.UNAVAILABLE, "the service is briefly unavailable: reconnect in a moment")
+            await self.close(1011, "unavailable")
+            return
+        try:
+            await receive_loop(self, self.handle)
+        finally:
+            await self.detach()
+
+    async def handle(self, frame: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    async def detach(self) -> None:
+        """Forget this connection everywhere (the client is gone)."""
 
     def error(self, code: str, message: str, client_id: str | None = None) -> None:
         """Refuse a frame; a refused message names its client_id so the sender can mark it unsent."""

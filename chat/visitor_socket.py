@@ -16,7 +16,7 @@ from starlette.websockets import WebSocket
 
 from chat import chats, frames, keys, lifecycle, timers
 from chat.chatlog import ChatGone
-from chat.connection import Closed, Connection, new_chat_allowed, receive_loop
+from chat.connection import Closed, Connection, new_chat_allowed
 from chat.feed import ChatFeed
 from chat.frames import FrameError
 from chat.identity import IdentityError, verify
@@ -121,20 +121,7 @@ class VisitorConnection(Connection):
             self.error(frames.BAD_FRAME, "the first frame must be hello")
             await self.close(frames.CLOSE_POLICY, "hello expected")
             return
-        try:
-            await self.start(hello)
-        except FrameError as exc:
-            self.error(exc.code, exc.message)
-            await self.close(frames.CLOSE_POLICY, exc.message[:100])
-            return
-        except RedisError:
-            self.error(frames.UNAVAILABLE, "the service is briefly unavailable: reconnect in a moment")
-            await self.close(1011, "unavailable")
-            return
-        try:
-            await receive_loop(self, self.handle)
-        finally:
-            await self.detach()
+        await self.serve(self.start(hello))
 
     async def start(self, hello: dict[str, Any]) -> None:
         rt = self.rt
