@@ -10,7 +10,7 @@ import secrets
 from pathlib import Path
 from typing import AsyncIterator
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -37,9 +37,13 @@ def redis_client(url: str) -> Redis:
     """The process's Redis client. One immediate retry on a broken connection: after Redis
     restarts, every pooled connection is stale and would fail its next command (from_url
     gives no retries at all); during a real outage the retry is refused at once, so callers
-    still learn quickly that Redis is unavailable."""
-    return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10,
-                          max_connections=200, retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
+    still learn quickly that Redis is unavailable. The pool blocks (briefly) when all its
+    connections are busy: under a burst a command waits its turn instead of failing."""
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=64, timeout=5, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+    )
+    return Redis(connection_pool=pool)
 
 
 async def shared_secret(rt: Runtime) -> bytes:
