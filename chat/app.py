@@ -139,7 +139,10 @@ def create_app(settings: Settings, config: DeskConfig, redis_url: str, demo: boo
             for conn in rt.hub.all_connections():
                 conn.cut_off(1012, "server restarting: reconnect")
             await duties.stop()
-            await rt.hub.stop()
+            try:  # bounded: SIGTERM must end the process within seconds (uvicorn waits for this)
+                await asyncio.wait_for(rt.hub.stop(), 3.0)
+            except asyncio.TimeoutError:
+                log.warning("hub loops did not stop in time; exiting anyway")
             await rt.bus.stop()
             await redis.aclose()
 

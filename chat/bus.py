@@ -55,10 +55,7 @@ class Bus:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+            await asyncio.wait({self._task}, timeout=3.0)  # bounded: shutdown must not hang here
         if self._pubsub:
             try:
                 await self._pubsub.aclose()
@@ -103,6 +100,8 @@ class Bus:
     async def _read(self) -> None:
         backoff = 0.05
         while True:
+            if asyncio.current_task().cancelling():
+                raise asyncio.CancelledError  # a cancel turned into a caught TimeoutError (Python 3.11)
             if not self.connected.is_set():
                 if not await self._reconnect():
                     await asyncio.sleep(backoff)

@@ -23,6 +23,7 @@ log = logging.getLogger("livechat.connection")
 
 MAX_QUEUED_FRAMES = 1000  # the byte bound is [limits] send_queue_bytes (chat/config.py)
 CLOSE_WAIT = 10.0  # a cut-off slow reader gets this long to read its backlog up to the close frame
+STALL_WAIT = 2.0  # a replay waiting for room gives up on a client that took nothing for this long
 
 
 def _size(data: str | bytes) -> int:
@@ -103,6 +104,7 @@ class Connection:
         self._closer: asyncio.Task | None = None
         self._finishing = False  # the handler is on its way out by itself
         self._drained = asyncio.Event()
+        self._sent_at = 0.0  # loop time the writer last handed a frame to the socket
 
     async def accept(self) -> None:
         offered = self.ws.scope.get("subprotocols") or []
@@ -140,6 +142,7 @@ class Connection:
             while self._out:
                 data = self._out.popleft()
                 self._out_bytes -= _size(data)
+                self._sent_at = asyncio.get_running_loop().time()
                 if self._out_bytes <= self._max_bytes // 2:
                     self._drained.set()
                 if isinstance(data, bytes):
@@ -153,12 +156,13 @@ class Connection:
 
     async def room(self) -> None:
         """Until the send queue is at most half full. A replay from the log awaits this after
-        each message, so it goes at the client's pace; a client that takes nothing for
-        CLOSE_WAIT is cut off like any slow consumer."""
+        each message, so it goes at the client's pace; a client that takes nothing at all for
+        STALL_WAIT meanwhile is cut off like any slow consumer (the replay holds back live
+        events while it waits, so it must not wait long on a client that stopped reading)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + CLOSE_WAIT
+        started = loop.time()
         while not self.closing and self._out_bytes > self._max_bytes // 2:
-            remaining = deadline - loop.time()
+            remaining = max(self._sent_at, started) + STALL_WAIT - loop.time()
             if remaining <= 0:
                 log.info("%s socket stopped reading; closing it", self.kind)
                 self.cut_off(frames.CLOSE_SLOW, "too slow: reconnect and resume")

@@ -18,6 +18,7 @@ log = logging.getLogger("livechat.duties")
 
 TIMER_INTERVAL = 0.2
 RETENTION_INTERVAL = 3600.0
+STOP_WAIT = 3.0  # seconds stop() waits for the duties to end
 DEPTH_INTERVAL = 60.0
 
 # Take a visitor's presence entry only if it is still stale (one process wins).
@@ -53,9 +54,14 @@ class Duties:
             self._tasks.append(asyncio.create_task(outbox_loop(self.rt), name="outbox"))
 
     async def stop(self) -> None:
+        """Cancel every duty and wait for them, bounded: shutdown must not hang on a duty
+        that does not end (a hub or worker has seconds to exit after SIGTERM)."""
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=STOP_WAIT)
+            for task in stuck:
+                log.warning("duty %s did not stop within %.0fs; leaving it", task.get_name(), STOP_WAIT)
 
     async def _loop(self, duty, interval) -> None:
         while True:
@@ -67,6 +73,11 @@ class Duties:
                 log.warning("%s: redis unavailable (%s)", duty.__name__, exc)
             except Exception:
                 log.exception("%s failed", duty.__name__)
+            if asyncio.current_task().cancelling():
+                # A cancel that lands while a Redis call times out comes back as a TimeoutError
+                # (Python 3.11's timeouts) and was caught above: honour it, or stop() would
+                # wait for the next round, an hour away for retention.
+                raise asyncio.CancelledError
             await asyncio.sleep(interval())
 
     def _steady_for(self, started: float, finished: float) -> float:

