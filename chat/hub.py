@@ -32,6 +32,14 @@ _AGENT_PREFIX, _AGENT_SUFFIX = keys.agent_channel("\0").split("\0")
 POSITION_INTERVAL = 0.3  # at most ~3 position frames a second per visitor
 
 
+def _honour_cancel() -> None:
+    """redis-py may report a cancellation as a timeout; a loop that catches RedisError must
+    still stop when its task is being cancelled."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class ChatListener(Protocol):
     def push(self, event: dict[str, Any], raw: bytes) -> None: ...
     def resync(self) -> None: ...
@@ -208,6 +216,7 @@ class Hub:
             try:
                 await self.update_positions()
             except RedisError:
+                _honour_cancel()
                 log.warning("could not update queue positions: redis unavailable")
             except Exception:
                 log.exception("queue position update failed")
@@ -266,7 +275,7 @@ class Hub:
                 await self.heartbeat()
                 await self.messages.flush(self.rt.redis)
             except RedisError:
-                pass
+                _honour_cancel()
             await asyncio.sleep(self.rt.config.timing.heartbeat)
 
     async def heartbeat(self) -> None:

@@ -71,12 +71,8 @@ async def desk_rds(desk):
 
 
 @pytest.fixture
-async def sockets(desk_rds, monkeypatch):
+async def sockets(desk_rds):
     """Sockets on the desk (accounts are stored in the desk's own Redis)."""
-    import agents.accounts
-    from tests.routing_helpers import CHEAP_HASHER
-
-    monkeypatch.setattr(agents.accounts, "_hasher", CHEAP_HASHER)
     opened = Sockets(desk_rds)
     yield opened
     await opened.close_all()
