@@ -87,7 +87,10 @@ async def test_a_message_flood_stores_only_what_the_rate_allows(hub, rds, lang):
     assert await raw.close_code() == frames.CLOSE_POLICY
     stored = [msgpack.unpackb(m)["client_id"] for m in await rds.lrange(keys.chat_log(chat_id), 0, -1)]
     acks = [f["client_id"] for f in raw.data_frames() if f.get("type") == "message"]
-    assert 0 < len(stored) <= 60 and stored == [f"c{i}" for i in range(len(stored))]
+    numbers = [int(c[1:]) for c in stored]
+    # The burst is stored in order; the bucket refilling during the flood may let a few later
+    # ones through, still in order and never more than the rate allows.
+    assert 0 < len(stored) <= 60 and numbers == sorted(set(numbers)) and numbers[:20] == list(range(20))
     assert set(acks) <= set(stored)  # nothing acknowledged that was not stored
 
 
