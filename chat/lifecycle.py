@@ -56,14 +56,19 @@ async def go_offline(rt: Runtime, chat_id: str, reason: str) -> None:
 async def assigned(rt: Runtime, chat_id: str, username: str, agent_name: str) -> None:
     """After a successful claim: record it and tell the visitor and the agent's sockets."""
     now = rt.clock()
-    chat = await load_chat(rt.redis, chat_id) or {}
-    await update_chat(rt.redis, chat_id, status="active", agent=username, agent_name=agent_name, assigned_at=repr(now))
-    await timers.cancel_all(rt.redis, chat_id)
-    if not chat.get("assigned_at"):
-        await stats.record_assignment(rt.redis, max(0.0, now - float(chat.get("arrived_at") or now)), now)
-    await publish(rt, keys.chat_channel(chat_id), {"type": "assigned", "agent": {"name": agent_name, "username": username}})
-    await publish(rt, keys.agent_channel(username), {"type": "assigned", "chat_id": chat_id})
-    await queue_changed(rt)
+    first, arrived = await rt.redis.hmget(keys.chat(chat_id), "assigned_at", "arrived_at")
+    # One round trip: each write would otherwise wait for its own fsync.
+    async with rt.redis.pipeline(transaction=False) as pipe:
+        pipe.hset(keys.chat(chat_id), mapping={"status": "active", "agent": username, "agent_name": agent_name,
+                                               "assigned_at": repr(now)})
+        pipe.zrem(keys.TIMERS, *timers.cancel_all_members(chat_id))
+        if not first:
+            stats.add_assignment(pipe, max(0.0, now - float(arrived or now)), now)
+        pipe.publish(keys.chat_channel(chat_id),
+                     msgpack.packb({"type": "assigned", "agent": {"name": agent_name, "username": username}}))
+        pipe.publish(keys.agent_channel(username), msgpack.packb({"type": "assigned", "chat_id": chat_id}))
+        pipe.publish(keys.QUEUE_CHANNEL, QUEUE_CHANGED)
+        await pipe.execute()
 
 
 async def requeued(rt: Runtime, chat_id: str, previous_agent: str | None = None) -> None:
@@ -105,17 +110,20 @@ async def close(rt: Runtime, chat_id: str, reason: str, ref: str | None = None) 
         return False
     now = rt.clock()
     route = await rt.hub.queue.remove(chat_id)
-    await update_chat(rt.redis, chat_id, status="closed", closed_reason=reason, closed_at=repr(now), ticket=ref or "")
-    await timers.cancel_all(rt.redis, chat_id)
-    await rt.redis.zrem(keys.VISITORS_SEEN, chat_id)
     event: dict[str, Any] = {"type": "closed", "reason": reason}
     if ref:
         event["ref"] = ref
-    await publish(rt, keys.chat_channel(chat_id), event)
+    async with rt.redis.pipeline(transaction=False) as pipe:
+        pipe.hset(keys.chat(chat_id), mapping={"status": "closed", "closed_reason": reason, "closed_at": repr(now),
+                                               "ticket": ref or ""})
+        pipe.zrem(keys.TIMERS, *timers.cancel_all_members(chat_id))
+        pipe.zrem(keys.VISITORS_SEEN, chat_id)
+        pipe.publish(keys.chat_channel(chat_id), msgpack.packb(event))
+        if route:
+            pipe.publish(keys.QUEUE_CHANNEL, QUEUE_WORK if route.get("agent") else QUEUE_CHANGED)
+        await pipe.execute()
     if chat.get("assigned_at"):
         await stats.record_handled(rt.redis, max(0.0, now - float(chat["assigned_at"])), now)
-    if route:
-        await queue_changed(rt, work=bool(route.get("agent")))
     try:
         from transcripts.archive import archive_chat
 

@@ -23,13 +23,18 @@ def _both(pipe, field: str, amount: float, now: float) -> None:
     pipe.hincrbyfloat(keys.STATS, f"day:{day(now)}:{field}", amount)
 
 
+def add_assignment(pipe, waited: float, now: float) -> None:
+    """Queue the figures of one assignment on a pipeline the caller executes."""
+    _both(pipe, "assignments", 1, now)
+    _both(pipe, "wait_sum", waited, now)
+    _both(pipe, "wait_count", 1, now)
+    bucket = next((f"wait_le_{b}" for b in WAIT_BUCKETS if waited <= b), "wait_le_+Inf")
+    _both(pipe, bucket, 1, now)
+
+
 async def record_assignment(redis: Redis, waited: float, now: float) -> None:
     async with redis.pipeline(transaction=False) as pipe:
-        _both(pipe, "assignments", 1, now)
-        _both(pipe, "wait_sum", waited, now)
-        _both(pipe, "wait_count", 1, now)
-        bucket = next((f"wait_le_{b}" for b in WAIT_BUCKETS if waited <= b), "wait_le_+Inf")
-        _both(pipe, bucket, 1, now)
+        add_assignment(pipe, waited, now)
         await pipe.execute()
 
 

@@ -24,8 +24,13 @@ async def cancel(redis: Redis, kind: str, chat_id: str) -> None:
     await redis.zrem(keys.TIMERS, _member(kind, chat_id))
 
 
+def cancel_all_members(chat_id: str) -> list[str]:
+    """Every deadline a chat can have, for a ZREM (in a pipeline or alone)."""
+    return [_member(k, chat_id) for k in (MAX_WAIT, WAIT_CHOICE, OFFLINE_IDLE)]
+
+
 async def cancel_all(redis: Redis, chat_id: str) -> None:
-    await redis.zrem(keys.TIMERS, *(_member(k, chat_id) for k in (MAX_WAIT, WAIT_CHOICE, OFFLINE_IDLE)))
+    await redis.zrem(keys.TIMERS, *cancel_all_members(chat_id))
 
 
 async def pop_due(redis: Redis, now: float, limit: int = 100) -> list[tuple[str, str]]:
