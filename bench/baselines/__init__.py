@@ -1,0 +1,1 @@
+"""Servers to compare our hub with: a bare relay on the same stack and a python-socketio peer."""

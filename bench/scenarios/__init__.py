@@ -1,0 +1,1 @@
+"""The six scenarios of `make bench`, one module each; each returns a JSON-able dict."""

@@ -1,0 +1,219 @@
+"""The servers under test, each a child process on the hub's CPU with a Redis of its own.
+
+- ``OurHub``: the real ``livechat serve`` (the console script next to this Python), with
+  REDIS_URL pointing at a redis-server the bench starts (chat.embedded_redis.EmbeddedRedis,
+  append-only file, fsync policy as asked), and a LIVECHAT_CONFIG with every plan 24/7.
+- ``BaselineServer``: ``python -m bench.baselines.<name>`` on its own Redis.
+
+Everything listens on 127.0.0.1 (the hub) or a unix socket (Redis).
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from chat.embedded_redis import EmbeddedRedis
+
+from bench.machine import SERVER_CPUS, pin, pin_server, prioritize
+
+ROOT = Path(__file__).resolve().parent.parent
+LIVECHAT = str(Path(sys.executable).with_name("livechat"))
+HOST = "127.0.0.1"
+SITE_SECRET = "bench-site-secret-0123456789abcdef"
+
+# Every plan open around the clock with patient timers, so that nothing but the scenario
+# itself changes a chat's state during a run.
+BENCH_CONFIG = """
+[plans.free]
+head_start = 0
+max_wait = 86400
+hours = "24/7"
+
+[plans.plus]
+head_start = 120
+max_wait = 86400
+hours = "24/7"
+
+[plans.professional]
+head_start = 300
+max_wait = 86400
+hours = "24/7"
+
+[plans.visionary]
+head_start = 900
+max_wait = 86400
+hours = "24/7"
+
+[timing]
+agent_grace = 300
+visitor_grace = 600
+offline_idle = 86400
+wait_choice_timeout = 86400
+heartbeat = 5
+
+# Every load client connects from 127.0.0.1: the per-address new-chat guard is off.
+[limits]
+new_chats_per_minute = 0
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def http_get(port: int, path: str, headers: dict[str, str] | None = None, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def wait_http(port: int, path: str, process: subprocess.Popen, log: Path, timeout: float = 30.0) -> None:
+    """Wait until GET path answers 200 (not a fixed sleep), or fail with the log's tail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{tail(log)}")
+        try:
+            if http_get(port, path, timeout=1.0)[0] == 200:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"server on port {port} not ready after {timeout:.0f} s:\n{tail(log)}")
+        time.sleep(0.05)
+
+
+def tail(path: Path, chars: int = 3000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+
+def work_root() -> Path:
+    """Scratch space on a real disk (fsync must cost what it costs), removed after the run."""
+    base = ROOT / "bench" / "results" / "tmp"
+    base.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="run-", dir=base))
+
+
+class _Server:
+    """A Redis plus one server process, both pinned to the hub's CPU."""
+
+    name = "server"
+
+    def __init__(self, workdir: Path, fsync: str = "always"):
+        self.workdir = workdir
+        self.fsync = fsync
+        self.port = free_port()
+        self.redis = EmbeddedRedis(workdir / "redis", fsync=fsync, tie_to_parent=True)
+        self.redis_url = ""
+        self.process: subprocess.Popen | None = None
+        self.log = workdir / f"{self.name}.log"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid if self.process else 0
+
+    @property
+    def redis_pid(self) -> int:
+        return self.redis.process.pid if self.redis.process else 0
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVECHAT_", "REDIS_URL", "SMTP_URL"))}
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    health_path = "/healthz"
+
+    def start_redis(self) -> str:
+        self.redis_url = self.redis.start()
+        pin(SERVER_CPUS, self.redis_pid)
+        prioritize(self.redis_pid, os.getpriority(os.PRIO_PROCESS, 0))  # its own session: own autogroup
+        return self.redis_url
+
+    def start(self) -> "_Server":
+        if not self.redis_url:
+            self.start_redis()
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                self.command(), env=self.env(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                preexec_fn=pin_server, start_new_session=True,
+            )
+        prioritize(self.pid, os.getpriority(os.PRIO_PROCESS, 0))
+        wait_http(self.port, self.health_path, self.process, self.log)
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.redis.stop()
+
+    def __enter__(self) -> "_Server":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class OurHub(_Server):
+    """``livechat serve`` on its own redis-server (REDIS_URL), every plan 24/7."""
+
+    name = "livechat"
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        config = self.workdir / "livechat.toml"
+        config.write_text(BENCH_CONFIG)
+        (self.workdir / "data").mkdir(exist_ok=True)
+        env.update(
+            REDIS_URL=self.redis_url,
+            LIVECHAT_CONFIG=str(config),
+            LIVECHAT_DATA_DIR=str(self.workdir / "data"),
+            LIVECHAT_SITE_SECRET=SITE_SECRET,
+            LIVECHAT_SUPPORT_ADDRESS="support@example.org",
+            LIVECHAT_REDIS_FSYNC=self.fsync,
+        )
+        return env
+
+    def command(self) -> list[str]:
+        # BENCH_HUB_COMMAND swaps in another launcher taking livechat's arguments (e.g. a
+        # wrapper trying out a change to the core), to compare it with the same run.
+        launcher = shlex.split(os.environ.get("BENCH_HUB_COMMAND", "")) or [LIVECHAT]
+        return [*launcher, "serve", "--host", HOST, "--port", str(self.port)]
+
+
+class BaselineServer(_Server):
+    """One of bench/baselines/*.py: a relay on uvicorn with its own Redis."""
+
+    def __init__(self, module: str, workdir: Path):
+        self.name = module
+        super().__init__(workdir, fsync="always")
+        self.module = module
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", f"bench.baselines.{self.module}", "--port", str(self.port), "--redis-url", self.redis_url]
+
+
+def cleanup(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
