@@ -271,8 +271,14 @@ class AgentConnection(Connection):
 
 async def agent_endpoint(ws: WebSocket) -> None:
     rt: Runtime = ws.app.state.rt
-    session = await read_session(rt, ws.cookies)
-    account = await load_account(rt.redis, session.username) if session else None
+    try:
+        session = await read_session(rt, ws.cookies)
+        account = await load_account(rt.redis, session.username) if session else None
+    except RedisError:
+        await ws.accept()
+        await ws.send_text(frames.encode(frames.error(frames.UNAVAILABLE, "briefly unavailable: reconnect"), False))
+        await ws.close(1011, "unavailable")
+        return
     if account is None or not origin_allowed(ws, rt):
         await ws.accept()
         await ws.close(frames.CLOSE_POLICY, "login required" if account is None else "origin not allowed")
