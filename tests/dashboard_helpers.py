@@ -22,7 +22,7 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from agents.accounts import save_account
 from chat.queue import read_agents
-from tests.servers import ROOT
+from tests.servers import eventually as _eventually, ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -113,16 +113,8 @@ async def make_account(rds: Any, username: str, lang: str, *, role: str = "agent
 
 
 async def eventually(check: Callable[[], Any], timeout: float = TIMEOUT, message: str = "condition") -> Any:
-    """Poll an async condition until it is truthy (a condition wait, never a fixed sleep)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
-        await asyncio.sleep(0.02)
+    """tests.servers.eventually with the browser tests' longer patience."""
+    return await _eventually(check, timeout, message=message)
 
 
 async def agent_status(rds: Any, username: str, status: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import inspect
 import json
 import os
 import secrets
@@ -22,7 +21,7 @@ from typing import Any
 
 import msgpack
 
-from tests.servers import wait_until
+from tests.servers import eventually, wait_until  # noqa: F401 - eventually is re-exported to the fault tests
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
@@ -145,22 +144,6 @@ def _xor(payload: bytes, mask: bytes) -> bytes:
 
 def close_code_of(payload: bytes) -> int | None:
     return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
-
-
-async def eventually(check, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"):
-    """Poll a condition (plain or async) in the test's own event loop, never a fixed sleep:
-    return its first truthy value or fail."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = check()
-        if inspect.isawaitable(value):
-            value = await value
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
-        await asyncio.sleep(interval)
 
 
 # --- HTTP --------------------------------------------------------------------------

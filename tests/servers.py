@@ -6,6 +6,8 @@ a fixed time.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import signal
 import socket
@@ -73,6 +75,22 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, message
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {message}")
         time.sleep(interval)
+
+
+async def eventually(check, timeout: float = 10.0, message: str = "condition", interval: float = 0.02):
+    """The async wait_until: poll a condition (plain or async) in the test's event loop,
+    never a fixed sleep; return its first truthy value or fail."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {message}")
+        await asyncio.sleep(interval)
 
 
 @dataclass

@@ -9,7 +9,6 @@ drains its own outbox, so it must never see ours.
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 import secrets
@@ -17,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -28,7 +27,7 @@ from chat.chats import create_chat, update_chat
 from chat.config import load_config
 from chat.runtime import Runtime
 from chat.settings import Settings
-from tests.servers import free_port
+from tests.servers import eventually, free_port  # noqa: F401 - eventually is re-exported
 
 DB = 11  # this part's own Redis database (the hub and the core tests use 0)
 SUPPORT = "support@example.org"
@@ -37,20 +36,6 @@ MAIL_FROM = "Example Support <help@example.org>"
 
 def db_url(redis_url: str) -> str:
     return f"{redis_url}{'&' if '?' in redis_url else '?'}db={DB}"
-
-
-async def eventually(predicate: Callable[[], Any], timeout: float = 10.0, message: str = "condition") -> Any:
-    """Await a condition (sync or async predicate) with a timeout; never a fixed sleep."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
-        await asyncio.sleep(0.02)
 
 
 # --- a real SMTP server ----------------------------------------------------------
