@@ -168,7 +168,7 @@ class AgentConnection(Connection):
             asyncio.create_task(self._assigned(event["chat_id"], event.get("transferred_from")))
         elif kind == "released":
             asyncio.create_task(self._released(event["chat_id"], event.get("to")))
-        elif kind == "status":
+        elif kind == "status" and event["status"] != self.status:
             self.status = event["status"]
             self.send({"type": "status", "status": self.status})
 
@@ -255,11 +255,12 @@ class AgentConnection(Connection):
 
     async def _set_status(self, status: str) -> None:
         rt = self.rt
-        self.status = status
         agents = await read_agents(rt.redis)
         profile = agents.get(self.account.username) or self.account.profile()
         profile["status"] = status
         await write_agent(rt.redis, self.account.username, profile)
+        self.status = status
+        self.send({"type": "status", "status": status})  # the sender's confirmation does not depend on pub/sub
         await lifecycle.publish(rt, keys.agent_channel(self.account.username), {"type": "status", "status": status})
         await lifecycle.queue_changed(rt, work=status == "online")
 
