@@ -274,6 +274,8 @@ class Hub:
             try:
                 await self.heartbeat()
                 await self.messages.flush(self.rt.redis)
+                if any(c and next(iter(c)).wants_chats() for c in self.agents.values()):
+                    self.kick_dispatch()  # safety net: a lost doorbell costs one beat, never a chat
             except RedisError:
                 _honour_cancel()
             await asyncio.sleep(self.rt.config.timing.heartbeat)

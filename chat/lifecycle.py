@@ -24,8 +24,12 @@ async def publish(rt: Runtime, channel: str, event: dict[str, Any]) -> None:
 
 
 async def queue_changed(rt: Runtime, work: bool = False) -> None:
-    """Tell every hub the line moved (positions) and, with work, that a chat is waiting."""
+    """Tell every hub the line moved (positions) and, with work, that a chat is waiting.
+    This process's own agents are offered the work directly: a local pairing never depends
+    on the pub/sub round trip (which a reconnecting bus could miss)."""
     await rt.redis.publish(keys.QUEUE_CHANNEL, QUEUE_WORK if work else QUEUE_CHANGED)
+    if work and rt.hub is not None:
+        rt.hub.kick_dispatch()
 
 
 async def enqueue(rt: Runtime, chat_id: str, chat: dict[str, str]) -> None:

@@ -36,6 +36,7 @@ BACKOFF_CAP = 600.0     # never wait longer than this between attempts
 LEASE = 120.0           # a claimed mail is another worker's again after this (longer than a send)
 BATCH = 16              # mails claimed (and sent concurrently) per round
 MAX_IDLE = 5.0          # longest sleep without a wake-up (covers a missed pub/sub message)
+LISTEN_SLICE = 1.0      # longest single pub/sub read, so a cancelled listener notices
 
 # KEYS[1] outbox zset; ARGV now, lease_until, limit -> the claimed ids
 CLAIM_SCRIPT = """
@@ -208,10 +209,10 @@ async def _seconds_to_next(rt: Runtime, max_idle: float) -> float:
 class Wakeup:
     """Listens on keys.OUTBOX_CHANNEL in its own task and sets an event when a mail is queued.
 
-    The listener blocks on the pub/sub socket without a read timeout, and the worker waits on
-    the event with asyncio.wait: no timeout context races a cancellation (Python 3.11's
-    asyncio.timeout can turn a cancel that lands as the timeout fires into a TimeoutError,
-    which would leave a cancelled worker running)."""
+    The listener reads with a short timeout and checks between reads whether it is being
+    cancelled: Python 3.11's asyncio.timeout (inside redis-py) can turn a cancel that lands as
+    the timeout fires into a quiet timeout, and a read without any timeout could then block a
+    cancelled listener forever. The worker waits on the event with asyncio.wait."""
 
     def __init__(self, redis: Redis, retry: float = MAX_IDLE):
         self.redis = redis
@@ -229,7 +230,8 @@ class Wakeup:
                 await pubsub.subscribe(keys.OUTBOX_CHANNEL)
                 self.event.set()  # (re)subscribed: look at the outbox once, something may have been missed
                 while True:
-                    if await pubsub.get_message(ignore_subscribe_messages=True, timeout=None):
+                    _still_wanted()
+                    if await pubsub.get_message(ignore_subscribe_messages=True, timeout=LISTEN_SLICE):
                         self.event.set()
             except (RedisError, OSError) as exc:
                 log.warning("outbox: wake-up channel lost (%s); polling every %.0fs until it is back", exc, self.retry)
@@ -238,6 +240,7 @@ class Wakeup:
                     await pubsub.aclose()
                 except (RedisError, OSError):
                     pass
+            _still_wanted()
             await asyncio.sleep(self.retry)
 
     async def wait(self, seconds: float) -> None:
@@ -253,7 +256,7 @@ class Wakeup:
     async def close(self) -> None:
         if self.task is not None:
             self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
+            await asyncio.wait({self.task}, timeout=LISTEN_SLICE * 2)  # bounded: stopping must not hang
 
 
 def _still_wanted() -> None:
