@@ -60,9 +60,15 @@ offline_idle = 86400
 wait_choice_timeout = 86400
 heartbeat = 5
 
-# Every load client connects from 127.0.0.1: the per-address new-chat guard is off.
+# Every load client connects from 127.0.0.1: the per-address new-chat guard is off. Load
+# clients write faster than people: the per-socket flood limits are raised (still counted,
+# so their cost is in the figures).
 [limits]
 new_chats_per_minute = 0
+visitor_frames_per_second = 1000
+visitor_frame_burst = 2000
+agent_frames_per_second = 1000
+agent_frame_burst = 2000
 """
 
 

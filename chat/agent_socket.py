@@ -18,6 +18,7 @@ from chat import chats, frames, keys, lifecycle
 from chat.chatlog import ChatGone, read_log
 from chat.connection import Connection
 from chat.feed import ChatFeed
+from chat.config import Limits
 from chat.frames import FrameError
 from chat.queue import read_agents, write_agent
 from chat.runtime import Runtime
@@ -58,8 +59,9 @@ async def previous_tickets(rt: Runtime, email: str, limit: int = 10) -> list[dic
 
 class AgentConnection(Connection):
     kind = "agent"
-    rate = 30.0
-    burst = 60.0
+
+    def frame_limit(self, limits: Limits) -> tuple[float, float]:
+        return limits.agent_frames_per_second, limits.agent_frame_burst
 
     def __init__(self, ws: WebSocket, rt: Runtime, account: Account, session_id: str = ""):
         super().__init__(ws, rt)
@@ -99,6 +101,7 @@ class AgentConnection(Connection):
         self.send({"type": "welcome", "agent": {**account.profile(), "status": self.status}, "chats": entries})
         for feed in self.feeds.values():
             feed.resume(catch_up=True)
+        await self.welcomed()
         if self.status == "online":
             self.hub.kick_dispatch()
 
@@ -171,6 +174,19 @@ class AgentConnection(Connection):
         elif kind == "status" and event["status"] != self.status:
             self.status = event["status"]
             self.send({"type": "status", "status": self.status})
+
+    async def catch_up_state(self) -> None:
+        """Catch up with chats given to or taken from this agent while pub/sub was away."""
+        held = {m.decode() for m in await self.rt.redis.smembers(keys.agent_chats(self.account.username))}
+        for chat_id in held - set(self.feeds):
+            await self._assigned(chat_id, None)
+        for chat_id in set(self.feeds) - held:
+            chat = await chats.load_chat(self.rt.redis, chat_id)
+            if chat and chat.get("status") == "closed":
+                self._on_event(chat_id, {"type": "closed", "reason": chat.get("closed_reason", ""),
+                                         "ref": chat.get("ticket")})
+            else:
+                await self._released(chat_id, None)
 
     async def _assigned(self, chat_id: str, transferred_from: str | None) -> None:
         try:

@@ -3,16 +3,20 @@
 Pub/sub is only the doorbell. The chat log in Redis is the source of truth: after a lost
 connection the bus resubscribes and, once Redis has confirmed the subscriptions, tells every
 listener to catch up from the log (what was published while it was away is not replayed).
-That holds both when redis-py reconnects on its own inside a read and when the reader gives
-up on a connection and builds a new one.
+
+Every message a hub relays comes through here, so the reading is lean: redis-py opens the
+connection (TCP, unix socket or TLS; AUTH, SELECT), then the bus reads the socket itself and
+parses whatever arrived with hiredis in one go, instead of one redis-py call (timeouts,
+retries, pool bookkeeping) per message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable
+from typing import Any, Callable
 
+import hiredis
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -20,8 +24,55 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 log = logging.getLogger("livechat.bus")
 
 HELLO = "lc:bus:hello"
+READ_SIZE = 1 << 16
+IDLE_PING = 10.0  # seconds of silence before the bus asks Redis for a PONG; as long again without one: reconnect
 
 Handler = Callable[[str, bytes], None]
+LOST = (RedisConnectionError, RedisTimeoutError, OSError, ConnectionError)
+
+
+class Link:
+    """One subscriber connection. redis-py's Connection does the handshake and writes
+    commands; replies are read from its stream and parsed here."""
+
+    def __init__(self, redis: Redis):
+        pool = redis.connection_pool
+        # No health checks: redis-py would read their replies itself, from under this reader.
+        self.conn = pool.connection_class(**{**pool.connection_kwargs, "health_check_interval": 0})
+        self.parser = hiredis.Reader()
+        self._lock = asyncio.Lock()
+
+    async def open(self, channels: list[str]) -> None:
+        await self.conn.connect()
+        await self.send("SUBSCRIBE", *channels)
+
+    async def send(self, *args: Any) -> None:
+        async with self._lock:  # one writer at a time (drain is not for concurrent callers)
+            if not self.conn.is_connected:  # redis-py would reconnect quietly, unsubscribed
+                raise RedisConnectionError("pub/sub connection closed")
+            await self.conn.send_command(*args)
+
+    async def read(self) -> list[Any]:
+        """Every reply that has arrived (waiting for at least one)."""
+        stream = self.conn._reader
+        if stream is None:
+            raise RedisConnectionError("pub/sub connection closed")
+        while True:
+            data = await stream.read(READ_SIZE)
+            if not data:
+                raise RedisConnectionError("Redis closed the pub/sub connection")
+            self.parser.feed(data)
+            replies = []
+            while (reply := self.parser.gets()) is not False:
+                replies.append(reply)
+            if replies:
+                return replies
+
+    async def close(self) -> None:
+        try:
+            await self.conn.disconnect()
+        except Exception:
+            pass
 
 
 class Bus:
@@ -29,38 +80,29 @@ class Bus:
         self.redis = redis
         self._handlers: dict[str, set[Handler]] = {}
         self._confirmed: dict[str, asyncio.Future] = {}
-        self._pubsub = None
+        self._link: Link | None = None
         self._task: asyncio.Task | None = None
         self._reconnect_hooks: list[Callable[[], None]] = []
         self._resync_at: int | None = None  # run the hooks once this many channels are confirmed
         self.connected = asyncio.Event()
 
     async def start(self) -> None:
-        self._pubsub = self.redis.pubsub(ignore_subscribe_messages=False)
-        await self._pubsub.subscribe(HELLO)
-        self._watch(self._pubsub)
+        link = Link(self.redis)
+        try:
+            await link.open([HELLO])
+        except BaseException:
+            await link.close()
+            raise
+        self._link = link
         self._task = asyncio.create_task(self._read(), name="bus-reader")
         self.connected.set()
-
-    def _watch(self, pubsub) -> None:
-        """Hear about redis-py's own reconnects of this pub/sub connection (it resubscribes
-        by itself, silently: the listeners must still catch up)."""
-        if pubsub.connection is not None:
-            pubsub.connection.register_connect_callback(self._on_reconnected)
-
-    async def _on_reconnected(self, connection) -> None:
-        # redis-py's own callback has just sent SUBSCRIBE for all of the pub/sub's channels.
-        self._resync_at = max(1, len(self._pubsub.channels) if self._pubsub is not None else 1)
 
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
             await asyncio.wait({self._task}, timeout=3.0)  # bounded: shutdown must not hang here
-        if self._pubsub:
-            try:
-                await self._pubsub.aclose()
-            except Exception:
-                pass
+        if self._link:
+            await self._link.close()
 
     def on_reconnect(self, hook: Callable[[], None]) -> None:
         """Called after the connection came back: listeners catch up from the log."""
@@ -78,11 +120,20 @@ class Bus:
             return
         waiter = asyncio.get_running_loop().create_future()
         self._confirmed[channel] = waiter
+        if self._link is None or not self.connected.is_set():
+            return  # reconnecting: the new connection subscribes every channel, then listeners resync
         try:
-            await self._pubsub.subscribe(channel)
+            await self._link.send("SUBSCRIBE", channel)
             await asyncio.wait_for(asyncio.shield(waiter), 5)
-        except (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError):
-            self.connected.clear()  # the reader builds a new connection with every channel, then resyncs
+        except (*LOST, asyncio.TimeoutError):
+            await self._lost()
+
+    async def _lost(self) -> None:
+        """Give up on the connection: the reader's pending read fails at once, and it builds a
+        new connection with every channel, then listeners resync."""
+        self.connected.clear()
+        if self._link is not None:
+            await self._link.close()
 
     async def unsubscribe(self, channel: str, handler: Handler) -> None:
         handlers = self._handlers.get(channel)
@@ -92,13 +143,15 @@ class Bus:
         if not handlers:
             del self._handlers[channel]
             self._confirmed.pop(channel, None)
-            try:
-                await self._pubsub.unsubscribe(channel)
-            except (RedisConnectionError, RedisTimeoutError, OSError):
-                pass
+            if self._link is not None and self.connected.is_set():
+                try:
+                    await self._link.send("UNSUBSCRIBE", channel)
+                except LOST:
+                    pass
 
     async def _read(self) -> None:
         backoff = 0.05
+        pinged = False
         while True:
             if asyncio.current_task().cancelling():
                 raise asyncio.CancelledError  # a cancel turned into a caught TimeoutError (Python 3.11)
@@ -107,54 +160,74 @@ class Bus:
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 0.5)
                     continue
-                backoff = 0.05
+                backoff, pinged = 0.05, False
+            link = self._link
             try:
-                message = await self._pubsub.get_message(timeout=5.0)
-            except asyncio.CancelledError:
-                raise
-            except (RedisConnectionError, RedisTimeoutError, OSError, RuntimeError) as exc:
+                async with asyncio.timeout(IDLE_PING):
+                    replies = await link.read()
+            except TimeoutError:
+                if pinged:
+                    log.warning("pub/sub connection silent after a PING; reconnecting")
+                    await self._lost()
+                else:
+                    pinged = True
+                    try:
+                        await link.send("PING")
+                    except LOST:
+                        self.connected.clear()
+                continue
+            except LOST as exc:
                 if self.connected.is_set():
                     log.warning("pub/sub connection lost (%s); reconnecting", exc)
                 self.connected.clear()
                 continue
-            except Exception:
-                log.exception("pub/sub reader error")
-                await asyncio.sleep(backoff)
-                continue
-            if message is None:
-                continue
-            kind = message["type"]
-            channel = message["channel"].decode()
-            if kind == "message":
-                for handler in list(self._handlers.get(channel, ())):
-                    try:
-                        handler(channel, message["data"])
-                    except Exception:
-                        log.exception("handler for %s failed", channel)
-            elif kind == "subscribe":
-                waiter = self._confirmed.get(channel)
-                if waiter and not waiter.done():
-                    waiter.set_result(True)
-                if self._resync_at is not None and int(message["data"]) >= self._resync_at:
-                    self._resync_at = None
-                    self._run_hooks()
+            pinged = False
+            for reply in replies:
+                self._dispatch(reply)
+
+    def _dispatch(self, reply: Any) -> None:
+        if not isinstance(reply, list) or len(reply) < 3:
+            return  # a PONG (["pong", ""]) or an error reply: nothing to deliver
+        kind = reply[0]
+        if kind == b"message":
+            channel = reply[1].decode()
+            for handler in list(self._handlers.get(channel, ())):
+                try:
+                    handler(channel, reply[2])
+                except Exception:
+                    log.exception("handler for %s failed", channel)
+        elif kind == b"subscribe":
+            waiter = self._confirmed.get(reply[1].decode())
+            if waiter and not waiter.done():
+                waiter.set_result(True)
+            if self._resync_at is not None and int(reply[2]) >= self._resync_at:
+                self._resync_at = None
+                self._run_hooks()
 
     async def _reconnect(self) -> bool:
-        """A new pub/sub connection subscribed to every channel in use; False while Redis is
-        unreachable (the old connection is kept until a new one works)."""
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=False)
+        """A new connection subscribed to every channel in use; False while Redis is
+        unreachable."""
+        link = Link(self.redis)
         channels = list(self._handlers) or [HELLO]
         try:
-            await pubsub.subscribe(*channels)
-        except (RedisConnectionError, RedisTimeoutError, OSError):
-            await _close_quietly(pubsub)
+            await link.open(channels)
+        except LOST:
+            await link.close()
             return False
-        old, self._pubsub = self._pubsub, pubsub
-        await _close_quietly(old)
-        self._watch(pubsub)
-        self._resync_at = len(channels)
+        old, self._link = self._link, link
         self.connected.set()
-        log.info("pub/sub reconnected; %d channels", len(channels))
+        # Channels first subscribed while the connection was being opened are not in it yet.
+        missing = [c for c in self._handlers if c not in channels]
+        self._resync_at = len(channels) + len(missing)
+        if old is not None:
+            await old.close()
+        if missing:
+            try:
+                await link.send("SUBSCRIBE", *missing)
+            except LOST:
+                self.connected.clear()
+                return False
+        log.info("pub/sub reconnected; %d channels", len(channels) + len(missing))
         return True
 
     def _run_hooks(self) -> None:
@@ -164,12 +237,3 @@ class Bus:
                 hook()
             except Exception:
                 log.exception("reconnect hook failed")
-
-
-async def _close_quietly(pubsub) -> None:
-    if pubsub is None:
-        return
-    try:
-        await pubsub.aclose()
-    except Exception:
-        pass

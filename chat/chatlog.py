@@ -13,6 +13,7 @@ import msgpack
 from redis.asyncio import Redis
 
 from chat import keys
+from chat.batching import ScriptBatcher
 
 SEQ_PLACEHOLDER = 0xFFFFFFFF  # packed as 0xce + 4 bytes at a fixed offset, patched by the script
 
@@ -56,10 +57,12 @@ def pack_message(sender: str, text: str, ts: float, client_id: str | None, name:
 
 
 class ChatLog:
-    """Appends to and reads chat logs; one instance per process holds the loaded script."""
+    """Appends to and reads chat logs; one instance per process holds the loaded script.
+    With a batcher (the hub's), appends made at the same time share one round trip."""
 
-    def __init__(self, redis: Redis):
+    def __init__(self, redis: Redis, batcher: ScriptBatcher | None = None):
         self.redis = redis
+        self.batcher = batcher
         self._append = redis.register_script(APPEND_SCRIPT)
 
     async def append(
@@ -67,10 +70,12 @@ class ChatLog:
     ) -> tuple[int, bytes, bool]:
         """Store one message; return (seq, packed frame, newly stored). A client_id seen
         before returns the stored message again and stores nothing."""
-        result = await self._append(
-            keys=[keys.chat_log(chat_id), keys.chat_client_ids(chat_id), keys.chat(chat_id), keys.chat_channel(chat_id)],
-            args=[client_id or "", pack_message(sender, text, ts, client_id, name), sender, repr(ts)],
-        )
+        script_keys = [keys.chat_log(chat_id), keys.chat_client_ids(chat_id), keys.chat(chat_id), keys.chat_channel(chat_id)]
+        args = [client_id or "", pack_message(sender, text, ts, client_id, name), sender, repr(ts)]
+        if self.batcher is not None:
+            result = await self.batcher.call(self._append, script_keys, args)
+        else:
+            result = await self._append(keys=script_keys, args=args)
         if result[0] < 0:
             raise ChatGone(chat_id)
         return int(result[0]), result[1], bool(result[2])

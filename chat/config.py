@@ -70,6 +70,10 @@ days = 30               # closed chats and tickets are purged after this many da
 [limits]
 new_chats_per_minute = 60     # new visitor chats one client address may start per minute (0 = no limit; loopback never limited)
 send_queue_bytes = 2097152    # queued for one socket before a client that stopped reading is cut off (1013)
+visitor_frames_per_second = 10  # inbound frames per visitor socket; past it `rate_limited`, then close 1008
+visitor_frame_burst = 30
+agent_frames_per_second = 30    # an agent writes in several chats at once
+agent_frame_burst = 60
 """
 
 DEMO_OVERRIDES = {"hours": ALWAYS}
@@ -99,6 +103,10 @@ class Limits:
 
     new_chats_per_minute: int = 60
     send_queue_bytes: int = 2 * 1024 * 1024
+    visitor_frames_per_second: int = 10
+    visitor_frame_burst: int = 30
+    agent_frames_per_second: int = 30
+    agent_frame_burst: int = 60
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,9 @@ def _limits(raw: dict[str, Any], source: str) -> Limits:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ConfigError(source, f"limits.{key}", f"must be a whole number >= 0, got {value!r}")
         values[key] = value
+    for key in ("visitor_frames_per_second", "visitor_frame_burst", "agent_frames_per_second", "agent_frame_burst"):
+        if values[key] < 1:
+            raise ConfigError(source, f"limits.{key}", "must be at least 1 (a socket must be able to say hello)")
     if values["send_queue_bytes"] < 65536:
         raise ConfigError(source, "limits.send_queue_bytes", "must be at least 65536 (one full-size frame)")
     return Limits(**values)

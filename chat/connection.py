@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from chat import frames, keys
+from chat.config import Limits
 from chat.frames import FrameError
 from chat.runtime import Runtime
 
@@ -96,7 +97,7 @@ class Connection:
         self._out_bytes = 0
         self._max_bytes = rt.config.limits.send_queue_bytes
         self._writer: asyncio.Task | None = None
-        self._bucket = TokenBucket(self.rate, self.burst)
+        self._bucket = TokenBucket(*self.frame_limit(rt.config.limits))
         self._strikes = 0
         self._last_warning = 0.0
         self.handler_task: asyncio.Task | None = None
@@ -105,6 +106,30 @@ class Connection:
         self._finishing = False  # the handler is on its way out by itself
         self._drained = asyncio.Event()
         self._sent_at = 0.0  # loop time the writer last handed a frame to the socket
+        self._welcomed = False
+        self._resync_wanted = False
+
+    async def resync_state(self) -> None:
+        """After the bus was away: compare this socket's view with Redis (see catch_up_state).
+        Before the socket's welcome went out, that waits until it has."""
+        if self._welcomed:
+            await self.catch_up_state()
+        else:
+            self._resync_wanted = True
+
+    async def welcomed(self) -> None:
+        """The welcome is sent; a resync asked for meanwhile runs now."""
+        self._welcomed = True
+        if self._resync_wanted:
+            self._resync_wanted = False
+            await self.catch_up_state()
+
+    async def catch_up_state(self) -> None:
+        """Send what changed while events were lost; sockets that follow chats override it."""
+
+    def frame_limit(self, limits: Limits) -> tuple[float, float]:
+        """Inbound frames per second and burst for this kind of socket."""
+        return self.rate, self.burst
 
     async def accept(self) -> None:
         offered = self.ws.scope.get("subprotocols") or []

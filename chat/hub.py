@@ -17,6 +17,7 @@ import msgpack
 from redis.exceptions import RedisError
 
 from chat import frames, keys, lifecycle
+from chat.batching import ScriptBatcher
 from chat.chatlog import ChatLog
 from chat.queue import AgentSkills, Queue, read_agents, topic_key
 from chat.runtime import Runtime
@@ -49,7 +50,7 @@ class Hub:
     def __init__(self, rt: Runtime):
         self.rt = rt
         self.queue = Queue(rt.redis)
-        self.log = ChatLog(rt.redis)
+        self.log = ChatLog(rt.redis, ScriptBatcher(rt.redis))
         self.messages = MessageCounter()
         self.chat_listeners: dict[str, set[ChatListener]] = {}
         self.agents: dict[str, set["AgentConnection"]] = {}
@@ -61,6 +62,7 @@ class Hub:
         self._tasks: list[asyncio.Task] = []
         self._dispatching: asyncio.Task | None = None
         self._dispatch_again = False
+        self._resyncing: asyncio.Task | None = None
 
     # --- life ------------------------------------------------------------------------
 
@@ -119,8 +121,21 @@ class Hub:
         for listeners in self.chat_listeners.values():
             for listener in list(listeners):
                 listener.resync()
+        if self._resyncing is None:
+            self._resyncing = asyncio.create_task(self._resync_states(), name="resync-states")
         self.kick_dispatch()
         self._dirty.set()
+
+    async def _resync_states(self) -> None:
+        """Events published while the bus was away (a chat assigned, closed, transferred)
+        reached nobody: every socket compares its view with the records in Redis."""
+        try:
+            for conn in self.all_connections():
+                await conn.resync_state()
+        except RedisError:
+            log.warning("state resync stopped: redis unavailable (the next reconnect runs it again)")
+        finally:
+            self._resyncing = None
 
     # --- agents and dispatch ---------------------------------------------------------
 

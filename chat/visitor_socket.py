@@ -18,6 +18,7 @@ from chat import chats, frames, keys, lifecycle, timers
 from chat.chatlog import ChatGone
 from chat.connection import Closed, Connection, new_chat_allowed
 from chat.feed import ChatFeed
+from chat.config import Limits
 from chat.frames import FrameError
 from chat.identity import IdentityError, verify
 from chat.plans import is_open, virtual_arrival
@@ -49,8 +50,9 @@ def client_fingerprint(rt: Runtime, ws: WebSocket) -> str:
 
 class VisitorConnection(Connection):
     kind = "visitor"
-    rate = 10.0
-    burst = 30.0
+
+    def frame_limit(self, limits: Limits) -> tuple[float, float]:
+        return limits.visitor_frames_per_second, limits.visitor_frame_burst
 
     def __init__(self, ws: WebSocket, rt: Runtime):
         super().__init__(ws, rt)
@@ -104,6 +106,23 @@ class VisitorConnection(Connection):
             self.send(frame)
         elif kind in ("ticket", "wait_or_ticket"):
             self.send(event)
+
+    async def catch_up_state(self) -> None:
+        """Catch up with what happened to the chat while pub/sub was away."""
+        if self.status == "closed":
+            return
+        chat = await chats.load_chat(self.rt.redis, self.chat_id)
+        status = (chat or {}).get("status")
+        if not chat or status == self.status:
+            return
+        if status == "active":
+            self._on_event({"type": "assigned", "agent": {"name": chat.get("agent_name", "")}})
+        elif status == "queued":
+            self._on_event({"type": "requeued"})
+        elif status == "offline":
+            self._on_event({"type": "offline", "reason": chat.get("offline_reason", "")})
+        elif status == "closed":
+            self._on_event({"type": "closed", "reason": chat.get("closed_reason", ""), "ref": chat.get("ticket")})
 
     def _set_status(self, status: str) -> None:
         self.status = status
@@ -170,6 +189,7 @@ class VisitorConnection(Connection):
             if chat.get("ticket"):
                 frame["ref"] = chat["ticket"]
             self.send(frame)
+        await self.welcomed()
 
     async def feed_drained(self) -> None:
         task = self.feed._filling if self.feed else None

@@ -94,6 +94,13 @@ def test_demo_opens_every_plan_around_the_clock():
     assert {p.hours for p in config.plans.values()} == {ALWAYS}
 
 
+def test_frame_limits_per_socket_kind_come_from_the_file():
+    """An operator can raise or lower the per-socket flood limits of visitors and agents."""
+    limits = parse_config("[limits]\nvisitor_frames_per_second = 4\nagent_frame_burst = 200\n").limits
+    assert (limits.visitor_frames_per_second, limits.visitor_frame_burst) == (4, 30)
+    assert (limits.agent_frames_per_second, limits.agent_frame_burst) == (30, 200)
+
+
 BROKEN = [
     ('[plans.free]\nhead_start = "soon"\n', "plans.free.head_start"),
     ('[plans.free]\nmax_wait = -5\n', "plans.free.max_wait"),
@@ -114,6 +121,8 @@ BROKEN = [
     ("[timing]\nheartbeat = 0\n", "timing.heartbeat"),
     ("[timing]\nlunch = 60\n", "timing.lunch"),
     ("[retention]\nweeks = 4\n", "retention.weeks"),
+    ("[limits]\nvisitor_frames_per_second = 0\n", "limits.visitor_frames_per_second"),
+    ("[limits]\nagent_frame_burst = 2.5\n", "limits.agent_frame_burst"),
     ("[pricing]\nfree = 0\n", "pricing"),
     ("emergency = 3\n", "emergency"),
     ("[plans.free\nhead_start = 0\n", "(syntax)"),
