@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import platform
-import resource
 import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+
+from chat.rlimits import raise_open_files  # noqa: F401 - re-exported for the scenarios
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -45,16 +46,6 @@ def pin_server() -> None:
     pin(SERVER_CPUS)
 
 
-def raise_open_files() -> int:
-    """Lift the soft open-files limit to the hard limit (10,000 sockets need it); return it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-    if soft < target:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            return soft
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def cpu_model() -> str:

@@ -113,12 +113,12 @@ class AgentConnection(Connection):
         feed = ChatFeed(self.rt.redis, chat_id, 0, lambda f, raw, c=chat_id: self._on_message(c, f, raw),
                         lambda e, c=chat_id: self._on_event(c, e), self.room)
         self.feeds[chat_id] = feed
-        await self.hub.watch(chat_id, feed)
-        chat = await chats.load_chat(self.rt.redis, chat_id)
+        # Subscribing and reading go on together: the feed stays paused, and its catch-up read
+        # after the subscription is confirmed covers anything written in between.
+        _, (chat, history) = await asyncio.gather(self.hub.watch(chat_id, feed), self._read_chat(chat_id))
         if not chat or chat.get("status") == "closed":
             await self._drop_chat(chat_id)
             return None
-        history = await read_log(self.rt.redis, chat_id)
         feed.last_seq = len(history)
         now = self.rt.clock()
         entry = {
@@ -132,6 +132,14 @@ class AgentConnection(Connection):
         if chat.get("verified") == "1" and chat.get("email"):
             entry["tickets"] = await previous_tickets(self.rt, chat["email"])
         return entry
+
+    async def _read_chat(self, chat_id: str) -> tuple[dict[str, str] | None, list[dict[str, Any]]]:
+        """The chat's record and its whole log, in one round trip."""
+        async with self.rt.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.chat(chat_id))
+            pipe.lrange(keys.chat_log(chat_id), 0, -1)
+            raw_chat, raw_log = await pipe.execute()
+        return chats.decode_chat(raw_chat), [msgpack.unpackb(item) for item in raw_log]
 
     async def _drop_chat(self, chat_id: str) -> None:
         feed = self.feeds.pop(chat_id, None)
@@ -154,16 +162,20 @@ class AgentConnection(Connection):
         elif kind == "read":
             self.send({"type": "read", "chat_id": chat_id, "seq": event.get("seq", 0)})
         elif kind == "closed":
+            feed = self.feeds.pop(chat_id, None)
+            if feed is None:  # already told (the closing socket does not wait for the echo)
+                return
             frame = {"type": "closed", "chat_id": chat_id, "reason": event["reason"]}
             if event.get("ref"):
                 frame["ref"] = event["ref"]
             self.send(frame)
-            asyncio.create_task(self._after_close(chat_id))
+            feed.close()
+            asyncio.create_task(self._after_close(chat_id, feed))
 
-    async def _after_close(self, chat_id: str) -> None:
-        await self._drop_chat(chat_id)
+    async def _after_close(self, chat_id: str, feed: ChatFeed) -> None:
         if self.wants_chats():
             self.hub.kick_dispatch()
+        await self.hub.unwatch(chat_id, feed)
 
     def on_agent_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
@@ -251,9 +263,13 @@ class AgentConnection(Connection):
             chat_id = self._held(frame)
             resolution = frames.choice_field(frame, "resolution", ("resolved", "unresolved"))
             if resolution == "resolved":
-                await lifecycle.close(rt, chat_id, "resolved")
+                done = await lifecycle.close(rt, chat_id, "resolved")
+                ref = None
             else:
-                await lifecycle.make_ticket(rt, chat_id, "unresolved")
+                ref = await lifecycle.make_ticket(rt, chat_id, "unresolved")
+                done = ref is not None
+            if done:  # the slot is free now: this socket need not wait for the pub/sub echo
+                self._on_event(chat_id, {"type": "closed", "reason": "resolved" if ref is None else "ticket", "ref": ref})
         elif kind == "transfer":
             chat_id = self._held(frame)
             to = frames.text_field(frame, "to", limit=64, required=True)

@@ -42,7 +42,11 @@ async def chat_for_resume(redis: Redis, token: str) -> str | None:
 
 async def load_chat(redis: Redis, chat_id: str) -> dict[str, str] | None:
     """The chat hash as str -> str, or None for an unknown chat."""
-    raw = await redis.hgetall(keys.chat(chat_id))
+    return decode_chat(await redis.hgetall(keys.chat(chat_id)))
+
+
+def decode_chat(raw: dict[bytes, bytes]) -> dict[str, str] | None:
+    """A chat hash as read from Redis (HGETALL), as str -> str; None when it is empty."""
     if not raw:
         return None
     return {k.decode(): v.decode("utf-8", "replace") for k, v in raw.items()}

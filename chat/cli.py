@@ -15,6 +15,7 @@ import time
 from redis.asyncio import Redis
 
 from chat.config import ConfigError, load_config
+from chat.rlimits import raise_open_files
 from chat.embedded_redis import EmbeddedRedis
 from chat.settings import Settings, load_settings
 
@@ -138,6 +139,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings, config = _load(args, demo=args.demo)
     _check_mail(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    open_files = raise_open_files()
+    if open_files < 4096:
+        log.warning("the open-files limit is %d: at most about that many sockets (raise `ulimit -Hn`)", open_files)
     if not settings.site_secret and not args.demo:
         log.warning("LIVECHAT_SITE_SECRET is not set: identity tokens cannot be verified; every visitor is on the lowest plan")
     with RedisHandle(settings) as redis_url:

@@ -193,6 +193,8 @@ class Hub:
             if chat_id is None:
                 return
             await lifecycle.assigned(self.rt, chat_id, account.username, account.name)
+            for local in list(self.agents.get(account.username, ())):  # not waiting for the pub/sub echo
+                local.on_agent_event({"type": "assigned", "chat_id": chat_id})
 
     def _on_queue_event(self, channel: str, data: bytes) -> None:
         event = msgpack.unpackb(data)

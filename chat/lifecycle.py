@@ -15,6 +15,11 @@ from chat.runtime import Runtime
 
 log = logging.getLogger("livechat.lifecycle")
 
+try:  # the archive (retention, erasure) lives with the transcripts, when they are installed
+    from transcripts.archive import add_to_archive as _add_to_archive
+except ImportError:
+    _add_to_archive = None
+
 QUEUE_CHANGED = msgpack.packb({"type": "changed"})
 QUEUE_WORK = msgpack.packb({"type": "changed", "work": True})
 
@@ -117,23 +122,20 @@ async def close(rt: Runtime, chat_id: str, reason: str, ref: str | None = None) 
     event: dict[str, Any] = {"type": "closed", "reason": reason}
     if ref:
         event["ref"] = ref
+    # Everything else in one round trip (and one fsync): the agent's slot waits on it.
     async with rt.redis.pipeline(transaction=False) as pipe:
         pipe.hset(keys.chat(chat_id), mapping={"status": "closed", "closed_reason": reason, "closed_at": repr(now),
                                                "ticket": ref or ""})
         pipe.zrem(keys.TIMERS, *timers.cancel_all_members(chat_id))
         pipe.zrem(keys.VISITORS_SEEN, chat_id)
+        if chat.get("assigned_at"):
+            stats.add_handled(pipe, max(0.0, now - float(chat["assigned_at"])), now)
+        if _add_to_archive is not None:
+            _add_to_archive(pipe, chat_id, now, chat.get("email"))
         pipe.publish(keys.chat_channel(chat_id), msgpack.packb(event))
         if route:
             pipe.publish(keys.QUEUE_CHANNEL, QUEUE_WORK if route.get("agent") else QUEUE_CHANGED)
         await pipe.execute()
-    if chat.get("assigned_at"):
-        await stats.record_handled(rt.redis, max(0.0, now - float(chat["assigned_at"])), now)
-    try:
-        from transcripts.archive import archive_chat
-
-        await archive_chat(rt, chat_id)
-    except ImportError:
-        pass
     return True
 
 

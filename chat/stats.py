@@ -38,6 +38,12 @@ async def record_assignment(redis: Redis, waited: float, now: float) -> None:
         await pipe.execute()
 
 
+def add_handled(pipe, handled: float, now: float) -> None:
+    """Queue one chat's handling time on a pipeline the caller executes."""
+    _both(pipe, "handle_sum", handled, now)
+    _both(pipe, "handle_count", 1, now)
+
+
 async def record_handled(redis: Redis, handled: float, now: float) -> None:
     """A chat an agent held has ended; also feeds the running average behind ETAs."""
     async with redis.pipeline(transaction=False) as pipe:

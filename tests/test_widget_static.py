@@ -8,6 +8,7 @@ import hashlib
 import re
 import subprocess
 import sys
+import urllib.request
 
 from widget import WIDGET_DIR
 
@@ -36,3 +37,20 @@ def test_sri_script_prints_sha384_of_both_files():
     expected = {name: "sha384-" + base64.b64encode(hashlib.sha384(data).digest()).decode()
                 for name, data in (("widget.js", JS), ("widget.css", CSS))}
     assert dict(line.split() for line in out.splitlines()) == expected
+
+
+def test_widget_is_served_gzipped_to_clients_that_accept_it(hub):
+    """With Accept-Encoding: gzip the hub sends the widget compressed; it unpacks to the file."""
+    for name in ("widget.js", "widget.css"):
+        request = urllib.request.Request(f"{hub.base_url}/{name}", headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.headers["Content-Encoding"] == "gzip"
+            assert "Accept-Encoding" in response.headers["Vary"]
+            assert gzip.decompress(response.read()) == (WIDGET_DIR / name).read_bytes()
+
+
+def test_widget_is_served_plain_to_clients_that_do_not_accept_gzip(hub):
+    """Without Accept-Encoding the bytes are the file itself."""
+    with urllib.request.urlopen(f"{hub.base_url}/widget.js", timeout=10) as response:
+        assert response.headers.get("Content-Encoding") is None
+        assert response.read() == (WIDGET_DIR / "widget.js").read_bytes()

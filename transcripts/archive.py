@@ -21,13 +21,19 @@ async def archive_chat(rt: Runtime, chat_id: str) -> bool:
         closed_at = float(chat.get("closed_at") or rt.clock())
     except ValueError:
         closed_at = rt.clock()
-    email = normalize_email(chat.get("email"))
     async with rt.redis.pipeline(transaction=True) as pipe:
-        pipe.zadd(keys.CHATS_CLOSED, {chat_id: closed_at}, nx=True)
-        if email:
-            pipe.sadd(keys.chats_by_email(email_hash(email)), chat_id)
+        add_to_archive(pipe, chat_id, closed_at, chat.get("email"))
         await pipe.execute()
     return True
+
+
+def add_to_archive(pipe, chat_id: str, closed_at: float, email: str | None) -> None:
+    """Queue the archive entries of a closed chat on a pipeline the caller executes (closing
+    a chat writes them in the same round trip as its status)."""
+    pipe.zadd(keys.CHATS_CLOSED, {chat_id: closed_at}, nx=True)
+    address = normalize_email(email)
+    if address:
+        pipe.sadd(keys.chats_by_email(email_hash(address)), chat_id)
 
 
 def chat_keys(chat_id: str) -> list[str]:

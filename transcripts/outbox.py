@@ -295,6 +295,9 @@ async def outbox_loop(
             except (RedisError, OSError) as exc:
                 log.warning("outbox: redis unavailable (%s); retrying in %.0fs", exc, max_idle)
                 wait = max_idle
+            # redis-py and aiosmtplib may turn a cancellation into their own error (or a quiet
+            # return): never go to sleep for minutes on a stop request.
+            _still_wanted()
             await wakeup.wait(wait)
     finally:
         await wakeup.close()
