@@ -124,7 +124,7 @@ class AgentConnection(Connection):
         entry = {
             "chat_id": chat_id,
             "visitor": chats.visitor_profile(chat),
-            "status": chat.get("status"),
+            "status": "active" if chat.get("status") == "queued" else chat.get("status"),  # claimed, being recorded
             "history": history,
             "waited_s": round(float(chat.get("assigned_at") or now) - float(chat.get("arrived_at") or now), 1),
             "started_at": float(chat.get("created_at") or now),

@@ -192,9 +192,11 @@ class Hub:
             chat_id = await self.queue.claim(skills, self.rt.clock())
             if chat_id is None:
                 return
-            await lifecycle.assigned(self.rt, chat_id, account.username, account.name)
-            for local in list(self.agents.get(account.username, ())):  # not waiting for the pub/sub echo
+            # The claim is the decision: this process's sockets of the agent open the chat
+            # while its record is updated and the news published, not after.
+            for local in list(self.agents.get(account.username, ())):
                 local.on_agent_event({"type": "assigned", "chat_id": chat_id})
+            await lifecycle.assigned(self.rt, chat_id, account.username, account.name)
 
     def _on_queue_event(self, channel: str, data: bytes) -> None:
         event = msgpack.unpackb(data)

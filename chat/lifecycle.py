@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 import msgpack
+from redis.exceptions import NoScriptError
 
 from chat import keys, stats, timers
 from chat.chats import load_chat, update_chat
@@ -118,12 +119,12 @@ async def close(rt: Runtime, chat_id: str, reason: str, ref: str | None = None) 
     if not chat or chat.get("status") == "closed":
         return False
     now = rt.clock()
-    route = await rt.hub.queue.remove(chat_id)
     event: dict[str, Any] = {"type": "closed", "reason": reason}
     if ref:
         event["ref"] = ref
-    # Everything else in one round trip (and one fsync): the agent's slot waits on it.
+    # One round trip (and one fsync) for all of it: the agent's freed slot waits on it.
     async with rt.redis.pipeline(transaction=False) as pipe:
+        rt.hub.queue.remove_on(pipe, chat_id)
         pipe.hset(keys.chat(chat_id), mapping={"status": "closed", "closed_reason": reason, "closed_at": repr(now),
                                                "ticket": ref or ""})
         pipe.zrem(keys.TIMERS, *timers.cancel_all_members(chat_id))
@@ -133,9 +134,14 @@ async def close(rt: Runtime, chat_id: str, reason: str, ref: str | None = None) 
         if _add_to_archive is not None:
             _add_to_archive(pipe, chat_id, now, chat.get("email"))
         pipe.publish(keys.chat_channel(chat_id), msgpack.packb(event))
-        if route:
-            pipe.publish(keys.QUEUE_CHANNEL, QUEUE_WORK if route.get("agent") else QUEUE_CHANGED)
-        await pipe.execute()
+        if chat.get("status") in ("queued", "active"):
+            pipe.publish(keys.QUEUE_CHANNEL, QUEUE_WORK if chat.get("status") == "active" else QUEUE_CHANGED)
+        results = await pipe.execute(raise_on_error=False)
+    if isinstance(results[0], NoScriptError):  # Redis lost its script cache (it restarted)
+        await rt.hub.queue.remove(chat_id)
+    for result in results:
+        if isinstance(result, Exception) and not isinstance(result, NoScriptError):
+            raise result
     return True
 
 

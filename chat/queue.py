@@ -225,6 +225,11 @@ class Queue:
         raw = await self._remove(keys=[keys.ROUTE, keys.QUEUE_ALL], args=[chat_id, QUEUE_PREFIX, "", keys.HELD_PREFIX])
         return msgpack.unpackb(raw) if raw else None
 
+    def remove_on(self, pipe: Any, chat_id: str) -> None:
+        """Queue ``remove`` on a pipeline the caller executes (with raise_on_error=False; a
+        NoScriptError in its place means: call ``remove`` itself, the script was not loaded)."""
+        pipe.evalsha(self._remove.sha, 2, keys.ROUTE, keys.QUEUE_ALL, chat_id, QUEUE_PREFIX, "", keys.HELD_PREFIX)
+
     async def transfer(self, chat_id: str, to_agent: str) -> tuple[bool, str]:
         """Hand an active chat to a named agent who is online and has room.
         Returns (True, previous agent) or (False, reason)."""

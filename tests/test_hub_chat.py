@@ -149,6 +149,36 @@ async def test_close_resolved_reaches_the_visitor_who_can_rate(hub, rds, lang):
     assert await rds.hget(keys.chat(chat_id), "rating") == b"5"
 
 
+async def test_closing_frees_the_slot_for_the_next_chat_at_once(hub, rds, lang):
+    """An agent at capacity closes a chat: it is told, once, and the next waiting chat is its."""
+    sam, _ = await agent(hub, rds, f"a-{lang}", [lang], max_chats=1)
+    ada, _ = await visitor(hub, lang)
+    first = (await sam.expect("assigned"))["chat_id"]
+    bob, _ = await visitor(hub, lang)
+    await sam.send(type="close", chat_id=first, resolution="resolved")
+    assert (await sam.expect("closed", chat_id=first))["reason"] == "resolved"
+    second = await sam.expect("assigned")
+    assert second["chat_id"] != first and second["status"] == "active"
+    await bob.expect("assigned")
+    await sam.send(type="typing", chat_id=second["chat_id"], active=True)
+    await bob.expect("typing")
+    assert [f for f in sam.received if f["type"] == "closed"] == [{"type": "closed", "chat_id": first, "reason": "resolved"}]
+
+
+async def test_closing_after_redis_lost_its_scripts_still_frees_the_slot(hub, rds, lang):
+    """With Redis' script cache emptied (as by a restart), a close still takes the chat out of
+    routing and the agent's slot is free for the next chat."""
+    sam, _ = await agent(hub, rds, f"a-{lang}", [lang], max_chats=1)
+    ada, _ = await visitor(hub, lang)
+    first = (await sam.expect("assigned"))["chat_id"]
+    bob, _ = await visitor(hub, lang)
+    await rds.script_flush()
+    await sam.send(type="close", chat_id=first, resolution="resolved")
+    await sam.expect("closed", chat_id=first)
+    assert (await sam.expect("assigned"))["chat_id"] != first
+    assert await rds.hget(keys.ROUTE, first) is None
+
+
 async def test_visitor_leave_closes_the_chat_for_the_agent(hub, rds, lang):
     """A visitor's leave ends an active chat; the agent sees closed with visitor_left."""
     sam, _ = await agent(hub, rds, f"a-{lang}", [lang])
