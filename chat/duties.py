@@ -119,12 +119,13 @@ class Duties:
                     await lifecycle.visitor_left(rt, chat_id)
 
     async def fire_timers(self) -> None:
-        for kind, chat_id in await timers.pop_due(self.rt.redis, self.rt.clock()):
+        for kind, chat_id, lease in await timers.pop_due(self.rt.redis, self.rt.clock()):
             try:
                 await lifecycle.fire_timer(self.rt, kind, chat_id)
             except RedisError:
                 await timers.schedule(self.rt.redis, kind, chat_id, self.rt.clock() + 1)
                 raise
+            await timers.done(self.rt.redis, kind, chat_id, lease)
 
     async def queue_depth(self) -> None:
         """One point a minute for the supervisors' queue-depth chart, even when nobody watches."""

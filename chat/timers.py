@@ -1,5 +1,5 @@
-"""Deadlines kept in Redis (not in process memory), fired exactly once by whichever hub or
-worker removes them first, and surviving restarts."""
+"""Deadlines kept in Redis (not in process memory), each taken by exactly one hub or worker,
+and surviving restarts and crashes (a taken deadline is leased, not removed, until handled)."""
 
 from __future__ import annotations
 
@@ -33,18 +33,37 @@ async def cancel_all(redis: Redis, chat_id: str) -> None:
     await redis.zrem(keys.TIMERS, *cancel_all_members(chat_id))
 
 
-async def pop_due(redis: Redis, now: float, limit: int = 100) -> list[tuple[str, str]]:
-    """Deadlines that have passed and that this process won (ZREM returned 1)."""
-    due = await redis.zrangebyscore(keys.TIMERS, "-inf", now, start=0, num=limit)
-    if not due:
-        return []
-    async with redis.pipeline(transaction=False) as pipe:
-        for member in due:
-            pipe.zrem(keys.TIMERS, member)
-        won = await pipe.execute()
+LEASE = 60.0  # seconds a taken deadline stays with its taker before anyone may take it again
+
+# KEYS: TIMERS; ARGV: now, lease until, limit. Due entries move to the lease time in the same
+# step, so exactly one process takes each; a taker that dies leaves it to fire again later.
+TAKE_SCRIPT = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], member) end
+return due
+"""
+
+# KEYS: TIMERS; ARGV: member, lease time. Removes the entry unless it was scheduled anew meanwhile.
+DONE_SCRIPT = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) == tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 0
+"""
+
+
+async def pop_due(redis: Redis, now: float, limit: int = 100, lease: float = LEASE) -> list[tuple[str, str, float]]:
+    """Deadlines that have passed, each taken by exactly one caller: (kind, chat id, lease).
+    Call ``done`` after handling one; until then (or if the caller dies) it is leased, and it
+    comes due again when the lease runs out: a crash delays a deadline, never loses it."""
+    until = now + lease
+    due = await redis.eval(TAKE_SCRIPT, 1, keys.TIMERS, repr(now), repr(until), limit)
     result = []
-    for member, removed in zip(due, won):
-        if removed:
-            kind, _, chat_id = member.decode().partition("|")
-            result.append((kind, chat_id))
+    for member in due:
+        kind, _, chat_id = member.decode().partition("|")
+        result.append((kind, chat_id, until))
     return result
+
+
+async def done(redis: Redis, kind: str, chat_id: str, lease: float) -> None:
+    """The deadline taken with ``pop_due`` was handled: forget it (unless it was set again)."""
+    await redis.eval(DONE_SCRIPT, 1, keys.TIMERS, _member(kind, chat_id), repr(lease))

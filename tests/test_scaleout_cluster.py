@@ -143,7 +143,7 @@ async def test_the_chat_core_scripts_and_transactions_run_on_a_cluster(rc, lang)
     assert (await queue.remove(chat_id))["lang"] == lang
 
     await timers.schedule(rc, f"t-{lang}", chat_id, 5.0)
-    assert (f"t-{lang}", chat_id) in await timers.pop_due(rc, 6.0)
+    assert (f"t-{lang}", chat_id) in [(k, c) for k, c, _ in await timers.pop_due(rc, 6.0)]
     await rc.zadd(keys.VISITORS_SEEN, {chat_id: 1.0})
     gone = rc.register_script(VISITOR_GONE_SCRIPT)
     assert await gone(keys=[keys.VISITORS_SEEN], args=[chat_id, "2.0"]) == 1

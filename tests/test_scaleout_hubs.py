@@ -110,7 +110,7 @@ async def test_due_timers_are_taken_by_exactly_one_of_many_racers(redis_url, rds
         while await client.zcount(keys.TIMERS, base, base + 10**4):
             batch = await timers.pop_due(client, base + 10**4, limit=7)
             lost_rounds += not batch  # saw due deadlines, another racer took them first
-            won += [chat_id for k, chat_id in batch if k == kind]
+            won += [chat_id for k, chat_id, _ in batch if k == kind]
         return won
 
     results = await asyncio.gather(*(race(c) for c in racers))
