@@ -20,7 +20,7 @@ from chat.connection import Connection
 from chat.feed import ChatFeed
 from chat.config import Limits
 from chat.frames import FrameError
-from chat.queue import read_agents, write_agent
+from chat.queue import AgentSkills, read_agents, write_agent
 from chat.runtime import Runtime
 from chat.visitor_socket import masked
 
@@ -73,6 +73,10 @@ class AgentConnection(Connection):
     @property
     def hub(self):
         return self.rt.hub
+
+    def skills(self) -> AgentSkills:
+        account = self.account
+        return AgentSkills(account.username, account.langs, account.topics, account.max_chats)
 
     def wants_chats(self) -> bool:
         return self.status == "online" and len(self.feeds) < self.account.max_chats
@@ -262,14 +266,22 @@ class AgentConnection(Connection):
         elif kind == "close":
             chat_id = self._held(frame)
             resolution = frames.choice_field(frame, "resolution", ("resolved", "unresolved"))
+            claimed = None
             if resolution == "resolved":
-                done = await lifecycle.close(rt, chat_id, "resolved")
+                # The freed slot is filled in the same round trip, when the agent is online.
+                skills = self.skills() if self.status == "online" else None
+                if skills:
+                    done, claimed = await lifecycle.close_and_claim(rt, chat_id, skills)
+                else:
+                    done = await lifecycle.close(rt, chat_id, "resolved")
                 ref = None
             else:
                 ref = await lifecycle.make_ticket(rt, chat_id, "unresolved")
                 done = ref is not None
             if done:  # the slot is free now: this socket need not wait for the pub/sub echo
                 self._on_event(chat_id, {"type": "closed", "reason": "resolved" if ref is None else "ticket", "ref": ref})
+            if claimed:
+                await self.hub.assign_claimed(self.account, claimed)
         elif kind == "transfer":
             chat_id = self._held(frame)
             to = frames.text_field(frame, "to", limit=64, required=True)

@@ -19,11 +19,12 @@ from redis.exceptions import RedisError
 from chat import frames, keys, lifecycle
 from chat.batching import ScriptBatcher
 from chat.chatlog import ChatLog
-from chat.queue import AgentSkills, Queue, read_agents, topic_key
+from chat.queue import Queue, read_agents, topic_key
 from chat.runtime import Runtime
 from chat.stats import MessageCounter
 
 if TYPE_CHECKING:
+    from agents.accounts import Account
     from chat.agent_socket import AgentConnection
     from chat.visitor_socket import VisitorConnection
 
@@ -186,17 +187,19 @@ class Hub:
 
     async def fill_agent(self, conn: "AgentConnection") -> None:
         """Claim chats for one agent until it is full or nothing it can serve waits."""
-        account = conn.account
-        skills = AgentSkills(account.username, account.langs, account.topics, account.max_chats)
+        account, skills = conn.account, conn.skills()
         while True:
             chat_id = await self.queue.claim(skills, self.rt.clock())
             if chat_id is None:
                 return
-            # The claim is the decision: this process's sockets of the agent open the chat
-            # while its record is updated and the news published, not after.
-            for local in list(self.agents.get(account.username, ())):
-                local.on_agent_event({"type": "assigned", "chat_id": chat_id})
-            await lifecycle.assigned(self.rt, chat_id, account.username, account.name)
+            await self.assign_claimed(account, chat_id)
+
+    async def assign_claimed(self, account: "Account", chat_id: str) -> None:
+        """Record a successful claim. The claim is the decision: this process's sockets of
+        the agent open the chat while its record is updated and the news published."""
+        for local in list(self.agents.get(account.username, ())):
+            local.on_agent_event({"type": "assigned", "chat_id": chat_id})
+        await lifecycle.assigned(self.rt, chat_id, account.username, account.name)
 
     def _on_queue_event(self, channel: str, data: bytes) -> None:
         event = msgpack.unpackb(data)

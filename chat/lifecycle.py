@@ -12,6 +12,7 @@ from redis.exceptions import NoScriptError
 
 from chat import keys, stats, timers
 from chat.chats import load_chat, update_chat
+from chat.queue import AgentSkills
 from chat.runtime import Runtime
 
 log = logging.getLogger("livechat.lifecycle")
@@ -115,9 +116,22 @@ async def transfer_to_agent(rt: Runtime, chat_id: str, target: str) -> tuple[boo
 
 async def close(rt: Runtime, chat_id: str, reason: str, ref: str | None = None) -> bool:
     """End the chat for good. Returns False if it was already closed."""
+    closed, _ = await _close(rt, chat_id, reason, ref, None)
+    return closed
+
+
+async def close_and_claim(rt: Runtime, chat_id: str, agent: AgentSkills) -> tuple[bool, str | None]:
+    """An agent closes a chat as resolved and, in the same round trip, claims the next chat
+    for the slot it frees: (closed, the claimed chat id or None). The caller records the
+    claim with ``assigned``."""
+    return await _close(rt, chat_id, "resolved", None, agent)
+
+
+async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None,
+                 claim_for: AgentSkills | None) -> tuple[bool, str | None]:
     chat = await load_chat(rt.redis, chat_id)
     if not chat or chat.get("status") == "closed":
-        return False
+        return False, None
     now = rt.clock()
     event: dict[str, Any] = {"type": "closed", "reason": reason}
     if ref:
@@ -125,6 +139,8 @@ async def close(rt: Runtime, chat_id: str, reason: str, ref: str | None = None) 
     # One round trip (and one fsync) for all of it: the agent's freed slot waits on it.
     async with rt.redis.pipeline(transaction=False) as pipe:
         rt.hub.queue.remove_on(pipe, chat_id)
+        if claim_for is not None:
+            rt.hub.queue.claim_on(pipe, claim_for, now)
         pipe.hset(keys.chat(chat_id), mapping={"status": "closed", "closed_reason": reason, "closed_at": repr(now),
                                                "ticket": ref or ""})
         pipe.zrem(keys.TIMERS, *timers.cancel_all_members(chat_id))
@@ -137,12 +153,15 @@ async def close(rt: Runtime, chat_id: str, reason: str, ref: str | None = None) 
         if chat.get("status") in ("queued", "active"):
             pipe.publish(keys.QUEUE_CHANNEL, QUEUE_WORK if chat.get("status") == "active" else QUEUE_CHANGED)
         results = await pipe.execute(raise_on_error=False)
+    claimed = None
+    if claim_for is not None and results[1] and not isinstance(results[1], Exception):
+        claimed = results[1].decode()
     if isinstance(results[0], NoScriptError):  # Redis lost its script cache (it restarted)
         await rt.hub.queue.remove(chat_id)
     for result in results:
         if isinstance(result, Exception) and not isinstance(result, NoScriptError):
             raise result
-    return True
+    return True, claimed
 
 
 async def make_ticket(rt: Runtime, chat_id: str, trigger: str) -> str | None:

@@ -204,11 +204,18 @@ class Queue:
 
     async def claim(self, agent: AgentSkills, now: float) -> str | None:
         """Give the agent its best waiting chat if it is online and has room; None otherwise."""
-        found = await self._claim(
-            keys=[keys.AGENTS, keys.agent_chats(agent.username), keys.ROUTE, keys.QUEUE_ALL, *agent.candidate_queues()],
-            args=[agent.username, repr(now), QUEUE_PREFIX],
-        )
+        found = await self._claim(keys=self._claim_keys(agent), args=[agent.username, repr(now), QUEUE_PREFIX])
         return found.decode() if found else None
+
+    def claim_on(self, pipe: Any, agent: AgentSkills, now: float) -> None:
+        """Queue ``claim`` on a pipeline the caller executes (raise_on_error=False; its result
+        is a chat id, None, or a NoScriptError when the script was not loaded)."""
+        claim_keys = self._claim_keys(agent)
+        pipe.evalsha(self._claim.sha, len(claim_keys), *claim_keys, agent.username, repr(now), QUEUE_PREFIX)
+
+    @staticmethod
+    def _claim_keys(agent: AgentSkills) -> list[str]:
+        return [keys.AGENTS, keys.agent_chats(agent.username), keys.ROUTE, keys.QUEUE_ALL, *agent.candidate_queues()]
 
     async def rescore(self, chat_id: str, *, score: float, topic: str, emergency: bool) -> bool:
         """Move a still-waiting chat to a new place in line (an emergency flagged by its first
