@@ -32,6 +32,7 @@ log = logging.getLogger("livechat.hub")
 
 _AGENT_PREFIX, _AGENT_SUFFIX = keys.agent_channel("\0").split("\0")
 POSITION_INTERVAL = 0.3  # at most ~3 position frames a second per visitor
+POSITION_SLICE = 256     # waiting sockets updated between two turns of the event loop
 
 
 def _honour_cancel() -> None:
@@ -258,7 +259,9 @@ class Hub:
                 for lang in profile.get("langs", ()):
                     capacity[lang] = capacity.get(lang, 0) + int(profile.get("max_chats", 1))
         servable: dict[tuple[str, str], bool] = {}  # one look at the agents per (lang, topic), not per visitor
-        for (chat_id, lang), position in zip(entries, positions):
+        for n, ((chat_id, lang), position) in enumerate(zip(entries, positions)):
+            if n and n % POSITION_SLICE == 0:
+                await asyncio.sleep(0)  # thousands of waiting sockets: let assignments and messages through
             conns = self.waiting.get(chat_id)
             if not conns:
                 continue
