@@ -102,21 +102,17 @@ async def test_due_timers_are_taken_by_exactly_one_of_many_racers(redis_url, rds
     await racers[0].delete(keys.TIMERS)
     await racers[0].zadd(keys.TIMERS, {f"{kind}|{i}": base + i for i in range(400)})
 
-    lost_rounds = 0
-
     async def race(client: Redis) -> list[str]:
-        nonlocal lost_rounds
         won = []
         while await client.zcount(keys.TIMERS, base, base + 10**4):
             batch = await timers.pop_due(client, base + 10**4, limit=7)
-            lost_rounds += not batch  # saw due deadlines, another racer took them first
             won += [chat_id for k, chat_id, _ in batch if k == kind]
         return won
 
     results = await asyncio.gather(*(race(c) for c in racers))
     every = [chat_id for won in results for chat_id in won]
     assert sorted(every, key=int) == [str(i) for i in range(400)]  # all taken, none twice
-    assert lost_rounds > 0  # it was a real race
+    assert sum(1 for won in results if won) > 1  # it was a real race: several racers took some
     for client in racers:
         await client.aclose()
 
