@@ -297,17 +297,19 @@ class Hub:
     async def _heartbeat_loop(self) -> None:
         while True:
             try:
-                await self.heartbeat()
+                anyone_waiting = await self.heartbeat()
                 await self.messages.flush(self.rt.redis)
-                if any(c and next(iter(c)).wants_chats() for c in self.agents.values()):
+                if anyone_waiting and any(c and next(iter(c)).wants_chats() for c in self.agents.values()):
                     self.kick_dispatch()  # safety net: a lost doorbell costs one beat, never a chat
             except RedisError:
                 _honour_cancel()
             await asyncio.sleep(self.rt.config.timing.heartbeat)
 
-    async def heartbeat(self) -> None:
+    async def heartbeat(self) -> bool:
+        """Refresh presence and re-check agent sessions; True if any chat is waiting."""
         now = self.rt.clock()
         async with self.rt.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(keys.QUEUE_ALL)
             if self.agents:
                 pipe.zadd(keys.AGENTS_SEEN, {u: now for u in self.agents})
             watched = [c for c, conns in self.visitors.items() if conns and next(iter(conns)).needs_presence()]
@@ -320,3 +322,4 @@ class Hub:
         for conn, alive in zip(agent_conns, results[len(results) - len(agent_conns):]):
             if not alive:
                 conn.cut_off(frames.CLOSE_POLICY, "session ended: log in again")
+        return results[0] > 0
