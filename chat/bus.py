@@ -25,6 +25,7 @@ log = logging.getLogger("livechat.bus")
 
 HELLO = "lc:bus:hello"
 READ_SIZE = 1 << 16
+REFUSED_WAIT = 0.5  # seconds before reconnecting after Redis refused a pub/sub command
 IDLE_PING = 10.0  # seconds of silence before the bus asks Redis for a PONG; as long again without one: reconnect
 
 Handler = Callable[[str, bytes], None]
@@ -183,6 +184,11 @@ class Bus:
                 continue
             pinged = False
             for reply in replies:
+                if isinstance(reply, Exception):  # e.g. LOADING, NOPERM: the subscription did not take
+                    log.warning("pub/sub: Redis refused a command (%s); reconnecting", reply)
+                    await self._lost()
+                    await asyncio.sleep(REFUSED_WAIT)
+                    break
                 self._dispatch(reply)
 
     def _dispatch(self, reply: Any) -> None:
