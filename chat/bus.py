@@ -21,6 +21,8 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from chat.cancellation import raise_if_cancelled
+
 log = logging.getLogger("livechat.bus")
 
 HELLO = "lc:bus:hello"
@@ -29,7 +31,7 @@ REFUSED_WAIT = 0.5  # seconds before reconnecting after Redis refused a pub/sub 
 IDLE_PING = 10.0  # seconds of silence before the bus asks Redis for a PONG; as long again without one: reconnect
 
 Handler = Callable[[str, bytes], None]
-LOST = (RedisConnectionError, RedisTimeoutError, OSError, ConnectionError)
+LOST = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 class Link:
@@ -154,8 +156,7 @@ class Bus:
         backoff = 0.05
         pinged = False
         while True:
-            if asyncio.current_task().cancelling():
-                raise asyncio.CancelledError  # a cancel turned into a caught TimeoutError (Python 3.11)
+            raise_if_cancelled()  # a cancel turned into a caught TimeoutError (Python 3.11)
             if not self.connected.is_set():
                 if not await self._reconnect():
                     await asyncio.sleep(backoff)
@@ -175,7 +176,7 @@ class Bus:
                     try:
                         await link.send("PING")
                     except LOST:
-                        self.connected.clear()
+                        await self._lost()
                 continue
             except LOST as exc:
                 if self.connected.is_set():

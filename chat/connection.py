@@ -85,8 +85,6 @@ class Closed(Exception):
 
 class Connection:
     kind = "client"
-    rate = 20.0
-    burst = 40.0
     strikes_before_close = 200
 
     def __init__(self, ws: WebSocket, rt: Runtime):
@@ -128,8 +126,8 @@ class Connection:
         """Send what changed while events were lost; sockets that follow chats override it."""
 
     def frame_limit(self, limits: Limits) -> tuple[float, float]:
-        """Inbound frames per second and burst for this kind of socket."""
-        return self.rate, self.burst
+        """Inbound frames per second and burst for this kind of socket ([limits] in the config)."""
+        raise NotImplementedError
 
     async def accept(self) -> None:
         offered = self.ws.scope.get("subprotocols") or []

@@ -10,6 +10,7 @@ import logging
 from redis.exceptions import RedisError
 
 from chat import keys, lifecycle, timers
+from chat.cancellation import raise_if_cancelled
 from chat.chats import load_chat
 from chat.queue import Queue
 from chat.runtime import Runtime
@@ -73,11 +74,9 @@ class Duties:
                 log.warning("%s: redis unavailable (%s)", duty.__name__, exc)
             except Exception:
                 log.exception("%s failed", duty.__name__)
-            if asyncio.current_task().cancelling():
-                # A cancel that lands while a Redis call times out comes back as a TimeoutError
-                # (Python 3.11's timeouts) and was caught above: honour it, or stop() would
-                # wait for the next round, an hour away for retention.
-                raise asyncio.CancelledError
+            # A cancel caught above as a Redis error must still stop the loop, or stop() would
+            # wait for the next round, an hour away for retention.
+            raise_if_cancelled()
             await asyncio.sleep(interval())
 
     def _steady_for(self, started: float, finished: float) -> float:

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from chat import frames, keys, lifecycle
 from chat.batching import ScriptBatcher
+from chat.cancellation import raise_if_cancelled
 from chat.chatlog import ChatLog
 from chat.queue import Queue, read_agents, topic_key
 from chat.runtime import Runtime
@@ -33,14 +34,6 @@ log = logging.getLogger("livechat.hub")
 _AGENT_PREFIX, _AGENT_SUFFIX = keys.agent_channel("\0").split("\0")
 POSITION_INTERVAL = 0.3  # at most ~3 position frames a second per visitor
 POSITION_SLICE = 256     # waiting sockets updated between two turns of the event loop
-
-
-def _honour_cancel() -> None:
-    """redis-py may report a cancellation as a timeout; a loop that catches RedisError must
-    still stop when its task is being cancelled."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 class ChatListener(Protocol):
@@ -239,7 +232,7 @@ class Hub:
             try:
                 await self.update_positions()
             except RedisError:
-                _honour_cancel()
+                raise_if_cancelled()
                 log.warning("could not update queue positions: redis unavailable")
             except Exception:
                 log.exception("queue position update failed")
@@ -302,7 +295,7 @@ class Hub:
                 if anyone_waiting and any(c and next(iter(c)).wants_chats() for c in self.agents.values()):
                     self.kick_dispatch()  # safety net: a lost doorbell costs one beat, never a chat
             except RedisError:
-                _honour_cancel()
+                raise_if_cancelled()
             await asyncio.sleep(self.rt.config.timing.heartbeat)
 
     async def heartbeat(self) -> bool:

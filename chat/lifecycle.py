@@ -151,7 +151,9 @@ async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None,
             _add_to_archive(pipe, chat_id, now, chat.get("email"))
         pipe.publish(keys.chat_channel(chat_id), msgpack.packb(event))
         if chat.get("status") in ("queued", "active"):
-            pipe.publish(keys.QUEUE_CHANNEL, QUEUE_WORK if chat.get("status") == "active" else QUEUE_CHANGED)
+            # A freed slot is work for the hubs, unless the claim above has just refilled it.
+            work = chat.get("status") == "active" and claim_for is None
+            pipe.publish(keys.QUEUE_CHANNEL, QUEUE_WORK if work else QUEUE_CHANGED)
         results = await pipe.execute(raise_on_error=False)
     claimed = None
     if claim_for is not None and results[1] and not isinstance(results[1], Exception):

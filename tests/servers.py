@@ -59,6 +59,11 @@ heartbeat = 0.2
 """
 
 
+def db_url(redis_url: str, db: int) -> str:
+    """The same Redis, another database: for tests whose keys must not meet the hubs' (db 0)."""
+    return f"{redis_url}{'&' if '?' in redis_url else '?'}db={db}"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

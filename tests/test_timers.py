@@ -9,6 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from chat import keys, timers
+from tests.servers import db_url
 
 T = time.time() + 10**6  # any moment will do: these deadlines live in their own database
 
@@ -16,7 +17,7 @@ T = time.time() + 10**6  # any moment will do: these deadlines live in their own
 @pytest.fixture
 async def rds(redis_url):
     """A database of its own: the hubs of other tests run their timers in database 0."""
-    client = Redis.from_url(f"{redis_url}{'&' if '?' in redis_url else '?'}db=12")
+    client = Redis.from_url(db_url(redis_url, 12))
     await client.flushdb()
     yield client
     await client.aclose()

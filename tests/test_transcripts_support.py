@@ -27,15 +27,11 @@ from chat.chats import create_chat, update_chat
 from chat.config import load_config
 from chat.runtime import Runtime
 from chat.settings import Settings
-from tests.servers import eventually, free_port  # noqa: F401 - eventually is re-exported
+from tests.servers import db_url, eventually, free_port  # noqa: F401 - eventually is re-exported
 
 DB = 11  # this part's own Redis database (the hub and the core tests use 0)
 SUPPORT = "support@example.org"
 MAIL_FROM = "Example Support <help@example.org>"
-
-
-def db_url(redis_url: str) -> str:
-    return f"{redis_url}{'&' if '?' in redis_url else '?'}db={DB}"
 
 
 # --- a real SMTP server ----------------------------------------------------------
@@ -113,7 +109,7 @@ def smtp_server():
 @pytest.fixture
 async def tdb(redis_url):
     """A client on this part's own database, emptied before the test."""
-    client = Redis.from_url(db_url(redis_url))
+    client = Redis.from_url(db_url(redis_url, DB))
     await client.flushdb()
     yield client
     await client.aclose()
@@ -123,7 +119,7 @@ def make_runtime(redis_url: str, data_dir: Path, smtp_url: str | None = None, **
     return Runtime(
         settings=Settings(smtp_url=smtp_url, data_dir=data_dir, support_address=SUPPORT, mail_from=MAIL_FROM, **settings),
         config=load_config(None),
-        redis=Redis.from_url(db_url(redis_url)),
+        redis=Redis.from_url(db_url(redis_url, DB)),
         secret=b"x" * 32,
     )
 

@@ -25,6 +25,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from chat import keys
+from chat.cancellation import raise_if_cancelled
 from chat.runtime import Runtime
 from transcripts.delivery import Backend, backend_for
 from transcripts.mailer import OutgoingMail
@@ -230,7 +231,7 @@ class Wakeup:
                 await pubsub.subscribe(keys.OUTBOX_CHANNEL)
                 self.event.set()  # (re)subscribed: look at the outbox once, something may have been missed
                 while True:
-                    _still_wanted()
+                    raise_if_cancelled()
                     if await pubsub.get_message(ignore_subscribe_messages=True, timeout=LISTEN_SLICE):
                         self.event.set()
             except (RedisError, OSError) as exc:
@@ -240,7 +241,7 @@ class Wakeup:
                     await pubsub.aclose()
                 except (RedisError, OSError):
                     pass
-            _still_wanted()
+            raise_if_cancelled()
             await asyncio.sleep(self.retry)
 
     async def wait(self, seconds: float) -> None:
@@ -257,13 +258,6 @@ class Wakeup:
         if self.task is not None:
             self.task.cancel()
             await asyncio.wait({self.task}, timeout=LISTEN_SLICE * 2)  # bounded: stopping must not hang
-
-
-def _still_wanted() -> None:
-    """Re-raise a cancellation that a library swallowed (the request is still counted)."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 async def outbox_loop(
@@ -287,17 +281,17 @@ async def outbox_loop(
     wakeup.start()
     try:
         while True:
-            _still_wanted()
+            raise_if_cancelled()
             try:
                 while await drain_once(rt, backend=backend, base_delay=base_delay, cap=cap):
-                    _still_wanted()
+                    raise_if_cancelled()
                 wait = await _seconds_to_next(rt, max_idle)
             except (RedisError, OSError) as exc:
                 log.warning("outbox: redis unavailable (%s); retrying in %.0fs", exc, max_idle)
                 wait = max_idle
             # redis-py and aiosmtplib may turn a cancellation into their own error (or a quiet
             # return): never go to sleep for minutes on a stop request.
-            _still_wanted()
+            raise_if_cancelled()
             await wakeup.wait(wait)
     finally:
         await wakeup.close()
