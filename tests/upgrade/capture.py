@@ -34,7 +34,7 @@ from tests.test_transcripts_support import SmtpServer
 DESK = """
 [plans.free]
 head_start = 0
-max_wait = 3600
+max_wait = 60
 hours = "24/7"
 
 [plans.plus]
@@ -55,7 +55,7 @@ hours = "24/7"
 [timing]
 agent_grace = 600
 visitor_grace = 600
-offline_idle = 3600
+offline_idle = 60
 heartbeat = 0.5
 """
 
