@@ -65,6 +65,34 @@ def _load(args: argparse.Namespace, demo: bool = False):
     return settings, config
 
 
+def _ensure_schema(redis_url: str) -> None:
+    """Bring the data in Redis to this release's layout before anything reads it (migrating
+    an older layout under a lock; see chat/schema.py), or refuse data of a newer release."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from chat import schema
+
+    async def run() -> schema.Outcome:
+        redis = Redis.from_url(redis_url)
+        try:
+            for attempt in range(30):  # Redis may be starting beside us (Procfile, systemd)
+                try:
+                    return await schema.ensure_current(redis)
+                except (RedisConnectionError, OSError) as exc:
+                    if attempt == 29:
+                        raise SystemExit(f"livechat: Redis does not answer ({type(exc).__name__}: {exc})") from None
+                    log.warning("Redis does not answer yet (%s); trying again", type(exc).__name__)
+                    await asyncio.sleep(1)
+            raise AssertionError("unreachable")
+        finally:
+            await redis.aclose()
+
+    try:
+        asyncio.run(run())
+    except schema.SchemaTooNew as exc:
+        raise SystemExit(f"livechat: {exc}") from None
+
+
 def _check_mail(settings: Settings) -> None:
     """Refuse to start with an unusable SMTP_URL rather than queue mail nobody will send."""
     from transcripts.delivery import backend_for
@@ -145,6 +173,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not settings.site_secret and not args.demo:
         log.warning("LIVECHAT_SITE_SECRET is not set: identity tokens cannot be verified; every visitor is on the lowest plan")
     with RedisHandle(settings) as redis_url:
+        _ensure_schema(redis_url)
         if args.demo:
             settings, creds = _demo_setup(settings, redis_url)
             base = f"http://{args.host}:{args.port}"
@@ -213,6 +242,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         await redis.aclose()
 
     with RedisHandle(settings) as redis_url:
+        _ensure_schema(redis_url)
         asyncio.run(run(redis_url))
     return 0
 
@@ -249,6 +279,7 @@ def cmd_agent_add(args: argparse.Namespace) -> int:
               f"topics {','.join(account.topics) or 'all'}, max {account.max_chats} chats)")
 
     with RedisHandle(settings) as url:
+        _ensure_schema(url)
         try:
             asyncio.run(run(url))
         except ValueError as exc:
@@ -292,7 +323,42 @@ def cmd_async(args: argparse.Namespace) -> int:
             await redis.aclose()
 
     with RedisHandle(settings) as url:
+        _ensure_schema(url)
         return asyncio.run(run(url))
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Run the pending migrations now (hubs and workers also run them when they start)."""
+    from chat import schema
+
+    settings, _ = _load(args)
+
+    async def run(url: str) -> schema.Outcome:
+        redis = Redis.from_url(url)
+        try:
+            return await (schema.dry_run(redis) if args.dry_run else schema.ensure_current(redis))
+        finally:
+            await redis.aclose()
+
+    with RedisHandle(settings) as url:
+        try:
+            outcome = asyncio.run(run(url))
+        except schema.SchemaTooNew as exc:
+            raise SystemExit(f"livechat: {exc}") from None
+    if outcome.before is None:
+        print(f"empty Redis: {'would be stamped' if args.dry_run else 'stamped'} with schema version {schema.CURRENT}")
+        return 0
+    if not outcome.applied:
+        by_other = f" (migrated from {outcome.before} by another process)" if outcome.before != outcome.after else ""
+        print(f"schema version {outcome.after}: up to date{by_other}")
+        return 0
+    verb = "would migrate" if args.dry_run else "migrated"
+    print(f"schema version {outcome.before}: {verb} to {outcome.after}")
+    for migration, changes in outcome.applied:
+        print(f"  {migration.to}: {migration.summary}")
+        for change in changes or ["nothing to move"]:
+            print(f"     - {change}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -317,6 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--topics", default="")
     add.add_argument("--max-chats", type=int, default=3)
     add.set_defaults(run=cmd_agent_add)
+
+    migrate = sub.add_parser("migrate", help="bring the data in Redis to this release's layout")
+    migrate.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
+    migrate.set_defaults(run=cmd_migrate)
 
     token = sub.add_parser("token", help="print an identity token signed with the site secret")
     token.add_argument("--sub", required=True)

@@ -7,6 +7,9 @@ the keyspace works unchanged on Redis Cluster.
 
 PREFIX = "lc"
 
+SCHEMA_VERSION = f"{PREFIX}:schema"         # integer: the layout version of this data (chat/schema.py)
+SCHEMA_LOCK = f"{PREFIX}:schema:lock"       # string with a TTL: held by the one process migrating
+
 # --- one chat: {chat_id} -------------------------------------------------------
 
 

@@ -145,6 +145,10 @@ async def render(rt: Runtime) -> str:
         "livechat_handle_seconds", "summary", "Time from assignment to close of handled chats.",
         [("_sum", None, stats.get("handle_sum", 0.0)), ("_count", None, stats.get("handle_count", 0.0))],
     )
+    out.family(
+        "livechat_rating_score", "summary", "Satisfaction ratings (1 to 5) visitors gave at the end of a chat.",
+        [("_sum", None, stats.get("rating_sum", 0.0)), ("_count", None, stats.get("rating_count", 0.0))],
+    )
     triggers = {"offline", "max_wait", "visitor_left", "unresolved"}
     triggers |= {f[8:] for f in stats if f.startswith("tickets:")}
     out.family(

@@ -124,6 +124,7 @@ async def queue_snapshot(rt: Runtime, record: bool = True) -> dict[str, Any]:
         tickets_today           {trigger: n} (offline, max_wait, visitor_left, unresolved...)
         tickets_today_total
         avg_wait_today / avg_handle_today   seconds, null before the first of the day
+        ratings_today / avg_rating_today    visitors' ratings (1-5) today, their mean (null before the first)
         assignments_today / messages_today
         history                 [[unix_minute, depth], ...] over the last hour, then [at, depth]
     """
@@ -210,6 +211,8 @@ async def queue_snapshot(rt: Runtime, record: bool = True) -> dict[str, Any]:
         "tickets_today_total": sum(tickets.values()),
         "avg_wait_today": avg("wait"),
         "avg_handle_today": avg("handle"),
+        "ratings_today": int(stats.get(f"{today}rating_count", 0)),
+        "avg_rating_today": avg("rating"),
         "assignments_today": int(stats.get(f"{today}assignments", 0)),
         "messages_today": int(stats.get(f"{today}messages", 0)),
         "history": history,

@@ -34,6 +34,7 @@
     setText("free-capacity", String(snap.free_capacity));
     setText("avg-wait", snap.avg_wait_today === null ? "–" : LC.duration(snap.avg_wait_today));
     setText("avg-handle", snap.avg_handle_today === null ? "–" : LC.duration(snap.avg_handle_today));
+    setText("avg-rating", snap.avg_rating_today === null ? "–" : `${snap.avg_rating_today} / 5 (${snap.ratings_today})`);
     renderAges();
   }
 

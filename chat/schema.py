@@ -1,0 +1,170 @@
+"""The layout of livechat's data in Redis carries a version, and older layouts are migrated.
+
+A desk upgraded on a Friday evening must find on Monday every account, chat, ticket and
+pending mail it had. So every process that opens the data (`livechat serve`, `worker`, the
+account and transcript commands) first calls :func:`ensure_current`: data written by a newer
+livechat is refused (a rollback must restore the backup instead of running old code on a
+layout it does not know), and older data is brought up to date by the pending migrations,
+one at a time, under a lock so that hubs starting together migrate once. Every migration is
+idempotent and the version is recorded after each one, so a crash halfway and a restart
+finish the job without doing anything twice.
+
+Layout 1 is the data of every livechat before this module: it has no version key. An empty
+Redis is stamped with the current version at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from redis.asyncio import Redis
+
+from chat import keys
+
+log = logging.getLogger("livechat.schema")
+
+LOCK_TTL_MS = 30_000      # a crashed migrator's lock lapses after this; another process finishes its work
+LOCK_REFRESH = 10.0       # seconds between renewals of the lock while a migration runs
+LOCK_POLL = 0.1           # seconds between looks at the lock by processes waiting for it
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+# A migration describes what it changed (or, in a dry run, what it would change).
+Apply = Callable[[Redis, bool], Awaitable[list[str]]]
+
+
+@dataclass(frozen=True)
+class Migration:
+    to: int         # the layout version this migration produces from version to - 1
+    summary: str
+    apply: Apply
+
+
+class SchemaTooNew(Exception):
+    """The data was written by a newer livechat than this one."""
+
+    def __init__(self, found: int):
+        super().__init__(
+            f"the data in Redis has schema version {found}, but this livechat understands versions up to "
+            f"{CURRENT}. Run the livechat release that wrote it (or a newer one), or restore the backup "
+            f"taken before the upgrade (see docs/upgrading.md).")
+        self.found = found
+
+
+# --- the migrations, oldest first ------------------------------------------------------
+
+
+async def _seed_handling_average(redis: Redis, dry_run: bool) -> list[str]:
+    """Layout 1 never wrote the running handling-time average behind queue ETAs (every
+    `queued` frame said `eta_s: null`); start it from the all-time mean of handled chats."""
+    total, count, current = await redis.hmget(keys.STATS, ["handle_sum", "handle_count", "aht"])
+    if current is not None or not count or float(count) <= 0:
+        return []
+    mean = float(total or 0) / float(count)
+    if not dry_run:
+        await redis.hsetnx(keys.STATS, "aht", repr(mean))
+    return [f"handling-time average for ETAs set to {mean:.1f} s from {int(float(count))} handled chats"]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(2, "schema version recorded; ETA average seeded from handled chats", _seed_handling_average),
+)
+
+CURRENT = MIGRATIONS[-1].to if MIGRATIONS else 1
+
+
+# --- reading the version ---------------------------------------------------------------
+
+
+async def _has_data(redis: Redis) -> bool:
+    """Any livechat key at all (only looked at once, when no version is recorded)."""
+    cursor = 0
+    while True:
+        cursor, found = await redis.scan(cursor, match=f"{keys.PREFIX}:*", count=1000)
+        if found:
+            return True
+        if not cursor:
+            return False
+
+
+async def stored_version(redis: Redis) -> int | None:
+    raw = await redis.get(keys.SCHEMA_VERSION)
+    return int(raw) if raw is not None else None
+
+
+async def current_version(redis: Redis) -> int | None:
+    """The data's layout version: the recorded one, 1 for data from before versions, or
+    None for an empty Redis."""
+    version = await stored_version(redis)
+    if version is not None:
+        return version
+    return 1 if await _has_data(redis) else None
+
+
+def pending(version: int | None) -> list[Migration]:
+    if version is None:
+        return []
+    if version > CURRENT:
+        raise SchemaTooNew(version)
+    return [m for m in MIGRATIONS if m.to > version]
+
+
+# --- migrating -------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    before: int | None
+    after: int
+    applied: list[tuple[Migration, list[str]]]
+
+
+async def dry_run(redis: Redis) -> Outcome:
+    """What :func:`ensure_current` would do, changing nothing."""
+    version = await current_version(redis)
+    plan = pending(version)
+    return Outcome(version, plan[-1].to if plan else (version or CURRENT),
+                   [(m, await m.apply(redis, True)) for m in plan])
+
+
+async def ensure_current(redis: Redis) -> Outcome:
+    """Bring the data to :data:`CURRENT` (or stamp an empty Redis); raise SchemaTooNew."""
+    before = await current_version(redis)
+    pending(before)  # refuse newer data before taking any lock
+    if before is None:
+        await redis.set(keys.SCHEMA_VERSION, CURRENT, nx=True)
+    applied: list[tuple[Migration, list[str]]] = []
+    while pending(await current_version(redis)):
+        token = secrets.token_hex(16)
+        if not await redis.set(keys.SCHEMA_LOCK, token, nx=True, px=LOCK_TTL_MS):
+            await asyncio.sleep(LOCK_POLL)  # another process migrates; wait for it to finish
+            continue
+        renewer = asyncio.create_task(_renew(redis, token))
+        try:
+            for migration in pending(await current_version(redis)):
+                changes = await migration.apply(redis, False)
+                await redis.set(keys.SCHEMA_VERSION, migration.to)
+                log.info("migrated the data to schema version %d (%s): %s", migration.to, migration.summary,
+                         "; ".join(changes) or "nothing to move")
+                applied.append((migration, changes))
+        finally:
+            renewer.cancel()
+            await redis.eval(_RELEASE, 1, keys.SCHEMA_LOCK, token)
+    return Outcome(before, await current_version(redis) or CURRENT, applied)
+
+
+async def _renew(redis: Redis, token: str) -> None:
+    while True:
+        await asyncio.sleep(LOCK_REFRESH)
+        await redis.eval(_RENEW, 1, keys.SCHEMA_LOCK, token, LOCK_TTL_MS)
