@@ -65,7 +65,7 @@ def _load(args: argparse.Namespace, demo: bool = False):
     return settings, config
 
 
-def _ensure_schema(redis_url: str) -> None:
+def _ensure_schema(redis_url: str, attempts: int = 30) -> None:
     """Bring the data in Redis to this release's layout before anything reads it (migrating
     an older layout under a lock; see chat/schema.py), or refuse data of a newer release."""
     from redis.exceptions import ConnectionError as RedisConnectionError
@@ -75,11 +75,11 @@ def _ensure_schema(redis_url: str) -> None:
     async def run() -> schema.Outcome:
         redis = Redis.from_url(redis_url)
         try:
-            for attempt in range(30):  # Redis may be starting beside us (Procfile, systemd)
+            for attempt in range(attempts):  # Redis may be starting beside us (Procfile, systemd)
                 try:
                     return await schema.ensure_current(redis)
                 except (RedisConnectionError, OSError) as exc:
-                    if attempt == 29:
+                    if attempt == attempts - 1:
                         raise SystemExit(f"livechat: Redis does not answer ({type(exc).__name__}: {exc})") from None
                     log.warning("Redis does not answer yet (%s); trying again", type(exc).__name__)
                     await asyncio.sleep(1)
@@ -327,6 +327,49 @@ def cmd_async(args: argparse.Namespace) -> int:
         return asyncio.run(run(url))
 
 
+EX_TEMPFAIL = 75  # sysexits.h: the MTA keeps the mail and tries again later
+
+
+def cmd_mail_in(args: argparse.Namespace) -> int:
+    """One RFC 5322 message on standard input into its ticket (for an MTA pipe). Exit 0 once
+    it is stored (or was stored before, or is deliberately ignored), 75 when it cannot be
+    stored now, so the MTA keeps it and retries: a mail is never lost."""
+    from redis.exceptions import RedisError
+
+    from chat.app import redis_client, shared_secret
+    from chat.runtime import Runtime
+    from transcripts.intake import take
+
+    raw = sys.stdin.buffer.read()
+    if not raw.strip():
+        print("livechat mail-in: no message on standard input", file=sys.stderr)
+        return 65  # EX_DATAERR: nothing to retry
+    settings, config = _load(args)
+
+    async def run(url: str) -> int:
+        redis = redis_client(url)
+        try:
+            rt = Runtime(settings=settings, config=config, redis=redis)
+            rt.secret = await shared_secret(rt)
+            taken = await take(rt, raw)
+        finally:
+            await redis.aclose()
+        print(f"{taken.outcome} {taken.ref or taken.reason}".strip())
+        return 0
+
+    try:
+        with RedisHandle(settings) as url:
+            _ensure_schema(url, attempts=1)
+            return asyncio.run(run(url))
+    except SystemExit as exc:  # Redis does not answer, or holds data of a newer release
+        print(f"{exc.code}; mail-in: the MTA should retry", file=sys.stderr)
+        return EX_TEMPFAIL
+    except (RedisError, OSError, RuntimeError) as exc:
+        print(f"livechat mail-in: cannot store the mail now ({type(exc).__name__}); the MTA should retry",
+              file=sys.stderr)
+        return EX_TEMPFAIL
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Run the pending migrations now (hubs and workers also run them when they start)."""
     from chat import schema
@@ -383,6 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--topics", default="")
     add.add_argument("--max-chats", type=int, default=3)
     add.set_defaults(run=cmd_agent_add)
+
+    mail_in = sub.add_parser("mail-in", help="store one mail read from standard input in its ticket (an MTA pipe)")
+    mail_in.set_defaults(run=cmd_mail_in)
 
     migrate = sub.add_parser("migrate", help="bring the data in Redis to this release's layout")
     migrate.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")

@@ -116,6 +116,17 @@ def ticket(ref: str) -> str:
     return f"{PREFIX}:ticket:{ref}"
 
 
+def ticket_thread(ref: str) -> str:
+    """List of msgpack entries: what happened to a ticket after it was made (mails in)."""
+    return f"{PREFIX}:ticket:{ref}:thread"
+
+
+def mail_in(fingerprint: str) -> str:
+    """String with a TTL: the reference an incoming mail (by Message-ID, else its bytes) was
+    stored in, so a mail delivered twice is stored once."""
+    return f"{PREFIX}:mail-in:{fingerprint}"
+
+
 TICKETS = f"{PREFIX}:tickets"              # zset ref -> created_at, every ticket, for paging
 OUTBOX = f"{PREFIX}:outbox"                # zset mail_id -> next attempt time
 CHATS_CLOSED = f"{PREFIX}:closed"          # zset chat_id -> closed_at, for retention

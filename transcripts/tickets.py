@@ -28,6 +28,7 @@ from transcripts.mailer import mail_ids, ticket_mails
 from transcripts.refs import new_ref, normalize_ref
 
 TRIGGERS = ("offline", "max_wait", "visitor_left", "unresolved")
+EMAIL = "email"  # the trigger (and channel) of a ticket opened by a mail to the support address
 STATUSES = ("open", "answered", "closed")
 # Fields of the ticket hash that are not plain strings.
 _FLAGS = ("verified", "emergency")
@@ -90,6 +91,7 @@ def _from_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
         else:
             ticket[key] = v.decode("utf-8", "replace")
     ticket.setdefault("transcript", [])
+    ticket.setdefault("channel", "chat")
     return ticket
 
 
@@ -146,8 +148,15 @@ async def load_ticket(redis: Redis, ref: str) -> dict[str, Any] | None:
     canonical = normalize_ref(ref)
     if canonical is None:
         return None
-    raw = await redis.hgetall(keys.ticket(canonical))
-    return _from_hash(raw) if raw else None
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.ticket(canonical))
+        pipe.lrange(keys.ticket_thread(canonical), 0, -1)
+        raw, thread = await pipe.execute()
+    if not raw:
+        return None
+    ticket = _from_hash(raw)
+    ticket["thread"] = [{"id": i, **msgpack.unpackb(entry)} for i, entry in enumerate(thread, start=1)]
+    return ticket
 
 
 async def list_tickets(redis: Redis, page: int, per_page: int = 50, status: str | None = None) -> dict[str, Any]:
@@ -218,6 +227,7 @@ async def delete_ticket(redis: Redis, ref: str) -> bool:
     email = normalize_email(raw_email.decode("utf-8", "replace") if raw_email else "")
     async with redis.pipeline(transaction=True) as pipe:
         pipe.delete(keys.ticket(ref))
+        pipe.delete(keys.ticket_thread(ref))
         pipe.zrem(keys.TICKETS, ref)
         for s in STATUSES:
             pipe.zrem(keys.tickets_by_status(s), ref)
@@ -229,3 +239,72 @@ async def delete_ticket(redis: Redis, ref: str) -> bool:
             pipe.delete(keys.outbox_mail(mail_id))
         result = await pipe.execute()
     return bool(result[0])
+
+
+# --- tickets from mail ------------------------------------------------------------------
+
+# KEYS[1] mail-in fingerprint, KEYS[2] ticket hash, KEYS[3] thread; ARGV ref, entry, now, ttl.
+# Returns {position in the thread, ref}; {0, ref} for a mail already stored; {-1, ""} when the
+# ticket is gone (purged meanwhile).
+_APPEND_MAIL = """
+local seen = redis.call('GET', KEYS[1])
+if seen then return {0, seen} end
+if redis.call('EXISTS', KEYS[2]) == 0 then return {-1, ''} end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[4])
+local n = redis.call('RPUSH', KEYS[3], ARGV[2])
+redis.call('HSET', KEYS[2], 'updated_at', ARGV[3])
+return {n, ARGV[1]}
+"""
+
+
+async def append_mail(redis: Redis, ref: str, fingerprint: str, entry: dict[str, Any], now: float,
+                      ttl: int) -> tuple[int, str]:
+    """Add one incoming mail to a ticket's thread, once per fingerprint, in one script.
+    Returns (position, ref): position 0 means this mail was stored before (in ref)."""
+    position, stored_in = await redis.eval(_APPEND_MAIL, 3, keys.mail_in(fingerprint), keys.ticket(ref),
+                                           keys.ticket_thread(ref), ref, msgpack.packb(entry), repr(now), ttl)
+    return int(position), stored_in.decode() if isinstance(stored_in, bytes) else str(stored_in)
+
+
+async def open_mail_ticket(rt: Runtime, fingerprint: str, contact: dict[str, str], first: dict[str, Any],
+                           ttl: int) -> tuple[str, bool]:
+    """A new ticket from a mail that answers none (channel `email`): the mail is its first
+    message, and the customer and the support inbox are mailed as for a chat ticket, all in
+    one transaction with the mail's fingerprint. Returns (ref, made): made is False when this
+    mail had already been stored (then ref is where)."""
+    seen_key = keys.mail_in(fingerprint)
+    async with rt.redis.pipeline(transaction=True) as pipe:
+        for _ in range(MAX_ATTEMPTS):
+            ref = new_ref()
+            try:
+                await pipe.watch(seen_key, keys.ticket(ref))
+                seen = await pipe.get(seen_key)
+                if seen:
+                    await pipe.reset()
+                    return seen.decode(), False
+                if await pipe.exists(keys.ticket(ref)):
+                    await pipe.reset()
+                    continue
+                now = rt.clock()
+                ticket = {
+                    **_ticket_from_chat(ref, "", {"plan": next(iter(rt.config.plans), ""), "lang": "en", **contact},
+                                        [{"seq": 1, "from": "visitor", **first}], EMAIL, now),
+                    "channel": EMAIL,
+                    "subject": contact.get("subject", ""),
+                }
+                mails = ticket_mails(ticket, rt.settings)
+                pipe.multi()
+                pipe.set(seen_key, ref, ex=ttl)
+                pipe.hset(keys.ticket(ref), mapping=_to_hash(ticket))
+                pipe.zadd(keys.TICKETS, {ref: now})
+                pipe.zadd(keys.tickets_by_status("open"), {ref: now})
+                if ticket["email"]:
+                    pipe.sadd(keys.tickets_by_email(email_hash(ticket["email"])), ref)
+                for mail in mails:
+                    outbox.queue_mail(pipe, mail, now)
+                outbox.notify(pipe)
+                await pipe.execute()
+                return ref, True
+            except WatchError:
+                continue
+    raise RuntimeError(f"could not store a ticket for mail {fingerprint[:12]} after {MAX_ATTEMPTS} attempts")

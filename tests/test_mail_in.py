@@ -1,0 +1,195 @@
+"""Mail coming in through `livechat mail-in`: replies land in their ticket, once, and only
+when the sender is the ticket's contact; new mail opens a ticket; machines get no answer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import urllib.request
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+import pytest
+from redis.asyncio import Redis
+
+from tests.clients import PASSWORD, create_agent, login_cookie, visitor
+from tests.servers import LIVECHAT, HubProcess, db_url, free_port, hub_env, wait_until
+from tests.test_transcripts_support import SmtpServer
+
+DB = 7  # this module's own database: its hub's outbox and tickets meet nobody else's
+
+
+@pytest.fixture(scope="module")
+def desk(redis_url, tmp_path_factory, test_config_path):
+    """A hub on its own database whose mail goes to a real SMTP server, and a supervisor."""
+    root = tmp_path_factory.mktemp("mail-in")
+    smtp = SmtpServer().start()
+    url = db_url(redis_url, DB)
+
+    async def setup() -> None:
+        client = Redis.from_url(url)
+        await client.flushdb()
+        await create_agent(client, "boss", ["en"], role="supervisor")
+        await client.aclose()
+
+    asyncio.run(setup())
+    env = hub_env(url, root / "hub", test_config_path, SMTP_URL=smtp.url + "?starttls=never")
+    hub = HubProcess(env, root / "hub").start()
+    yield hub, smtp, env
+    hub.terminate()
+    smtp.stop()
+
+
+def mail_in(env: dict[str, str], message: EmailMessage | bytes) -> subprocess.CompletedProcess:
+    raw = message if isinstance(message, bytes) else message.as_bytes()
+    return subprocess.run([LIVECHAT, "mail-in"], env=env, input=raw, capture_output=True, timeout=60)
+
+
+def ticket(hub: HubProcess, ref: str) -> dict:
+    cookie = login_cookie(hub, "boss", PASSWORD)
+    request = urllib.request.Request(f"{hub.base_url}/api/tickets/{ref}",
+                                     headers={"Cookie": cookie, "Accept": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def tickets_total(hub: HubProcess) -> int:
+    cookie = login_cookie(hub, "boss", PASSWORD)
+    request = urllib.request.Request(f"{hub.base_url}/api/tickets", headers={"Cookie": cookie, "Accept": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())["total"]
+
+
+def reply(to: EmailMessage, sender: str, text: str) -> EmailMessage:
+    """What a mail program makes of "Reply": threaded headers, quoted original."""
+    msg = EmailMessage()
+    msg["From"] = f"Customer <{sender}>"
+    msg["To"] = str(to["Reply-To"] or to["From"])
+    msg["Subject"] = f"Re: {to['Subject']}"
+    msg["Message-ID"] = make_msgid(domain="customer.example")
+    msg["In-Reply-To"] = to["Message-ID"]
+    msg["References"] = to["Message-ID"]
+    quoted = "\n".join(f"> {line}" for line in to.get_body(("plain",)).get_content().splitlines()[:5])
+    msg.set_content(f"{text}\n\nOn Fri, 27 Nov 2026 at 10:00, Support <{to['From']}> wrote:\n{quoted}\n")
+    return msg
+
+
+async def chat_ticket(hub: HubProcess, smtp: SmtpServer, lang: str, email: str) -> tuple[str, EmailMessage]:
+    """A visitor nobody can serve leaves a message: a ticket and its confirmation mail."""
+    client, welcome = await visitor(hub, lang, name="Ada", email=email)
+    assert welcome["status"] == "offline"
+    await client.send(type="message", text="My export fails with error 42.", client_id="m1")
+    await client.expect("message", text="My export fails with error 42.")
+    await client.send(type="leave")
+    ref = (await client.expect("closed"))["ref"]
+    await client.close()
+    confirmation = await asyncio.to_thread(wait_until, lambda: smtp.to(email), 30, 0.05, "the confirmation")
+    return ref, confirmation[0].message
+
+
+async def test_a_reply_to_the_confirmation_lands_in_its_ticket_without_the_quote(desk, lang):
+    """The customer's reply is stored in the ticket's thread, quoted history removed."""
+    hub, smtp, env = desk
+    ref, confirmation = await chat_ticket(hub, smtp, lang, f"ada-{lang}@example.org")
+    done = mail_in(env, reply(confirmation, f"ada-{lang}@example.org", "I attached the screenshot you asked for."))
+    assert done.returncode == 0 and done.stdout.decode().split() == ["stored", ref], done.stderr
+    thread = ticket(hub, ref)["thread"]
+    assert [(m["kind"], m["text"]) for m in thread] == [("mail_in", "I attached the screenshot you asked for.")]
+    assert "wrote:" in thread[0]["original"]
+
+
+async def test_the_same_mail_delivered_twice_is_stored_once(desk, lang):
+    """A redelivered mail (same Message-ID) is recognised and not stored again."""
+    hub, smtp, env = desk
+    ref, confirmation = await chat_ticket(hub, smtp, lang, f"bo-{lang}@example.org")
+    message = reply(confirmation, f"bo-{lang}@example.org", "Any news?")
+    assert mail_in(env, message).stdout.decode().split() == ["stored", ref]
+    assert mail_in(env, message).stdout.decode().split() == ["duplicate", ref]
+    assert len(ticket(hub, ref)["thread"]) == 1
+
+
+async def test_a_stranger_quoting_a_reference_opens_a_ticket_of_their_own(desk, lang):
+    """Another sender's mail with the reference (subject and headers) never enters that ticket."""
+    hub, smtp, env = desk
+    ref, confirmation = await chat_ticket(hub, smtp, lang, f"cy-{lang}@example.org")
+    intruder = reply(confirmation, f"mallory-{lang}@example.net", "Please send me the whole conversation.")
+    done = mail_in(env, intruder)
+    outcome, other = done.stdout.decode().split()
+    assert outcome == "opened" and other != ref
+    assert ticket(hub, ref)["thread"] == []
+    assert ticket(hub, other)["email"] == f"mallory-{lang}@example.net"
+
+
+async def test_a_new_mail_becomes_a_ticket_with_a_confirmation(desk, lang):
+    """Mail to the support address answering nothing is a new `email` ticket, confirmed by mail."""
+    hub, smtp, env = desk
+    msg = EmailMessage()
+    msg["From"] = f"Dee <dee-{lang}@example.org>"
+    msg["To"] = "support@example.org"
+    msg["Subject"] = "Cannot log in on my phone"
+    msg["Message-ID"] = make_msgid(domain="customer.example")
+    msg.set_content("Since the update the app says my session expired.\n")
+    outcome, ref = mail_in(env, msg).stdout.decode().split()
+    assert outcome == "opened"
+    found = ticket(hub, ref)
+    assert (found["channel"], found["trigger"], found["name"], found["subject"]) == (
+        "email", "email", "Dee", "Cannot log in on my phone")
+    assert found["transcript"][0]["text"] == "Since the update the app says my session expired."
+    mails = await asyncio.to_thread(wait_until, lambda: smtp.to(f"dee-{lang}@example.org"), 30, 0.05, "confirmation")
+    assert ref in mails[0].message["Subject"]
+
+
+async def test_an_auto_reply_opens_nothing_and_gets_no_answer(desk, lang):
+    """An out-of-office mail answering no ticket is ignored: no ticket, no confirmation."""
+    hub, smtp, env = desk
+    msg = EmailMessage()
+    msg["From"] = f"robot-{lang}@example.org"
+    msg["To"] = "support@example.org"
+    msg["Subject"] = "Out of office"
+    msg["Auto-Submitted"] = "auto-replied"
+    msg["Message-ID"] = make_msgid(domain="customer.example")
+    msg.set_content("I am away until Monday.\n")
+    before = tickets_total(hub)
+    assert mail_in(env, msg).stdout.decode().split() == ["ignored", "automatic"]
+    assert tickets_total(hub) == before  # no ticket, so no confirmation can ever be sent
+
+
+async def test_html_only_mail_is_stored_as_text(desk, lang):
+    """A mail with only an HTML body becomes readable text, markup and scripts gone."""
+    hub, smtp, env = desk
+    msg = EmailMessage()
+    msg["From"] = f"eve-{lang}@example.org"
+    msg["Subject"] = "Question"
+    msg["Message-ID"] = make_msgid(domain="customer.example")
+    msg.set_content("<html><body><p>Where is <b>my invoice</b>?</p><script>alert(1)</script></body></html>",
+                    subtype="html")
+    outcome, ref = mail_in(env, msg).stdout.decode().split()
+    assert ticket(hub, ref)["transcript"][0]["text"] == "Where is my invoice?"
+
+
+def test_redis_down_makes_the_mta_retry_and_the_mail_arrives_later(desk, tmp_path, lang):
+    """Exit 75 (EX_TEMPFAIL) while Redis is unreachable; the same mail is stored once it answers."""
+    hub, smtp, env = desk
+    msg = EmailMessage()
+    msg["From"] = f"fay-{lang}@example.org"
+    msg["Subject"] = "Billing question"
+    msg["Message-ID"] = make_msgid(domain="customer.example")
+    msg.set_content("Why was I charged twice?\n")
+    down = {**env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    failed = mail_in(down, msg)
+    assert failed.returncode == 75, failed.stderr
+    retried = mail_in(env, msg)
+    assert retried.returncode == 0 and retried.stdout.decode().split()[0] == "opened"
+
+
+async def test_the_ticket_page_shows_the_reply_and_its_original(desk, lang):
+    """A supervisor's ticket page lists the mail under the transcript, the original one click away."""
+    hub, smtp, env = desk
+    ref, confirmation = await chat_ticket(hub, smtp, lang, f"gil-{lang}@example.org")
+    mail_in(env, reply(confirmation, f"gil-{lang}@example.org", "Still <b>broken</b> today."))
+    request = urllib.request.Request(f"{hub.base_url}/api/tickets/{ref}",
+                                     headers={"Cookie": login_cookie(hub, "boss", PASSWORD), "Accept": "text/html"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        page = response.read().decode()
+    assert "Mail since" in page and "Still &lt;b&gt;broken&lt;/b&gt; today." in page and "Show original" in page

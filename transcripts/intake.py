@@ -1,0 +1,98 @@
+"""Mail coming in: every customer reply lands in its ticket, and nowhere else.
+
+One intake for every way a mail arrives (`livechat mail-in` from an MTA pipe today), and it is
+idempotent: a mail is recognised by its Message-ID (or, without one, by its bytes), so an MTA
+that delivers twice, or a retry after a timeout, stores it once.
+
+Threading, in this order, and only ever into a ticket whose contact address is the sender's:
+
+1. a reference in one of our own Message-IDs in `In-Reply-To` / `References` (a reply to a
+   mail the desk sent);
+2. the `[LC-XXXXXX]` tag in the subject.
+
+Our Message-IDs are derived from the reference, so they prove no more than knowing it; a
+stranger who quotes someone's reference (in a header or the subject) therefore opens a new
+ticket of their own and never reads or writes into someone else's. Anything else sent by a
+person opens a new ticket (channel `email`) with the usual confirmation. Mail sent by a
+machine (auto-replies, lists, bulk: RFC 3834) and mail from our own addresses never opens a
+ticket and is never answered; an auto-reply that threads is kept in the thread, marked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from chat.runtime import Runtime
+from chat.stats import record_ticket
+from transcripts.contact import normalize_email
+from transcripts.inbound import Inbound, parse
+from transcripts.mailer import envelope_address
+from transcripts.tickets import EMAIL, append_mail, load_ticket, open_mail_ticket
+
+log = logging.getLogger("livechat.intake")
+
+ORIGINAL_CHARS = 100_000  # of the whole text kept for "show original"
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What became of one mail: `stored` in ref's thread, `opened` ref, `duplicate` (stored
+    before, in ref), or `ignored` (why, in `reason`)."""
+
+    outcome: str
+    ref: str = ""
+    reason: str = ""
+
+
+def _retention_seconds(rt: Runtime) -> int:
+    return max(86_400, int(rt.config.retention_days * 86_400))
+
+
+async def _thread_for(rt: Runtime, mail: Inbound) -> str | None:
+    """The ticket this mail continues, if its sender is that ticket's contact."""
+    for ref in (*mail.answers, *([mail.subject_ref] if mail.subject_ref else [])):
+        ticket = await load_ticket(rt.redis, ref)
+        if ticket and mail.sender and normalize_email(ticket.get("email")) == mail.sender:
+            return ref
+    return None
+
+
+def _own_addresses(rt: Runtime) -> set[str]:
+    return {normalize_email(envelope_address(a)) for a in (rt.settings.support_address, rt.settings.sender) if a}
+
+
+async def take(rt: Runtime, raw: bytes) -> Taken:
+    """Store one RFC 5322 message. Raises redis errors when it cannot be stored, so that the
+    way in (an MTA pipe, an SMTP answer) can ask the sender to try again later."""
+    mail = await asyncio.to_thread(parse, raw)
+    if mail.sender in _own_addresses(rt):
+        log.info("mail from our own address ignored (a loop)")
+        return Taken("ignored", reason="loop")
+    now = rt.clock()
+    entry = {"kind": "mail_in", "from": mail.sender, "name": mail.sender_name, "subject": mail.subject,
+             "text": mail.reply, "original": mail.text[:ORIGINAL_CHARS], "message_id": mail.message_id,
+             "automatic": mail.automatic, "ts": now}
+    ref = await _thread_for(rt, mail)
+    if ref is not None:
+        position, stored_in = await append_mail(rt.redis, ref, mail.fingerprint, entry, now, _retention_seconds(rt))
+        if position > 0:
+            log.info("mail stored in ticket %s (thread entry %d%s)", ref, position,
+                     ", automatic" if mail.automatic else "")
+            return Taken("stored", ref)
+        if position == 0:
+            return Taken("duplicate", stored_in)
+        # the ticket was purged since we looked: the mail starts a new one below
+    if mail.automatic or not mail.sender:
+        log.info("automatic or sender-less mail answering no ticket ignored")
+        return Taken("ignored", reason="automatic" if mail.automatic else "no sender")
+    contact = {"name": mail.sender_name, "email": mail.sender, "subject": mail.subject}
+    first = {"kind": "mail_in", "text": mail.reply, "subject": mail.subject, "message_id": mail.message_id,
+             "original": mail.text[:ORIGINAL_CHARS], "ts": now}
+    ref, made = await open_mail_ticket(rt, mail.fingerprint, contact, first, _retention_seconds(rt))
+    if not made:
+        return Taken("duplicate", ref)
+    await record_ticket(rt.redis, EMAIL, now)
+    log.info("mail opened ticket %s", ref)
+    return Taken("opened", ref)
