@@ -14,7 +14,7 @@ import time
 
 from redis.asyncio import Redis
 
-from chat.config import ConfigError, load_config
+from chat.config import ConfigError, DeskConfig, load_config
 from chat.rlimits import raise_open_files
 from chat.embedded_redis import EmbeddedRedis
 from chat.settings import Settings, load_settings
@@ -65,7 +65,7 @@ def _load(args: argparse.Namespace, demo: bool = False):
     return settings, config
 
 
-def _ensure_schema(redis_url: str, attempts: int = 30) -> None:
+def _ensure_schema(redis_url: str, config: DeskConfig, attempts: int = 30) -> None:
     """Bring the data in Redis to this release's layout before anything reads it (migrating
     an older layout under a lock; see chat/schema.py), or refuse data of a newer release."""
     from redis.exceptions import ConnectionError as RedisConnectionError
@@ -77,7 +77,7 @@ def _ensure_schema(redis_url: str, attempts: int = 30) -> None:
         try:
             for attempt in range(attempts):  # Redis may be starting beside us (Procfile, systemd)
                 try:
-                    return await schema.ensure_current(redis)
+                    return await schema.ensure_current(redis, config)
                 except (RedisConnectionError, OSError) as exc:
                     if attempt == attempts - 1:
                         raise SystemExit(f"livechat: Redis does not answer ({type(exc).__name__}: {exc})") from None
@@ -173,7 +173,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not settings.site_secret and not args.demo:
         log.warning("LIVECHAT_SITE_SECRET is not set: identity tokens cannot be verified; every visitor is on the lowest plan")
     with RedisHandle(settings) as redis_url:
-        _ensure_schema(redis_url)
+        _ensure_schema(redis_url, config)
         if args.demo:
             settings, creds = _demo_setup(settings, redis_url)
             base = f"http://{args.host}:{args.port}"
@@ -242,7 +242,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         await redis.aclose()
 
     with RedisHandle(settings) as redis_url:
-        _ensure_schema(redis_url)
+        _ensure_schema(redis_url, config)
         asyncio.run(run(redis_url))
     return 0
 
@@ -262,7 +262,7 @@ def _read_password() -> str:
 def cmd_agent_add(args: argparse.Namespace) -> int:
     from agents.accounts import save_account
 
-    settings, _ = _load(args)
+    settings, config = _load(args)
     password = _read_password()
 
     async def run(url: str) -> None:
@@ -279,7 +279,7 @@ def cmd_agent_add(args: argparse.Namespace) -> int:
               f"topics {','.join(account.topics) or 'all'}, max {account.max_chats} chats)")
 
     with RedisHandle(settings) as url:
-        _ensure_schema(url)
+        _ensure_schema(url, config)
         try:
             asyncio.run(run(url))
         except ValueError as exc:
@@ -323,7 +323,7 @@ def cmd_async(args: argparse.Namespace) -> int:
             await redis.aclose()
 
     with RedisHandle(settings) as url:
-        _ensure_schema(url)
+        _ensure_schema(url, config)
         return asyncio.run(run(url))
 
 
@@ -359,7 +359,7 @@ def cmd_mail_in(args: argparse.Namespace) -> int:
 
     try:
         with RedisHandle(settings) as url:
-            _ensure_schema(url, attempts=1)
+            _ensure_schema(url, config, attempts=1)
             return asyncio.run(run(url))
     except SystemExit as exc:  # Redis does not answer, or holds data of a newer release
         print(f"{exc.code}; mail-in: the MTA should retry", file=sys.stderr)
@@ -374,12 +374,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     """Run the pending migrations now (hubs and workers also run them when they start)."""
     from chat import schema
 
-    settings, _ = _load(args)
+    settings, config = _load(args)
 
     async def run(url: str) -> schema.Outcome:
         redis = Redis.from_url(url)
         try:
-            return await (schema.dry_run(redis) if args.dry_run else schema.ensure_current(redis))
+            return await (schema.dry_run(redis, config) if args.dry_run else schema.ensure_current(redis, config))
         finally:
             await redis.aclose()
 

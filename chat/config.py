@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import tomllib
 from dataclasses import dataclass, field, replace
-from datetime import time
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,30 +22,39 @@ head_start = 0          # seconds of virtual arrival advantage in the queue
 max_wait = 600          # seconds in the queue before the chat turns into an email ticket
 hours = "office"        # "24/7" or the name of a [schedules.NAME] table
 live_chat = true
+first_response = "48h"  # tickets: first answer due within this much of the plan's hours
+next_response = "48h"   # tickets: each later answer to a customer's reply
 
 [plans.plus]
 head_start = 120
 max_wait = 900
 hours = "office"
 live_chat = true
+first_response = "24h"
+next_response = "24h"
 
 [plans.professional]
 head_start = 300
 max_wait = 1200
 hours = "extended"
 live_chat = true
+first_response = "8h"
+next_response = "8h"
 
 [plans.visionary]
 head_start = 900
 max_wait = 1800
 hours = "24/7"
 live_chat = true
+first_response = "2h"
+next_response = "2h"
 
 [schedules.office]
 tz = "Europe/Brussels"
 days = ["mon", "tue", "wed", "thu", "fri"]
 opens = "09:00"
 closes = "18:00"
+holidays = []           # dates the desk is closed all day, e.g. ["2026-12-25", "2027-01-01"]
 
 [schedules.extended]
 tz = "Europe/Brussels"
@@ -66,6 +75,11 @@ heartbeat = 5           # how often hubs refresh the presence of their sockets
 
 [retention]
 days = 30               # closed chats and tickets are purged after this many days
+
+[tickets]
+reopen_days = 14              # a reply to a solved ticket within this many days reopens it; later, a new linked ticket
+pending_days = 7              # a ticket waiting for the customer this long is solved (with a short mail)
+emergency_response = "1h"     # response target of an emergency ticket, counted 24/7
 
 [limits]
 new_chats_per_minute = 60     # new visitor chats one client address may start per minute (0 = no limit; loopback never limited)
@@ -110,6 +124,13 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class TicketPolicy:
+    reopen_days: float = 14.0
+    pending_days: float = 7.0
+    emergency_response: float = 3600.0
+
+
+@dataclass(frozen=True)
 class DeskConfig:
     plans: dict[str, Plan]
     schedules: dict[str, Schedule]
@@ -118,6 +139,7 @@ class DeskConfig:
     timing: Timing = field(default_factory=Timing)
     retention_days: float = 30.0
     limits: Limits = field(default_factory=Limits)
+    tickets: TicketPolicy = field(default_factory=TicketPolicy)
 
     @property
     def lowest_plan(self) -> Plan:
@@ -127,9 +149,10 @@ class DeskConfig:
         return self.plans.get(name or "", self.lowest_plan)
 
 
-SECTIONS = ("plans", "schedules", "emergency", "timing", "retention", "limits")
-PLAN_KEYS = ("head_start", "max_wait", "hours", "live_chat")
-SCHEDULE_KEYS = ("tz", "days", "opens", "closes")
+SECTIONS = ("plans", "schedules", "emergency", "timing", "retention", "limits", "tickets")
+PLAN_KEYS = ("head_start", "max_wait", "hours", "live_chat", "first_response", "next_response")
+SCHEDULE_KEYS = ("tz", "days", "opens", "closes", "holidays")
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 EMERGENCY_KEYS = ("head_start", "guard_ttl")
 RETENTION_KEYS = ("days",)
 
@@ -139,6 +162,41 @@ def _number(section: dict[str, Any], key: str, where: str, source: str, default:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise ConfigError(source, f"{where}.{key}", f"must be a number of seconds >= 0, got {value!r}")
     return float(value)
+
+
+def _duration(section: dict[str, Any], key: str, where: str, source: str, default: float) -> float:
+    """A number of seconds, or a string such as "90s", "30m", "8h", "2d"."""
+    value = section.get(key, default)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        try:
+            number, unit = (float(text[:-1]), DURATION_UNITS[text[-1]]) if text[-1:] in DURATION_UNITS else (float(text), 1)
+        except (ValueError, KeyError):
+            raise ConfigError(source, f"{where}.{key}", f"must be a duration like \"8h\", \"30m\" or \"2d\", got {value!r}") from None
+        value = number * unit
+    return _number({key: value}, key, where, source, default)
+
+
+def _holidays(value: Any, key: str, source: str) -> frozenset[date]:
+    if not isinstance(value, list):
+        raise ConfigError(source, key, "must be a list of dates like \"2026-12-25\"")
+    days = set()
+    for item in value:
+        try:
+            days.add(item if isinstance(item, date) and not isinstance(item, datetime) else date.fromisoformat(str(item)))
+        except ValueError:
+            raise ConfigError(source, key, f"must be a list of dates like \"2026-12-25\", got {item!r}") from None
+    return frozenset(days)
+
+
+def _tickets(raw: dict[str, Any], source: str) -> TicketPolicy:
+    _known(raw, tuple(TicketPolicy.__dataclass_fields__), "tickets", source)
+    default = TicketPolicy()
+    return TicketPolicy(
+        reopen_days=_number(raw, "reopen_days", "tickets", source, default.reopen_days),
+        pending_days=_number(raw, "pending_days", "tickets", source, default.pending_days),
+        emergency_response=_duration(raw, "emergency_response", "tickets", source, default.emergency_response),
+    )
 
 
 def _limits(raw: dict[str, Any], source: str) -> Limits:
@@ -193,7 +251,8 @@ def _schedules(raw: dict[str, Any], source: str) -> dict[str, Schedule]:
         closes = _clock(table.get("closes", "18:00"), f"{where}.closes", source)
         if closes <= opens:
             raise ConfigError(source, f"{where}.closes", "must be later than opens")
-        result[name] = Schedule(name, tz, frozenset(DAY_NAMES.index(d) for d in days), opens, closes)
+        holidays = _holidays(table.get("holidays", []), f"{where}.holidays", source)
+        result[name] = Schedule(name, tz, frozenset(DAY_NAMES.index(d) for d in days), opens, closes, holidays)
     return result
 
 
@@ -219,6 +278,9 @@ def _plans(raw: dict[str, Any], schedules: dict[str, Schedule], source: str) -> 
             max_wait=_number(table, "max_wait", where, source, 600),
             hours=hours,
             live_chat=live_chat,
+            first_response=_duration(table, "first_response", where, source, 48 * 3600),
+            next_response=_duration(table, "next_response", where, source,
+                                    _duration(table, "first_response", where, source, 48 * 3600)),
         )
     return plans
 
@@ -255,6 +317,7 @@ def parse_config(text: str, source: str = "<built-in>") -> DeskConfig:
         timing=Timing(**{k: _number(timing, k, "timing", source, getattr(Timing(), k)) for k in known_timing}),
         retention_days=_number(retention, "days", "retention", source, 30),
         limits=_limits(raw.get("limits", {}), source),
+        tickets=_tickets(raw.get("tickets", {}), source),
     )
 
 

@@ -21,6 +21,7 @@ TIMER_INTERVAL = 0.2
 RETENTION_INTERVAL = 3600.0
 STOP_WAIT = 3.0  # seconds stop() waits for the duties to end
 DEPTH_INTERVAL = 60.0
+TICKETS_INTERVAL = 60.0  # how often tickets waiting for the customer are checked for pending_days
 
 # Take a visitor's presence entry only if it is still stale (one process wins).
 VISITOR_GONE_SCRIPT = """
@@ -46,6 +47,7 @@ class Duties:
             asyncio.create_task(self._loop(self.fire_timers, lambda: TIMER_INTERVAL), name="timers"),
             asyncio.create_task(self._loop(self.retention, lambda: RETENTION_INTERVAL), name="retention"),
             asyncio.create_task(self._loop(self.queue_depth, lambda: DEPTH_INTERVAL), name="queue-depth"),
+            asyncio.create_task(self._loop(self.tickets, self._tickets_interval), name="tickets"),
         ]
         try:
             from transcripts.outbox import outbox_loop
@@ -131,6 +133,17 @@ class Duties:
         from chat.snapshot import record_queue_depth
 
         await record_queue_depth(self.rt)
+
+    def _tickets_interval(self) -> float:
+        return min(TICKETS_INTERVAL, max(0.5, self.rt.config.tickets.pending_days * 86400 / 4))
+
+    async def tickets(self) -> None:
+        """Solve the tickets that waited for the customer past `[tickets] pending_days`."""
+        from transcripts.desk import solve_stale_pending
+
+        solved = await solve_stale_pending(self.rt)
+        if solved:
+            log.info("solved %d tickets that waited for the customer too long", len(solved))
 
     async def retention(self) -> None:
         try:

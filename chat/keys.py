@@ -128,6 +128,9 @@ def mail_in(fingerprint: str) -> str:
 
 
 TICKETS = f"{PREFIX}:tickets"              # zset ref -> created_at, every ticket, for paging
+TICKETS_DUE = f"{PREFIX}:tickets:due"      # zset ref -> due_at of every open ticket (transcripts/desk.py)
+TICKETS_PENDING = f"{PREFIX}:tickets:pending-since"  # zset ref -> when it began to wait for the customer
+TICKETS_CHANNEL = f"{PREFIX}:tickets:ev"   # pub/sub: a ticket changed (msgpack {"type": "ticket", "ref"})
 OUTBOX = f"{PREFIX}:outbox"                # zset mail_id -> next attempt time
 CHATS_CLOSED = f"{PREFIX}:closed"          # zset chat_id -> closed_at, for retention
 
@@ -163,7 +166,7 @@ OUTBOX_CHANNEL = f"{PREFIX}:outbox-ev"     # pub/sub: a mail was queued, outbox 
 
 
 def tickets_by_status(status: str) -> str:
-    """Zset ref -> created_at of the tickets in one status (open, answered, closed), for paging."""
+    """Zset ref -> created_at of the tickets in one status (open, pending, solved), for paging."""
     return f"{PREFIX}:tickets:status:{status}"
 
 

@@ -130,6 +130,13 @@ async def render(rt: Runtime) -> str:
     out.family("livechat_agent_free_capacity", "gauge", "Chats the online agents could still take.",
                [("", None, snap["free_capacity"])])
 
+    out.family("livechat_tickets_open", "gauge", "Open tickets (waiting for an answer from the desk).",
+               [("", None, snap["tickets_open"])])
+    out.family("livechat_tickets_due_soon", "gauge", "Open tickets whose next answer is due within the hour.",
+               [("", None, snap["tickets_due_soon"])])
+    out.family("livechat_tickets_breached", "gauge", "Open tickets past their plan's response target.",
+               [("", None, snap["tickets_breached"])])
+
     stats = await read_stats(rt.redis)
     out.family("livechat_assignments_total", "counter", "Chats given to an agent.",
                [("", None, stats.get("assignments", 0))])

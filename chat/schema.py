@@ -24,6 +24,7 @@ from typing import Awaitable, Callable
 from redis.asyncio import Redis
 
 from chat import keys
+from chat.config import DeskConfig
 
 log = logging.getLogger("livechat.schema")
 
@@ -41,7 +42,7 @@ return 0
 """
 
 # A migration describes what it changed (or, in a dry run, what it would change).
-Apply = Callable[[Redis, bool], Awaitable[list[str]]]
+Apply = Callable[[Redis, DeskConfig, bool], Awaitable[list[str]]]
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class SchemaTooNew(Exception):
 # --- the migrations, oldest first ------------------------------------------------------
 
 
-async def _seed_handling_average(redis: Redis, dry_run: bool) -> list[str]:
+async def _seed_handling_average(redis: Redis, config: DeskConfig, dry_run: bool) -> list[str]:
     """Layout 1 never wrote the running handling-time average behind queue ETAs (every
     `queued` frame said `eta_s: null`); start it from the all-time mean of handled chats."""
     total, count, current = await redis.hmget(keys.STATS, ["handle_sum", "handle_count", "aht"])
@@ -77,8 +78,39 @@ async def _seed_handling_average(redis: Redis, dry_run: bool) -> list[str]:
     return [f"handling-time average for ETAs set to {mean:.1f} s from {int(float(count))} handled chats"]
 
 
+async def _ticket_life(redis: Redis, config: DeskConfig, dry_run: bool) -> list[str]:
+    """Layout 1 tickets were only ever `open`, with no due time: give each the life fields of
+    the ticket desk (waiting for us since it was made, its plan's first-response target) and
+    put it in the index of due tickets."""
+    from transcripts.targets import initial_fields  # the rule of targets has one home
+
+    refs = [r.decode() for r in await redis.zrange(keys.TICKETS, 0, -1)]
+    changed = 0
+    for ref in refs:
+        fields = await redis.hmget(keys.ticket(ref), ["status", "due_at", "plan", "emergency", "created_at"])
+        status, due, plan, emergency, created = (v.decode() if v is not None else None for v in fields)
+        if status is None or due is not None:
+            continue  # purged meanwhile, or already migrated
+        changed += 1
+        if dry_run:
+            continue
+        created_at = float(created or 0)
+        life = initial_fields(config, {"plan": plan, "emergency": emergency == "1"}, created_at)
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.ticket(ref), mapping={
+                "status": "open", "assignee": "", "awaiting_since": repr(created_at), "first_response_at": "",
+                "pending_since": "", "solved_at": "", "channel": "chat", "due_at": repr(life["due_at"])})
+            pipe.zadd(keys.TICKETS_DUE, {ref: life["due_at"]})
+            await pipe.execute()
+    return [f"{changed} tickets given a status, a response target and a place among due tickets"] if changed else []
+
+
+async def _layout_2(redis: Redis, config: DeskConfig, dry_run: bool) -> list[str]:
+    return [*await _seed_handling_average(redis, config, dry_run), *await _ticket_life(redis, config, dry_run)]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(2, "schema version recorded; ETA average seeded from handled chats", _seed_handling_average),
+    Migration(2, "schema version recorded; ETA average seeded; tickets given their life and due times", _layout_2),
 )
 
 CURRENT = MIGRATIONS[-1].to if MIGRATIONS else 1
@@ -130,15 +162,15 @@ class Outcome:
     applied: list[tuple[Migration, list[str]]]
 
 
-async def dry_run(redis: Redis) -> Outcome:
+async def dry_run(redis: Redis, config: DeskConfig) -> Outcome:
     """What :func:`ensure_current` would do, changing nothing."""
     version = await current_version(redis)
     plan = pending(version)
     return Outcome(version, plan[-1].to if plan else (version or CURRENT),
-                   [(m, await m.apply(redis, True)) for m in plan])
+                   [(m, await m.apply(redis, config, True)) for m in plan])
 
 
-async def ensure_current(redis: Redis) -> Outcome:
+async def ensure_current(redis: Redis, config: DeskConfig) -> Outcome:
     """Bring the data to :data:`CURRENT` (or stamp an empty Redis); raise SchemaTooNew."""
     before = await current_version(redis)
     pending(before)  # refuse newer data before taking any lock
@@ -153,7 +185,7 @@ async def ensure_current(redis: Redis) -> Outcome:
         renewer = asyncio.create_task(_renew(redis, token))
         try:
             for migration in pending(await current_version(redis)):
-                changes = await migration.apply(redis, False)
+                changes = await migration.apply(redis, config, False)
                 await redis.set(keys.SCHEMA_VERSION, migration.to)
                 log.info("migrated the data to schema version %d (%s): %s", migration.to, migration.summary,
                          "; ".join(changes) or "nothing to move")

@@ -125,6 +125,8 @@ async def queue_snapshot(rt: Runtime, record: bool = True) -> dict[str, Any]:
         tickets_today_total
         avg_wait_today / avg_handle_today   seconds, null before the first of the day
         ratings_today / avg_rating_today    visitors' ratings (1-5) today, their mean (null before the first)
+        tickets_open / tickets_due_soon / tickets_breached   open tickets, due within the hour, past due
+        tickets_soonest_due     [{ref, plan, due_at, breached, emergency, assignee}] the 10 soonest due
         assignments_today / messages_today
         history                 [[unix_minute, depth], ...] over the last hour, then [at, depth]
     """
@@ -179,6 +181,9 @@ async def queue_snapshot(rt: Runtime, record: bool = True) -> dict[str, Any]:
         if field.startswith(f"{today}tickets:"):
             tickets.setdefault(field[len(today) + 8:], int(value))
 
+    from transcripts.desk import due_overview  # the ticket desk's figures, beside the chat queue's
+
+    due = await due_overview(redis, now)
     depth = len(waiting_ids)
     if record:
         await record_queue_depth(rt, depth, now)
@@ -214,6 +219,10 @@ async def queue_snapshot(rt: Runtime, record: bool = True) -> dict[str, Any]:
         "ratings_today": int(stats.get(f"{today}rating_count", 0)),
         "avg_rating_today": avg("rating"),
         "assignments_today": int(stats.get(f"{today}assignments", 0)),
+        "tickets_open": due["open"],
+        "tickets_due_soon": due["due_soon"],
+        "tickets_breached": due["breached"],
+        "tickets_soonest_due": due["soonest"],
         "messages_today": int(stats.get(f"{today}messages", 0)),
         "history": history,
     }

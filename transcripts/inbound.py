@@ -111,7 +111,10 @@ def strip_reply(text: str) -> str:
     except Exception:  # a third-party heuristic must never lose a customer's mail
         replies = []
     reply = replies[0].body.strip() if replies else ""
-    return reply or text.strip()
+    lines = (reply or text.strip()).splitlines()
+    while lines and (not lines[-1].strip() or lines[-1].lstrip().startswith(">")):
+        lines.pop()  # a quoted tail without an "On … wrote:" line before it
+    return "\n".join(lines).strip() or text.strip()
 
 
 def _ids(value: str | None) -> list[str]:

@@ -29,7 +29,8 @@ from chat.stats import record_ticket
 from transcripts.contact import normalize_email
 from transcripts.inbound import Inbound, parse
 from transcripts.mailer import envelope_address
-from transcripts.tickets import EMAIL, append_mail, load_ticket, open_mail_ticket
+from transcripts.desk import add_customer_mail, too_late_to_reopen
+from transcripts.tickets import EMAIL, load_ticket, open_mail_ticket
 
 log = logging.getLogger("livechat.intake")
 
@@ -50,13 +51,16 @@ def _retention_seconds(rt: Runtime) -> int:
     return max(86_400, int(rt.config.retention_days * 86_400))
 
 
-async def _thread_for(rt: Runtime, mail: Inbound) -> str | None:
-    """The ticket this mail continues, if its sender is that ticket's contact."""
+async def _thread_for(rt: Runtime, mail: Inbound) -> tuple[str | None, str | None]:
+    """(the ticket this mail continues, a solved ticket it answers too late to reopen), if
+    its sender is that ticket's contact."""
     for ref in (*mail.answers, *([mail.subject_ref] if mail.subject_ref else [])):
         ticket = await load_ticket(rt.redis, ref)
         if ticket and mail.sender and normalize_email(ticket.get("email")) == mail.sender:
-            return ref
-    return None
+            if too_late_to_reopen(rt.config, ticket, rt.clock()) and not mail.automatic:
+                return None, ref
+            return ref, None
+    return None, None
 
 
 def _own_addresses(rt: Runtime) -> set[str]:
@@ -74,20 +78,20 @@ async def take(rt: Runtime, raw: bytes) -> Taken:
     entry = {"kind": "mail_in", "from": mail.sender, "name": mail.sender_name, "subject": mail.subject,
              "text": mail.reply, "original": mail.text[:ORIGINAL_CHARS], "message_id": mail.message_id,
              "automatic": mail.automatic, "ts": now}
-    ref = await _thread_for(rt, mail)
+    ref, previous = await _thread_for(rt, mail)
     if ref is not None:
-        position, stored_in = await append_mail(rt.redis, ref, mail.fingerprint, entry, now, _retention_seconds(rt))
-        if position > 0:
-            log.info("mail stored in ticket %s (thread entry %d%s)", ref, position,
-                     ", automatic" if mail.automatic else "")
+        outcome = await add_customer_mail(rt, ref, mail.fingerprint, entry, _retention_seconds(rt))
+        if outcome == "stored":
+            log.info("mail stored in ticket %s%s", ref, " (automatic)" if mail.automatic else "")
             return Taken("stored", ref)
-        if position == 0:
-            return Taken("duplicate", stored_in)
+        if outcome.startswith("duplicate:"):
+            return Taken("duplicate", outcome.partition(":")[2])
         # the ticket was purged since we looked: the mail starts a new one below
     if mail.automatic or not mail.sender:
         log.info("automatic or sender-less mail answering no ticket ignored")
         return Taken("ignored", reason="automatic" if mail.automatic else "no sender")
-    contact = {"name": mail.sender_name, "email": mail.sender, "subject": mail.subject}
+    contact = {"name": mail.sender_name, "email": mail.sender, "subject": mail.subject,
+               **({"previous_ref": previous} if previous else {})}
     first = {"kind": "mail_in", "text": mail.reply, "subject": mail.subject, "message_id": mail.message_id,
              "original": mail.text[:ORIGINAL_CHARS], "ts": now}
     ref, made = await open_mail_ticket(rt, mail.fingerprint, contact, first, _retention_seconds(rt))

@@ -155,3 +155,83 @@ def ticket_mails(ticket: dict[str, Any], settings: Settings) -> list[OutgoingMai
     mails.append(OutgoingMail(mail_id(ref, "inbox"), "inbox", ref, sender, (envelope_address(settings.support_address),), about,
                               inbox_ticket(ticket, settings)))
     return mails
+
+
+# --- mails of a ticket's life: an agent's answer, the notice that it was solved ----------
+
+REPLY_FOOTERS = {
+    "en": "To add anything, reply to this mail (keep {ref} in the subject).",
+    "fr": "Pour ajouter quoi que ce soit, répondez à ce message (gardez {ref} dans l'objet).",
+}
+SOLVED_TEXTS = {
+    "en": ("[{ref}] Your request is solved",
+           "Hello,\n\nWe have not heard back from you, so we consider your request {ref} solved.\n"
+           "If it is not, simply reply to this mail within {days} days and it opens again.\n\n{team}\n"),
+    "fr": ("[{ref}] Votre demande est résolue",
+           "Bonjour,\n\nSans nouvelles de votre part, nous considérons votre demande {ref} comme résolue.\n"
+           "Si ce n'est pas le cas, répondez simplement à ce message dans les {days} jours pour la rouvrir.\n\n{team}\n"),
+}
+
+
+def _thread_ids(ticket: dict[str, Any], settings: Settings) -> tuple[str, list[str]]:
+    """(In-Reply-To, References) of a new mail in a ticket's conversation: it answers the
+    customer's last mail (or our confirmation), and references the whole chain."""
+    chain = [message_id(ticket["ref"], "visitor", settings)] if ticket.get("channel") != "email" else []
+    chain += [m["message_id"] for m in ticket.get("transcript", []) if m.get("message_id")]
+    last_in = chain[-1] if chain else ""
+    for entry in ticket.get("thread", []):
+        if entry.get("message_id"):
+            chain.append(entry["message_id"])
+            if entry.get("kind") == "mail_in":
+                last_in = entry["message_id"]
+    return last_in, chain[-20:]  # RFC 5322 lets us trim the middle of a long chain
+
+
+def _conversation_mail(ticket: dict[str, Any], kind: str, token: str, subject: str, body: str,
+                       settings: Settings, automatic: bool) -> OutgoingMail:
+    ref = ticket["ref"]
+    msg = EmailMessage(policy=POLICY)
+    msg["Subject"] = subject
+    msg["From"] = settings.sender
+    msg["To"] = ticket["email"].strip()  # never a name chosen by whoever typed the address
+    msg["Reply-To"] = settings.support_address
+    msg["Date"] = format_datetime(datetime.now(timezone.utc))
+    msg["Message-ID"] = f"<{ref}.{kind}-{token}@{_domain(settings)}>"
+    in_reply_to, references = _thread_ids(ticket, settings)
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+        msg["References"] = " ".join(references)
+    msg["X-Livechat-Ref"] = ref
+    if automatic:
+        msg["Auto-Submitted"] = "auto-replied"  # RFC 3834
+    msg.set_content(body)
+    about = email_hash(ticket["email"])
+    return OutgoingMail(f"{ref}.{kind}-{token}", kind, ref, envelope_address(settings.sender),
+                        (ticket["email"].strip(),), about, msg)
+
+
+def _reply_subject(ticket: dict[str, Any]) -> str:
+    ref = ticket["ref"]
+    subject = header_text(ticket.get("subject"), 150) or VISITOR_SUBJECTS.get(_lang(ticket), VISITOR_SUBJECTS["en"])
+    subject = subject.replace(f"[{ref}]", "").strip()
+    return f"Re: [{ref}] {subject}"
+
+
+def agent_reply(ticket: dict[str, Any], entry: dict[str, Any], token: str, settings: Settings) -> OutgoingMail:
+    """An agent's answer to the customer, threaded under the conversation (composed in a
+    thread: the caller runs it off the event loop)."""
+    lang = _lang(ticket)
+    team = header_text(parseaddr(settings.sender)[0]) or TEAM_SIGNATURES.get(lang, TEAM_SIGNATURES["en"])
+    footer = REPLY_FOOTERS.get(lang, REPLY_FOOTERS["en"]).format(ref=ticket["ref"])
+    body = f"{entry['text']}\n\n{header_text(entry.get('name'), 100)}\n{team}\n\n-- \n{footer}\n"
+    return _conversation_mail(ticket, "reply", token, _reply_subject(ticket), body, settings, automatic=False)
+
+
+def solved_notice(ticket: dict[str, Any], token: str, reopen_days: float, settings: Settings) -> OutgoingMail:
+    """The short mail of a ticket solved because the customer did not answer."""
+    lang = _lang(ticket)
+    subject, body = SOLVED_TEXTS.get(lang, SOLVED_TEXTS["en"])
+    team = header_text(parseaddr(settings.sender)[0]) or TEAM_SIGNATURES.get(lang, TEAM_SIGNATURES["en"])
+    text = body.format(ref=ticket["ref"], days=int(reopen_days), team=team)
+    return _conversation_mail(ticket, "solved", token, subject.format(ref=ticket["ref"]), text, settings,
+                              automatic=True)

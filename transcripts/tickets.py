@@ -11,7 +11,6 @@ nor a pointer without its ticket.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import msgpack
@@ -26,15 +25,16 @@ from transcripts import outbox
 from transcripts.contact import email_hash, normalize_email
 from transcripts.mailer import mail_ids, ticket_mails
 from transcripts.refs import new_ref, normalize_ref
+from transcripts.targets import STATUSES, initial_fields
 
 TRIGGERS = ("offline", "max_wait", "visitor_left", "unresolved")
 EMAIL = "email"  # the trigger (and channel) of a ticket opened by a mail to the support address
-STATUSES = ("open", "answered", "closed")
 # Fields of the ticket hash that are not plain strings.
 _FLAGS = ("verified", "emergency")
 _TIMES = ("created_at", "updated_at")
+_OPTIONAL_TIMES = ("due_at", "awaiting_since", "first_response_at", "pending_since", "solved_at")  # "" = none
 _SUMMARY_FIELDS = ["ref", "status", "chat_id", "name", "email", "verified", "plan", "lang", "topic", "emergency",
-                   "trigger", "agent_name", "created_at", "updated_at"]
+                   "trigger", "agent_name", "created_at", "updated_at", "assignee", "due_at", "channel", "subject"]
 MAX_ATTEMPTS = 20  # WATCH conflicts or reference collisions before giving up (never seen in practice)
 
 
@@ -64,11 +64,16 @@ def _ticket_from_chat(ref: str, chat_id: str, chat: dict[str, str], transcript: 
     }
 
 
-def _to_hash(ticket: dict[str, Any]) -> dict[str, bytes | str]:
+def ticket_fields(ticket: dict[str, Any]) -> dict[str, bytes | str]:
+    """Ticket fields as the hash stores them (the transcript packed, flags "0"/"1", times repr)."""
     out: dict[str, bytes | str] = {}
     for key, value in ticket.items():
+        if key == "thread":
+            continue  # a list of its own (keys.ticket_thread)
         if key == "transcript":
             out[key] = msgpack.packb(value)
+        elif key in _OPTIONAL_TIMES:
+            out[key] = "" if value is None or value == "" else repr(float(value))
         elif key in _FLAGS:
             out[key] = "1" if value else "0"
         elif key in _TIMES:
@@ -88,6 +93,8 @@ def _from_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
             ticket[key] = v == b"1"
         elif key in _TIMES:
             ticket[key] = float(v or 0)
+        elif key in _OPTIONAL_TIMES:
+            ticket[key] = float(v) if v else None
         else:
             ticket[key] = v.decode("utf-8", "replace")
     ticket.setdefault("transcript", [])
@@ -123,12 +130,14 @@ async def open_ticket(rt: Runtime, chat_id: str, trigger: str) -> str:
                     continue  # reference already taken: draw another
                 now = rt.clock()
                 ticket = _ticket_from_chat(ref, chat_id, chat, transcript, trigger, now)
+                ticket.update(initial_fields(rt.config, ticket, now))
                 mails = ticket_mails(ticket, rt.settings)
                 pipe.multi()
                 pipe.set(pointer, ref, nx=True)
-                pipe.hset(keys.ticket(ref), mapping=_to_hash(ticket))
+                pipe.hset(keys.ticket(ref), mapping=ticket_fields(ticket))
                 pipe.zadd(keys.TICKETS, {ref: now})
                 pipe.zadd(keys.tickets_by_status("open"), {ref: now})
+                pipe.zadd(keys.TICKETS_DUE, {ref: ticket["due_at"]})
                 if ticket["email"]:
                     pipe.sadd(keys.tickets_by_email(email_hash(ticket["email"])), ref)
                 pipe.hset(keys.chat(chat_id), "ticket", ref)
@@ -159,30 +168,66 @@ async def load_ticket(redis: Redis, ref: str) -> dict[str, Any] | None:
     return ticket
 
 
-async def list_tickets(redis: Redis, page: int, per_page: int = 50, status: str | None = None) -> dict[str, Any]:
-    """One page of tickets, newest first (page counts from 1), optionally of one status:
+ORDERS = ("due", "newest")
+MAX_LISTED = 5000  # tickets one filtered listing looks through (the newest of its index)
+
+
+async def _summaries(redis: Redis, refs: list[bytes]) -> list[dict[str, Any]]:
+    if not refs:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for ref in refs:
+            pipe.hmget(keys.ticket(ref.decode()), _SUMMARY_FIELDS)
+        rows = await pipe.execute()
+    found = []
+    for values in rows:
+        if values[0] is not None:  # else purged between the two reads
+            ticket = _from_hash({f.encode(): v for f, v in zip(_SUMMARY_FIELDS, values) if v is not None})
+            ticket.pop("transcript", None)
+            found.append(ticket)
+    return found
+
+
+def _matches(ticket: dict[str, Any], assignee: str | None, plan: str | None, q: str | None) -> bool:
+    if assignee is not None and ticket.get("assignee", "") != assignee:
+        return False
+    if plan is not None and ticket.get("plan") != plan:
+        return False
+    if q:
+        needle = q.strip().lower()
+        haystack = " ".join(str(ticket.get(f, "")) for f in ("ref", "email", "name", "subject")).lower()
+        return needle in haystack
+    return True
+
+
+async def list_tickets(redis: Redis, page: int, per_page: int = 50, status: str | None = None, *,
+                       assignee: str | None = None, plan: str | None = None, q: str | None = None,
+                       order: str = "newest") -> dict[str, Any]:
+    """One page of tickets (page counts from 1), optionally of one status, assignee ("" for
+    nobody), plan, and matching `q` in reference, address, name or subject; newest first, or
+    by `due`: open tickets soonest due first, then the others newest first.
     {"page", "per_page", "pages", "total", "status", "tickets": [summary...]}."""
     if status is not None and status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(ORDERS)}")
     per_page = max(1, min(int(per_page), 200))
     page = max(1, int(page))
     index = keys.TICKETS if status is None else keys.tickets_by_status(status)
     start = (page - 1) * per_page
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.zcard(index)
-        pipe.zrevrange(index, start, start + per_page - 1)
-        total, refs = await pipe.execute()
-    tickets = []
-    if refs:
+    if assignee is None and plan is None and not q and order == "newest":
         async with redis.pipeline(transaction=False) as pipe:
-            for ref in refs:
-                pipe.hmget(keys.ticket(ref.decode()), _SUMMARY_FIELDS)
-            rows = await pipe.execute()
-        for values in rows:
-            if values[0] is not None:  # else purged between the two reads
-                found = _from_hash({f.encode(): v for f, v in zip(_SUMMARY_FIELDS, values) if v is not None})
-                found.pop("transcript", None)
-                tickets.append(found)
+            pipe.zcard(index)
+            pipe.zrevrange(index, start, start + per_page - 1)
+            total, refs = await pipe.execute()
+        tickets = await _summaries(redis, refs)
+    else:
+        every = [t for t in await _summaries(redis, await redis.zrevrange(index, 0, MAX_LISTED - 1))
+                 if _matches(t, assignee, plan, q)]
+        if order == "due":
+            every.sort(key=lambda t: (0, t["due_at"]) if t.get("status") == "open" and t.get("due_at") is not None
+                       else (1, -t.get("created_at", 0)))
+        total, tickets = len(every), every[start:start + per_page]
     return {
         "page": page,
         "per_page": per_page,
@@ -193,47 +238,23 @@ async def list_tickets(redis: Redis, page: int, per_page: int = 50, status: str 
     }
 
 
-# KEYS[1] ticket hash, KEYS[2..4] status zsets (open, answered, closed); ARGV new status, now
-_SET_STATUS = """
-local old = redis.call('HGET', KEYS[1], 'status')
-if not old then return false end
-local created = redis.call('HGET', KEYS[1], 'created_at') or ARGV[2]
-local names = {open = KEYS[2], answered = KEYS[3], closed = KEYS[4]}
-local ref = redis.call('HGET', KEYS[1], 'ref')
-if names[old] then redis.call('ZREM', names[old], ref) end
-redis.call('ZADD', names[ARGV[1]], created, ref)
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated_at', ARGV[2])
-return old
-"""
-
-
-async def set_status(redis: Redis, ref: str, status: str) -> bool:
-    """Move a ticket to open, answered or closed; False when there is no such ticket."""
-    if status not in STATUSES:
-        raise ValueError(f"status must be one of {', '.join(STATUSES)}")
-    canonical = normalize_ref(ref)
-    if canonical is None:
-        return False
-    result = await redis.eval(
-        _SET_STATUS, 4, keys.ticket(canonical), *(keys.tickets_by_status(s) for s in STATUSES), status, repr(time.time())
-    )
-    return result is not None
-
-
 async def delete_ticket(redis: Redis, ref: str) -> bool:
     """Remove a ticket, its indexes and its queued mails in one transaction (erasure,
     retention). True when this call deleted it (concurrent callers count it once)."""
     raw_email = await redis.hget(keys.ticket(ref), "email")
     email = normalize_email(raw_email.decode("utf-8", "replace") if raw_email else "")
+    queued = [m.decode() for m in await redis.zrange(keys.OUTBOX, 0, -1) if m.decode().startswith(f"{ref}.")]
     async with redis.pipeline(transaction=True) as pipe:
         pipe.delete(keys.ticket(ref))
         pipe.delete(keys.ticket_thread(ref))
         pipe.zrem(keys.TICKETS, ref)
         for s in STATUSES:
             pipe.zrem(keys.tickets_by_status(s), ref)
+        pipe.zrem(keys.TICKETS_DUE, ref)
+        pipe.zrem(keys.TICKETS_PENDING, ref)
         if email:
             pipe.srem(keys.tickets_by_email(email_hash(email)), ref)
-        ids = mail_ids(ref)
+        ids = sorted(set(mail_ids(ref)) | set(queued))
         pipe.zrem(keys.OUTBOX, *ids)
         for mail_id in ids:
             pipe.delete(keys.outbox_mail(mail_id))
@@ -242,29 +263,6 @@ async def delete_ticket(redis: Redis, ref: str) -> bool:
 
 
 # --- tickets from mail ------------------------------------------------------------------
-
-# KEYS[1] mail-in fingerprint, KEYS[2] ticket hash, KEYS[3] thread; ARGV ref, entry, now, ttl.
-# Returns {position in the thread, ref}; {0, ref} for a mail already stored; {-1, ""} when the
-# ticket is gone (purged meanwhile).
-_APPEND_MAIL = """
-local seen = redis.call('GET', KEYS[1])
-if seen then return {0, seen} end
-if redis.call('EXISTS', KEYS[2]) == 0 then return {-1, ''} end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[4])
-local n = redis.call('RPUSH', KEYS[3], ARGV[2])
-redis.call('HSET', KEYS[2], 'updated_at', ARGV[3])
-return {n, ARGV[1]}
-"""
-
-
-async def append_mail(redis: Redis, ref: str, fingerprint: str, entry: dict[str, Any], now: float,
-                      ttl: int) -> tuple[int, str]:
-    """Add one incoming mail to a ticket's thread, once per fingerprint, in one script.
-    Returns (position, ref): position 0 means this mail was stored before (in ref)."""
-    position, stored_in = await redis.eval(_APPEND_MAIL, 3, keys.mail_in(fingerprint), keys.ticket(ref),
-                                           keys.ticket_thread(ref), ref, msgpack.packb(entry), repr(now), ttl)
-    return int(position), stored_in.decode() if isinstance(stored_in, bytes) else str(stored_in)
-
 
 async def open_mail_ticket(rt: Runtime, fingerprint: str, contact: dict[str, str], first: dict[str, Any],
                            ttl: int) -> tuple[str, bool]:
@@ -291,13 +289,16 @@ async def open_mail_ticket(rt: Runtime, fingerprint: str, contact: dict[str, str
                                         [{"seq": 1, "from": "visitor", **first}], EMAIL, now),
                     "channel": EMAIL,
                     "subject": contact.get("subject", ""),
+                    **({"previous_ref": contact["previous_ref"]} if contact.get("previous_ref") else {}),
                 }
+                ticket.update(initial_fields(rt.config, ticket, now))
                 mails = ticket_mails(ticket, rt.settings)
                 pipe.multi()
                 pipe.set(seen_key, ref, ex=ttl)
-                pipe.hset(keys.ticket(ref), mapping=_to_hash(ticket))
+                pipe.hset(keys.ticket(ref), mapping=ticket_fields(ticket))
                 pipe.zadd(keys.TICKETS, {ref: now})
                 pipe.zadd(keys.tickets_by_status("open"), {ref: now})
+                pipe.zadd(keys.TICKETS_DUE, {ref: ticket["due_at"]})
                 if ticket["email"]:
                     pipe.sadd(keys.tickets_by_email(email_hash(ticket["email"])), ref)
                 for mail in mails:

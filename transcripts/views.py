@@ -1,19 +1,25 @@
-"""Supervisors' ticket endpoints: GET /api/tickets (paged list) and GET /api/tickets/{ref}
-(one ticket with its transcript). JSON by default; a readable HTML page when the request
-prefers text/html (a browser following a link from the inbox mail)."""
+"""The ticket API for agents and supervisors: the list (ordered by when the next answer is
+due), one ticket with its whole conversation, answers and notes, status and assignee. JSON by
+default; a readable HTML page when a GET prefers text/html (a browser following a link from
+the inbox mail). Changes need the session's CSRF token in the X-CSRF-Token header."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from agents.sessions import read_session
+from agents import csrf
+from agents.accounts import load_account
+from agents.sessions import Session, read_session
+from transcripts import desk
 from transcripts.refs import normalize_ref
+from transcripts.targets import STATUSES, breached
 from transcripts.templating import render, transcript_rows
-from transcripts.tickets import STATUSES, list_tickets, load_ticket
+from transcripts.tickets import ORDERS, list_tickets, load_ticket
 
 # Personal data: never cached, never framed, no scripts, no referrer leaks.
 HEADERS = {
@@ -59,33 +65,38 @@ def _error(request: Request, status: int, message: str) -> Response:
     return JSONResponse({"error": message}, status, headers=HEADERS)
 
 
-async def _supervisor(request: Request) -> Response | None:
-    """None when a supervisor is logged in, else the 401/403 response to send."""
+async def _session(request: Request) -> Session | Response:
+    """The signed-in agent or supervisor, or the 401 response to send."""
     session = await read_session(request.app.state.rt, request.cookies)
     if session is None:
-        return _error(request, 401, "log in as a supervisor")
-    if not session.is_supervisor:
-        return _error(request, 403, "supervisors only")
-    return None
+        return _error(request, 401, "log in first")
+    return session
+
+
+def _detail(ticket: dict[str, Any], now: float) -> dict[str, Any]:
+    return {**ticket, "breached": breached(ticket, now), "messages": desk.messages(ticket)}
 
 
 async def ticket_detail(request: Request) -> Response:
-    if (refused := await _supervisor(request)) is not None:
-        return refused
+    session = await _session(request)
+    if not isinstance(session, Session):
+        return session
+    rt = request.app.state.rt
     ref = normalize_ref(request.path_params["ref"])
-    ticket = await load_ticket(request.app.state.rt.redis, ref) if ref else None
+    ticket = await load_ticket(rt.redis, ref) if ref else None
     if ticket is None:
         return _error(request, 404, "no such ticket")
     if prefers_html(request.headers.get("accept", "")):
         rows = transcript_rows(ticket["transcript"], ticket.get("name", ""))
         context: dict[str, Any] = {**ticket, "rows": rows, "link": ""}
         return HTMLResponse(render("ticket_page.html", **context), headers=HTML_HEADERS)
-    return JSONResponse(ticket, headers=HEADERS)
+    return JSONResponse(_detail(ticket, rt.clock()), headers=HEADERS)
 
 
 async def ticket_list(request: Request) -> Response:
-    if (refused := await _supervisor(request)) is not None:
-        return refused
+    session = await _session(request)
+    if not isinstance(session, Session):
+        return session
     params = request.query_params
     status = params.get("status") or None
     try:
@@ -97,13 +108,86 @@ async def ticket_list(request: Request) -> Response:
         return _error(request, 400, "page must be 1 or more, per_page from 1 to 200")
     if status is not None and status not in STATUSES:
         return _error(request, 400, f"status must be one of {', '.join(STATUSES)}")
-    result = await list_tickets(request.app.state.rt.redis, page, per_page, status)
+    order = params.get("sort", "due")
+    if order not in ORDERS:
+        return _error(request, 400, f"sort must be one of {', '.join(ORDERS)}")
+    assignee = params.get("assignee")
+    if assignee == "me":
+        assignee = session.username
+    elif assignee == "none":
+        assignee = ""
+    rt = request.app.state.rt
+    result = await list_tickets(rt.redis, page, per_page, status, assignee=assignee,
+                                plan=params.get("plan") or None, q=params.get("q") or None, order=order)
+    now = rt.clock()
+    for ticket in result["tickets"]:
+        ticket["breached"] = breached(ticket, now)
     if prefers_html(request.headers.get("accept", "")):
         return HTMLResponse(render("tickets_page.html", statuses=STATUSES, **result), headers=HTML_HEADERS)
     return JSONResponse(result, headers=HEADERS)
 
 
+async def _change(request: Request) -> tuple[Session, str, dict[str, Any]] | Response:
+    """The session, reference and JSON body of a change, or the error response."""
+    session = await _session(request)
+    if not isinstance(session, Session):
+        return session
+    if not csrf.session_token_ok(session.csrf, request.headers.get(csrf.HEADER)):
+        return JSONResponse({"error": "missing or wrong CSRF token"}, 403, headers=HEADERS)
+    ref = normalize_ref(request.path_params["ref"])
+    if ref is None:
+        return JSONResponse({"error": "no such ticket"}, 404, headers=HEADERS)
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict):
+        return JSONResponse({"error": "the body must be a JSON object"}, 400, headers=HEADERS)
+    return session, ref, body
+
+
+async def ticket_message(request: Request) -> Response:
+    """POST /api/tickets/{ref}/messages {"text", "internal", "status"}: an answer (mailed,
+    threaded; the ticket becomes pending unless `status` says otherwise) or an internal note."""
+    change = await _change(request)
+    if isinstance(change, Response):
+        return change
+    session, ref, body = change
+    text, internal, status = body.get("text"), body.get("internal", False), body.get("status")
+    if not isinstance(text, str) or not isinstance(internal, bool) or not (status is None or isinstance(status, str)):
+        return JSONResponse({"error": "text (string), internal (true/false), status (optional)"}, 400, headers=HEADERS)
+    rt = request.app.state.rt
+    account = await load_account(rt.redis, session.username)
+    author = {"username": session.username, "name": account.name if account else session.username}
+    try:
+        entry = await desk.reply(rt, ref, author, text, internal, status)
+    except desk.TicketError as exc:
+        return JSONResponse({"error": exc.message}, exc.status, headers=HEADERS)
+    ticket = await load_ticket(rt.redis, ref)
+    message = desk.messages(ticket)[-1] if ticket else entry
+    return JSONResponse(message, 201, headers=HEADERS)
+
+
+async def ticket_update(request: Request) -> Response:
+    """PATCH /api/tickets/{ref} {"status": …, "assignee": …} ("" for nobody)."""
+    change = await _change(request)
+    if isinstance(change, Response):
+        return change
+    session, ref, body = change
+    status, assignee = body.get("status"), body.get("assignee")
+    if not (status is None or isinstance(status, str)) or not (assignee is None or isinstance(assignee, str)):
+        return JSONResponse({"error": "status and assignee must be strings"}, 400, headers=HEADERS)
+    rt = request.app.state.rt
+    try:
+        ticket = await desk.update(rt, ref, status, assignee)
+    except desk.TicketError as exc:
+        return JSONResponse({"error": exc.message}, exc.status, headers=HEADERS)
+    return JSONResponse(_detail(ticket, rt.clock()), headers=HEADERS)
+
+
 routes = [
     Route("/api/tickets", ticket_list, methods=["GET"]),
     Route("/api/tickets/{ref}", ticket_detail, methods=["GET"]),
+    Route("/api/tickets/{ref}", ticket_update, methods=["PATCH"]),
+    Route("/api/tickets/{ref}/messages", ticket_message, methods=["POST"]),
 ]

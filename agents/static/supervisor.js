@@ -34,6 +34,8 @@
     setText("free-capacity", String(snap.free_capacity));
     setText("avg-wait", snap.avg_wait_today === null ? "–" : LC.duration(snap.avg_wait_today));
     setText("avg-handle", snap.avg_handle_today === null ? "–" : LC.duration(snap.avg_handle_today));
+    setText("tickets-due", `${snap.tickets_open ?? 0} / ${snap.tickets_due_soon ?? 0} / ${snap.tickets_breached ?? 0}`);
+    $("tile-tickets").classList.toggle("alert-tile", (snap.tickets_breached || 0) > 0);
     setText("avg-rating", snap.avg_rating_today === null ? "–" : `${snap.avg_rating_today} / 5 (${snap.ratings_today})`);
     renderAges();
   }
@@ -174,7 +176,7 @@
   async function loadTickets() {
     let data;
     try {
-      const response = await fetch("/api/tickets?page=1&per_page=20&status=open", {
+      const response = await fetch("/api/tickets?page=1&per_page=20&status=open&sort=due", {
         credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" },
       });
       if (!response.ok) return;
@@ -187,15 +189,18 @@
     const body = LC.clear($("open-tickets").tBodies[0]);
     for (const ticket of open) {
       const who = [ticket.name, ticket.email].filter(Boolean).join(" · ") || "(no contact)";
-      const created = ticket.created_at ? new Date(ticket.created_at * 1000).toLocaleString() : "";
+      const now = Date.now() / 1000;
+      const due = typeof ticket.due_at === "number" ? ticket.due_at : null;
+      const left = due === null ? "" : due < now ? "overdue " + LC.duration(now - due) : "in " + LC.duration(due - now);
+      const urgency = due === null ? "" : due < now ? "breached" : due - now < 3600 ? "due-soon" : "";
       body.append(
         LC.el(
           "tr",
-          { dataset: { ref: ticket.ref } },
+          { dataset: { ref: ticket.ref }, class: urgency },
           LC.el("td", {}, LC.el("a", { href: "/api/tickets/" + encodeURIComponent(ticket.ref), text: ticket.ref })),
           LC.el("td", { text: who }),
-          LC.el("td", { text: ticket.trigger || "" }),
-          LC.el("td", { text: created }),
+          LC.el("td", { text: ticket.plan || "" }),
+          LC.el("td", { text: left, title: due === null ? "" : new Date(due * 1000).toLocaleString() }),
         ),
       );
     }
@@ -203,7 +208,7 @@
     $("open-tickets").hidden = open.length === 0;
     $("open-tickets-empty").hidden = false;
     $("open-tickets-empty").textContent = open.length
-      ? (total > open.length ? "Newest " + open.length + " of " + total + " open tickets." : "")
+      ? (total > open.length ? "The " + open.length + " soonest due of " + total + " open tickets." : "")
       : "No open tickets.";
     $("open-tickets-empty").hidden = !$("open-tickets-empty").textContent;
     $("all-tickets").hidden = false;

@@ -1,0 +1,294 @@
+"""A ticket's life: who it waits for, when the next answer is due, and the answers themselves.
+
+Statuses: `open` (waiting for us), `pending` (waiting for the customer), `solved`. A public
+agent reply makes a ticket `pending` unless the agent picks otherwise; a customer's mail makes
+it `open` again (reopening a solved one within `[tickets] reopen_days`); a ticket `pending`
+for `[tickets] pending_days` is solved with a short mail.
+
+Every open ticket has a `due_at`: when the next response is due under its plan's target
+(`first_response` until an agent first answered, then `next_response`), counted in the
+business hours of the plan's schedule (`respond_by`); an emergency counts
+`[tickets] emergency_response` around the clock. `due_at` is recomputed on every event, and
+the open tickets are indexed by it so the list and the supervisors see what is about to miss
+its promise first.
+
+Every change is one optimistic transaction over the ticket hash (WATCH, then MULTI/EXEC with
+its indexes, its thread entry and its outgoing mail), so a reply can never be recorded
+without its mail, nor a status without its index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any, Callable
+
+import msgpack
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import WatchError
+
+from chat import keys
+from chat.config import DeskConfig
+from chat.runtime import Runtime
+from transcripts import outbox
+from transcripts.contact import is_mailable
+from transcripts.mailer import OutgoingMail, agent_reply, solved_notice
+from transcripts.masking import mask
+from transcripts.targets import DUE_SOON, OPEN, PENDING, SOLVED, STATUSES, due_at
+from transcripts.tickets import load_ticket, ticket_fields
+
+MAX_REPLY_CHARS = 20_000
+
+
+class TicketError(Exception):
+    """A refused change: the message says why (shown to the agent as is)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def _apply(pipe: Pipeline, ref: str, old: dict[str, Any], fields: dict[str, Any]) -> None:
+    """Queue the hash update and every index move of one change."""
+    pipe.hset(keys.ticket(ref), mapping=ticket_fields(fields))
+    status = fields.get("status", old.get("status"))
+    if status != old.get("status"):
+        created = float(old.get("created_at") or 0)
+        for name in STATUSES:
+            if name != status:
+                pipe.zrem(keys.tickets_by_status(name), ref)
+        pipe.zadd(keys.tickets_by_status(status), {ref: created})
+    if status == OPEN and fields.get("due_at") is not None:
+        pipe.zadd(keys.TICKETS_DUE, {ref: float(fields["due_at"])})
+    elif status != OPEN:
+        pipe.zrem(keys.TICKETS_DUE, ref)
+    if status == PENDING and fields.get("pending_since") is not None:
+        pipe.zadd(keys.TICKETS_PENDING, {ref: float(fields["pending_since"])})
+    elif status != PENDING:
+        pipe.zrem(keys.TICKETS_PENDING, ref)
+
+
+Change = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+
+
+async def _transition(rt: Runtime, ref: str, change: Change,
+                      extra: Callable[[Pipeline, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Read the ticket, let `change` decide the new fields (None: nothing to do), write them
+    with `extra`'s commands in one transaction; retried when someone else changed it meanwhile."""
+    key = keys.ticket(ref)
+    async with rt.redis.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                await pipe.watch(key)
+                ticket = await load_ticket(rt.redis, ref)  # read on any connection: WATCH still guards it
+                if ticket is None:
+                    await pipe.reset()
+                    raise TicketError(404, "no such ticket")
+                fields = change(ticket)
+                if fields is None:
+                    await pipe.reset()
+                    return ticket
+                pipe.multi()
+                _apply(pipe, ref, ticket, fields)
+                if extra is not None:
+                    extra(pipe, {**ticket, **fields})
+                pipe.publish(keys.TICKETS_CHANNEL, msgpack.packb({"type": "ticket", "ref": ref}))
+                await pipe.execute()
+                return {**ticket, **fields}
+            except WatchError:
+                continue
+
+
+def _customer_wrote(config: DeskConfig, ticket: dict[str, Any], now: float) -> dict[str, Any]:
+    fields: dict[str, Any] = {"status": OPEN, "updated_at": now, "pending_since": None, "solved_at": None}
+    if ticket.get("status") != OPEN or ticket.get("due_at") is None:
+        fields["awaiting_since"] = now
+        fields["due_at"] = due_at(config, ticket, now, bool(ticket.get("first_response_at")))
+    return fields
+
+
+async def add_customer_mail(rt: Runtime, ref: str, fingerprint: str, entry: dict[str, Any], ttl: int) -> str:
+    """Add a customer's mail to the thread, once per fingerprint, and (unless a machine sent
+    it) put the ticket back on our side, all in one transaction. Returns "stored",
+    "duplicate:<ref>" (this mail was stored before, there) or "gone" (purged meanwhile)."""
+    seen_key, key = keys.mail_in(fingerprint), keys.ticket(ref)
+    now = rt.clock()
+    async with rt.redis.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                await pipe.watch(key, seen_key)
+                seen = await pipe.get(seen_key)
+                if seen:
+                    await pipe.reset()
+                    return f"duplicate:{seen.decode()}"
+                ticket = await load_ticket(rt.redis, ref)
+                if ticket is None:
+                    await pipe.reset()
+                    return "gone"
+                fields = {"updated_at": now} if entry.get("automatic") else _customer_wrote(rt.config, ticket, now)
+                pipe.multi()
+                _apply(pipe, ref, ticket, fields)
+                pipe.set(seen_key, ref, ex=ttl)
+                pipe.rpush(keys.ticket_thread(ref), msgpack.packb(entry))
+                pipe.publish(keys.TICKETS_CHANNEL, msgpack.packb({"type": "ticket", "ref": ref}))
+                await pipe.execute()
+                return "stored"
+            except WatchError:
+                continue
+
+
+def too_late_to_reopen(config: DeskConfig, ticket: dict[str, Any], now: float) -> bool:
+    """A reply this long after the ticket was solved starts a new ticket (linked to it)."""
+    solved_at = ticket.get("solved_at")
+    return (ticket.get("status") == SOLVED and solved_at is not None
+            and now - float(solved_at) > config.tickets.reopen_days * 86400)
+
+
+def _status_fields(config: DeskConfig, ticket: dict[str, Any], status: str, now: float) -> dict[str, Any]:
+    if status == ticket.get("status"):
+        return {}
+    if status == OPEN:
+        return _customer_wrote(config, ticket, now)
+    if status == PENDING:
+        return {"status": PENDING, "pending_since": now, "due_at": None, "solved_at": None, "updated_at": now}
+    return {"status": SOLVED, "solved_at": now, "due_at": None, "pending_since": None, "updated_at": now}
+
+
+async def reply(rt: Runtime, ref: str, author: dict[str, str], text: str, internal: bool,
+                status: str | None = None) -> dict[str, Any]:
+    """An agent's answer (mailed to the customer, threaded) or internal note (never mailed,
+    never shown to the customer). Returns the thread entry."""
+    text = mask((text or "").strip())
+    if not text:
+        raise TicketError(400, "text is empty")
+    if len(text) > MAX_REPLY_CHARS:
+        raise TicketError(413, f"text is longer than {MAX_REPLY_CHARS} characters")
+    if status is not None and status not in STATUSES:
+        raise TicketError(400, f"status must be one of {', '.join(STATUSES)}")
+    current = await load_ticket(rt.redis, ref)
+    if current is None:
+        raise TicketError(404, "no such ticket")
+    now = rt.clock()
+    entry: dict[str, Any] = {"kind": "note" if internal else "mail_out", "from": author["username"],
+                             "name": author.get("name") or author["username"], "text": text, "ts": now}
+    mail: OutgoingMail | None = None
+    if not internal:
+        if not is_mailable(current.get("email")):
+            raise TicketError(409, "this ticket has no address to mail; add an internal note instead")
+        token = secrets.token_hex(6)
+        mail = await asyncio.to_thread(agent_reply, current, entry, token, rt.settings)
+        entry["message_id"] = str(mail.message["Message-ID"])
+        entry["mail_id"] = mail.mail_id
+
+    def change(ticket: dict[str, Any]) -> dict[str, Any]:
+        if internal:
+            return {"updated_at": now} if status is None else {**_status_fields(rt.config, ticket, status, now)}
+        fields = {"updated_at": now}
+        if not ticket.get("first_response_at"):
+            fields["first_response_at"] = now
+        target = status or PENDING
+        fields.update(_status_fields(rt.config, ticket, target, now))
+        if target == OPEN:  # the agent answered but keeps the ticket on our side: the next answer is due
+            fields.update(awaiting_since=now, due_at=due_at(rt.config, ticket, now, True))
+        return fields
+
+    def extra(pipe: Pipeline, _: dict[str, Any]) -> None:
+        pipe.rpush(keys.ticket_thread(ref), msgpack.packb(entry))
+        if mail is not None:
+            outbox.queue_mail(pipe, mail, now)
+            outbox.notify(pipe)
+
+    await _transition(rt, ref, change, extra)
+    return entry
+
+
+async def update(rt: Runtime, ref: str, status: str | None = None, assignee: str | None = None) -> dict[str, Any]:
+    """Set a ticket's status and/or assignee ("" for nobody)."""
+    if status is not None and status not in STATUSES:
+        raise TicketError(400, f"status must be one of {', '.join(STATUSES)}")
+    if assignee is not None and assignee and not await rt.redis.sismember(keys.ACCOUNTS, assignee):
+        raise TicketError(400, f"no agent {assignee!r}")
+    now = rt.clock()
+
+    def change(ticket: dict[str, Any]) -> dict[str, Any] | None:
+        fields: dict[str, Any] = {}
+        if status is not None:
+            fields.update(_status_fields(rt.config, ticket, status, now))
+        if assignee is not None and assignee != ticket.get("assignee", ""):
+            fields.update(assignee=assignee, updated_at=now)
+        return fields or None
+
+    return await _transition(rt, ref, change)
+
+
+async def solve_stale_pending(rt: Runtime) -> list[str]:
+    """Tickets that waited for the customer past `pending_days` are solved, each with a short
+    mail saying so (its id is fixed per waiting period, so a retry never mails twice)."""
+    now = rt.clock()
+    cutoff = now - rt.config.tickets.pending_days * 86400
+    stale = await rt.redis.zrangebyscore(keys.TICKETS_PENDING, "-inf", cutoff, start=0, num=100)
+    solved = []
+    for raw in stale:
+        ref = raw.decode()
+        ticket = await load_ticket(rt.redis, ref)
+        if ticket is None:
+            await rt.redis.zrem(keys.TICKETS_PENDING, ref)
+            continue
+        since = ticket.get("pending_since")
+        mail = None
+        if is_mailable(ticket.get("email")) and since is not None:
+            mail = await asyncio.to_thread(solved_notice, ticket, f"{float(since):.0f}", rt.config.tickets.reopen_days,
+                                           rt.settings)
+
+        def change(t: dict[str, Any]) -> dict[str, Any] | None:
+            if t.get("status") != PENDING or t.get("pending_since") is None or float(t["pending_since"]) > cutoff:
+                return None
+            return _status_fields(rt.config, t, SOLVED, now)
+
+        def extra(pipe: Pipeline, _: dict[str, Any]) -> None:
+            if mail is not None:
+                outbox.queue_mail(pipe, mail, now)
+                outbox.notify(pipe)
+
+        after = await _transition(rt, ref, change, extra)
+        if after.get("status") == SOLVED:
+            solved.append(ref)
+    return solved
+
+
+def messages(ticket: dict[str, Any]) -> list[dict[str, Any]]:
+    """The whole conversation in order: the chat transcript (or the first mail), then every
+    mail in and out and every note."""
+    first_kind = "mail_in" if ticket.get("channel") == "email" else "chat"
+    out = [{"id": f"t{m.get('seq', i)}", "kind": m.get("kind", first_kind), "from": m.get("from", ""),
+            "text": m.get("text", ""), "ts": m.get("ts", 0)} for i, m in enumerate(ticket.get("transcript", []), 1)]
+    for entry in ticket.get("thread", []):
+        out.append({"id": str(entry["id"]), "kind": entry.get("kind", "mail_in"), "from": entry.get("from", ""),
+                    "name": entry.get("name", ""), "text": entry.get("text", ""), "ts": entry.get("ts", 0),
+                    **({"original": entry["original"]} if "original" in entry else {}),
+                    **({"automatic": True} if entry.get("automatic") else {}),
+                    "attachments": []})
+    return out
+
+
+async def due_overview(redis: Redis, now: float, limit: int = 10) -> dict[str, Any]:
+    """Open tickets, those due within the hour, those past due, and the `limit` soonest due
+    (no personal data: reference, plan, due time): what supervisors watch live."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zcard(keys.TICKETS_DUE)
+        pipe.zcount(keys.TICKETS_DUE, "-inf", f"({now}")
+        pipe.zcount(keys.TICKETS_DUE, now, now + DUE_SOON)
+        pipe.zrange(keys.TICKETS_DUE, 0, limit - 1, withscores=True)
+        total, late, soon, first = await pipe.execute()
+    soonest = []
+    if first:
+        async with redis.pipeline(transaction=False) as pipe:
+            for ref, _ in first:
+                pipe.hmget(keys.ticket(ref.decode()), ["plan", "emergency", "assignee"])
+            rows = await pipe.execute()
+        for (ref, due), (plan, emergency, assignee) in zip(first, rows):
+            soonest.append({"ref": ref.decode(), "due_at": due, "breached": due < now,
+                            "plan": (plan or b"").decode(), "emergency": emergency == b"1",
+                            "assignee": (assignee or b"").decode()})
+    return {"open": int(total), "breached": int(late), "due_soon": int(soon), "soonest": soonest}
