@@ -34,6 +34,12 @@
     setText("free-capacity", String(snap.free_capacity));
     setText("avg-wait", snap.avg_wait_today === null ? "–" : LC.duration(snap.avg_wait_today));
     setText("avg-handle", snap.avg_handle_today === null ? "–" : LC.duration(snap.avg_handle_today));
+    const memory = snap.redis_memory || {};
+    $("redis-memory-warning").hidden = !memory.warning;
+    if (memory.warning) {
+      setText("redis-memory-warning", "Redis memory is at " + Math.round(100 * memory.used_bytes / memory.max_bytes) +
+        "% of its maxmemory: when it is full, every hub answers `unavailable`. Add memory or shorten retention.");
+    }
     renderAges();
   }
 
