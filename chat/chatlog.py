@@ -29,8 +29,14 @@ end
 local status = redis.call('HGET', KEYS[3], 'status')
 if not status then return {-1} end
 if status == 'closed' then return {-2} end
-local seq = redis.call('LLEN', KEYS[1]) + 1
 local blob = ARGV[2]
+if ARGV[3] == 'visitor' then
+  local max_msgs, max_bytes = tonumber(ARGV[5]), tonumber(ARGV[6])
+  if max_msgs > 0 and tonumber(redis.call('HGET', KEYS[3], 'visitor_msgs') or '0') >= max_msgs then return {-3} end
+  if max_bytes > 0 and tonumber(redis.call('HGET', KEYS[3], 'visitor_bytes') or '0') + #blob > max_bytes then return {-3} end
+  redis.call('HINCRBY', KEYS[3], 'visitor_bytes', #blob)
+end
+local seq = redis.call('LLEN', KEYS[1]) + 1
 local msg = string.sub(blob, 1, 6) .. struct.pack('>I4', seq) .. string.sub(blob, 11)
 redis.call('RPUSH', KEYS[1], msg)
 if cid ~= '' then redis.call('HSET', KEYS[2], cid, seq) end
@@ -43,6 +49,12 @@ return {seq, msg, 1}
 
 class ChatGone(Exception):
     """The chat does not exist or is closed: nothing more can be written to it."""
+
+
+class ChatFull(Exception):
+    """The visitor has stored as many messages (or bytes) in this chat as the caps allow:
+    nothing was stored. Anonymous visitors must not grow Redis without bound; the agent,
+    who is not capped, can still write."""
 
 
 def pack_message(sender: str, text: str, ts: float, client_id: str | None, name: str | None = None) -> bytes:
@@ -66,16 +78,22 @@ class ChatLog:
         self._append = redis.register_script(APPEND_SCRIPT)
 
     async def append(
-        self, chat_id: str, sender: str, text: str, ts: float, client_id: str | None = None, name: str | None = None
+        self, chat_id: str, sender: str, text: str, ts: float, client_id: str | None = None, name: str | None = None,
+        max_messages: int = 0, max_bytes: int = 0,
     ) -> tuple[int, bytes, bool]:
         """Store one message; return (seq, packed frame, newly stored). A client_id seen
-        before returns the stored message again and stores nothing."""
+        before returns the stored message again and stores nothing. For the visitor,
+        max_messages / max_bytes (0 = none) cap what the chat may hold from them: past
+        either, ChatFull and nothing stored."""
         script_keys = [keys.chat_log(chat_id), keys.chat_client_ids(chat_id), keys.chat(chat_id), keys.chat_channel(chat_id)]
-        args = [client_id or "", pack_message(sender, text, ts, client_id, name), sender, repr(ts)]
+        args = [client_id or "", pack_message(sender, text, ts, client_id, name), sender, repr(ts),
+                max_messages, max_bytes]
         if self.batcher is not None:
             result = await self.batcher.call(self._append, script_keys, args)
         else:
             result = await self._append(keys=script_keys, args=args)
+        if result[0] == -3:
+            raise ChatFull(chat_id)
         if result[0] < 0:
             raise ChatGone(chat_id)
         return int(result[0]), result[1], bool(result[2])

@@ -26,9 +26,12 @@ async def create_chat(redis: Redis, fields: dict[str, Any], resume_ttl: int) -> 
     """Store a new chat; return (chat_id, resume token). Only the token's hash is stored."""
     chat_id, token = new_chat_id(), secrets.token_urlsafe(24)
     clean = {k: ("1" if v is True else "0" if v is False else "" if v is None else v) for k, v in fields.items()}
+    # The token's hash (never the token) is kept with the chat, so that a chat deleted early
+    # (the visitor never wrote: see lifecycle) takes its resume key with it.
+    clean["resume_hash"] = token_hash(token)
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hset(keys.chat(chat_id), mapping=clean)
-        pipe.set(keys.resume(token_hash(token)), chat_id, ex=resume_ttl)
+        pipe.set(keys.resume(clean["resume_hash"]), chat_id, ex=resume_ttl)
         await pipe.execute()
     return chat_id, token
 

@@ -163,6 +163,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from chat.app import create_app
+    from chat.http_guard import guarded_http_protocol
 
     settings, config = _load(args, demo=args.demo)
     _check_mail(settings)
@@ -196,7 +197,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             ws_ping_interval=20.0,
             ws_ping_timeout=20.0,
             loop="auto",
-            http="auto",
+            http=guarded_http_protocol(config.timing.header_timeout),  # request-head deadline, capped upgrades
+            limit_concurrency=config.limits.max_connections or None,
             lifespan="on",
             proxy_headers=True,
             timeout_graceful_shutdown=5,

@@ -72,6 +72,9 @@ visitor_grace = 60      # seconds a waiting visitor may be disconnected before t
 offline_idle = 600      # an offline chat (leave-a-message) idle this long becomes a ticket
 wait_choice_timeout = 60  # seconds to answer "keep waiting or be emailed" before a ticket is made
 heartbeat = 5           # how often hubs refresh the presence of their sockets
+hello_timeout = 10      # seconds a new visitor socket has to send its hello before it is closed (1008)
+header_timeout = 10     # seconds a client has to send a whole HTTP request head before 408 and close (0 = none)
+silent_chat_ttl = 300   # a chat closed before its visitor wrote anything is deleted this long after closing
 
 [retention]
 days = 30               # closed chats and tickets are purged after this many days
@@ -88,6 +91,13 @@ visitor_frames_per_second = 10  # inbound frames per visitor socket; past it `ra
 visitor_frame_burst = 30
 agent_frames_per_second = 30    # an agent writes in several chats at once
 agent_frame_burst = 60
+visitor_messages_per_chat = 500   # messages a visitor may store in one chat; past it `limit_reached` (agents may still write)
+visitor_bytes_per_chat = 524288   # bytes of messages a visitor may store in one chat, likewise
+sockets_per_chat = 3          # visitor sockets on one chat per hub process; one more is refused (`limit_reached`, 1008)
+sockets_per_address = 30      # visitor sockets from one client address per hub process, hello or not (loopback never limited)
+max_waiting_chats = 50000     # waiting + offline chats with a visitor present; past it new visitors get `offline` `busy`
+max_connections = 20000       # open connections per hub process; past it HTTP gets 503 and new sockets are refused
+redis_memory_warning = 80     # percent of Redis maxmemory past which /metrics and the supervisor view warn (0 = never)
 """
 
 DEMO_OVERRIDES = {"hours": ALWAYS}
@@ -108,12 +118,17 @@ class Timing:
     offline_idle: float = 600.0
     wait_choice_timeout: float = 60.0
     heartbeat: float = 5.0
+    hello_timeout: float = 10.0
+    header_timeout: float = 10.0
+    silent_chat_ttl: float = 300.0
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Abuse and overload guards. The address limit counts per hashed client address (the
-    X-Forwarded-For of a trusted proxy); loopback is exempt; 0 turns it off."""
+    """Abuse and overload guards. Address limits count per hashed client address (the
+    X-Forwarded-For of a trusted proxy); loopback is exempt; 0 turns a limit off. Socket
+    counts are per hub process (no shared counter a crashed hub could leave behind); the
+    proxy's limit_conn (docs/nginx.conf) bounds an address across hubs."""
 
     new_chats_per_minute: int = 60
     send_queue_bytes: int = 2 * 1024 * 1024
@@ -121,6 +136,13 @@ class Limits:
     visitor_frame_burst: int = 30
     agent_frames_per_second: int = 30
     agent_frame_burst: int = 60
+    visitor_messages_per_chat: int = 500
+    visitor_bytes_per_chat: int = 512 * 1024
+    sockets_per_chat: int = 3
+    sockets_per_address: int = 30
+    max_waiting_chats: int = 50000
+    max_connections: int = 20000
+    redis_memory_warning: int = 80
 
 
 @dataclass(frozen=True)
@@ -210,6 +232,8 @@ def _limits(raw: dict[str, Any], source: str) -> Limits:
     for key in ("visitor_frames_per_second", "visitor_frame_burst", "agent_frames_per_second", "agent_frame_burst"):
         if values[key] < 1:
             raise ConfigError(source, f"limits.{key}", "must be at least 1 (a socket must be able to say hello)")
+    if values["redis_memory_warning"] > 100:
+        raise ConfigError(source, "limits.redis_memory_warning", "must be a percentage from 0 to 100")
     if values["send_queue_bytes"] < 65536:
         raise ConfigError(source, "limits.send_queue_bytes", "must be at least 65536 (one full-size frame)")
     return Limits(**values)
@@ -309,6 +333,8 @@ def parse_config(text: str, source: str = "<built-in>") -> DeskConfig:
     _known(retention, RETENTION_KEYS, "retention", source)
     if "heartbeat" in timing and _number(timing, "heartbeat", "timing", source, 5) == 0:
         raise ConfigError(source, "timing.heartbeat", "must be more than 0 seconds")
+    if "hello_timeout" in timing and _number(timing, "hello_timeout", "timing", source, 10) == 0:
+        raise ConfigError(source, "timing.hello_timeout", "must be more than 0 seconds")
     return DeskConfig(
         plans=plans,
         schedules=schedules,

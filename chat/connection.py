@@ -62,7 +62,7 @@ async def new_chat_allowed(rt: Runtime, host: str, who: str) -> bool:
     limited: it is a local tool (health check, load test), or a proxy that forwards no
     client address, and then every visitor would share one allowance."""
     limit = rt.config.limits.new_chats_per_minute
-    if not limit or _is_loopback(host):
+    if not limit or is_loopback(host):
         return True
     key = keys.new_chats(who)
     async with rt.redis.pipeline(transaction=False) as pipe:
@@ -72,7 +72,8 @@ async def new_chat_allowed(rt: Runtime, host: str, who: str) -> bool:
     return int(count) <= limit
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Local tools and proxies that forward no client address: exempt from address limits."""
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:

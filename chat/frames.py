@@ -24,6 +24,10 @@ RATE_LIMITED = "rate_limited"
 NOT_ALLOWED = "not_allowed"
 UNAVAILABLE = "unavailable"
 NOT_FOUND = "not_found"
+LIMIT_REACHED = "limit_reached"  # a per-chat, per-address or per-process cap: nothing was stored
+
+# offline reasons beyond PROTOCOL.md's no_agents / closed_hours
+OFFLINE_BUSY = "busy"  # the desk holds [limits] max_waiting_chats already: leave a message
 
 # close codes
 CLOSE_NORMAL = 1000

@@ -51,6 +51,7 @@ class Hub:
         self.agents: dict[str, set["AgentConnection"]] = {}
         self.visitors: dict[str, set["VisitorConnection"]] = {}
         self.waiting: dict[str, set["VisitorConnection"]] = {}
+        self.addresses: dict[str, int] = {}  # hashed client address -> open visitor sockets here
         self.supervisors = 0
         self._dirty = asyncio.Event()
         self._work = False
@@ -202,6 +203,20 @@ class Hub:
         self._dirty.set()
 
     # --- waiting visitors: place in line and ETA ------------------------------------
+
+    def claim_address(self, who: str, limit: int) -> bool:
+        """Count one more visitor socket from a hashed client address on this process; False
+        (nothing counted) past ``limit`` (0 = none): one address cannot hold sockets without end."""
+        count = self.addresses.get(who, 0)
+        if limit and count >= limit:
+            return False
+        self.addresses[who] = count + 1
+        return True
+
+    def release_address(self, who: str) -> None:
+        count = self.addresses.pop(who, 0) - 1
+        if count > 0:
+            self.addresses[who] = count
 
     def add_visitor(self, conn: "VisitorConnection") -> None:
         self.visitors.setdefault(conn.chat_id, set()).add(conn)

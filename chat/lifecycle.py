@@ -136,6 +136,11 @@ async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None,
     event: dict[str, Any] = {"type": "closed", "reason": reason}
     if ref:
         event["ref"] = ref
+    # A chat whose visitor never wrote holds nothing worth keeping for the retention period
+    # (a ticket made from it has its own copy): it goes within minutes, so that anonymous
+    # hellos cannot pile up in Redis for a month.
+    silent = int(chat.get("visitor_msgs") or 0) == 0
+    silent_ttl = max(1, int(rt.config.timing.silent_chat_ttl))
     # One round trip (and one fsync) for all of it: the agent's freed slot waits on it.
     async with rt.redis.pipeline(transaction=False) as pipe:
         rt.hub.queue.remove_on(pipe, chat_id)
@@ -147,7 +152,13 @@ async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None,
         pipe.zrem(keys.VISITORS_SEEN, chat_id)
         if chat.get("assigned_at"):
             stats.add_handled(pipe, max(0.0, now - float(chat["assigned_at"])), now)
-        if _add_to_archive is not None:
+        if silent:
+            for key in (keys.chat(chat_id), keys.chat_log(chat_id), keys.chat_client_ids(chat_id),
+                        keys.chat_ticket(chat_id)):
+                pipe.expire(key, silent_ttl)
+            if chat.get("resume_hash"):
+                pipe.expire(keys.resume(chat["resume_hash"]), silent_ttl)
+        elif _add_to_archive is not None:
             _add_to_archive(pipe, chat_id, now, chat.get("email"))
         pipe.publish(keys.chat_channel(chat_id), msgpack.packb(event))
         if chat.get("status") in ("queued", "active"):

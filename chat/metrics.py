@@ -129,6 +129,13 @@ async def render(rt: Runtime) -> str:
     )
     out.family("livechat_agent_free_capacity", "gauge", "Chats the online agents could still take.",
                [("", None, snap["free_capacity"])])
+    memory = snap["redis_memory"]
+    out.family("livechat_redis_memory_used_bytes", "gauge", "Memory Redis uses.", [("", None, memory["used_bytes"])])
+    out.family("livechat_redis_memory_max_bytes", "gauge", "Redis maxmemory (0: no limit set).",
+               [("", None, memory["max_bytes"])])
+    out.family("livechat_redis_memory_warning", "gauge",
+               "1 when Redis memory is past [limits] redis_memory_warning percent of maxmemory.",
+               [("", None, 1 if memory["warning"] else 0)])
 
     out.family("livechat_tickets_open", "gauge", "Open tickets (waiting for an answer from the desk).",
                [("", None, snap["tickets_open"])])

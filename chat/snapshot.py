@@ -129,6 +129,7 @@ async def queue_snapshot(rt: Runtime, record: bool = True) -> dict[str, Any]:
         tickets_soonest_due     [{ref, plan, due_at, breached, emergency, assignee}] the 10 soonest due
         assignments_today / messages_today
         history                 [[unix_minute, depth], ...] over the last hour, then [at, depth]
+        redis_memory            {used_bytes, max_bytes, warning}: see redis_memory
     """
     now = rt.clock()
     redis = rt.redis
@@ -225,14 +226,26 @@ async def queue_snapshot(rt: Runtime, record: bool = True) -> dict[str, Any]:
         "tickets_soonest_due": due["soonest"],
         "messages_today": int(stats.get(f"{today}messages", 0)),
         "history": history,
+        "redis_memory": await redis_memory(rt),
     }
+
+
+async def redis_memory(rt: Runtime) -> dict[str, Any]:
+    """Redis memory against its maxmemory (0 = no limit set). With `noeviction` a full Redis
+    refuses every write and every hub answers `unavailable` to everyone, so operators are
+    warned ahead: ``warning`` once use passes [limits] redis_memory_warning percent."""
+    info = await rt.redis.info("memory")
+    used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+    percent = rt.config.limits.redis_memory_warning
+    return {"used_bytes": used, "max_bytes": limit, "warning": bool(limit and percent and used * 100 >= limit * percent)}
 
 
 def comparable(snapshot: dict[str, Any]) -> dict[str, Any]:
     """The snapshot without what changes every second by itself (clock, ages, the live
     history point), to tell a real change from the passing of time."""
-    skip = {"at", "oldest_wait", "history", "plans"}
+    skip = {"at", "oldest_wait", "history", "plans", "redis_memory"}
     result = {k: v for k, v in snapshot.items() if k not in skip}
+    result["redis_memory_warning"] = snapshot.get("redis_memory", {}).get("warning")
     result["plans"] = [{k: v for k, v in p.items() if k != "oldest_wait"} for p in snapshot.get("plans", [])]
     result["history_len"] = len(snapshot.get("history", []))
     return result

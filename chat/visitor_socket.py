@@ -15,8 +15,8 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from chat import chats, frames, keys, lifecycle, timers
-from chat.chatlog import ChatGone
-from chat.connection import Closed, Connection, new_chat_allowed
+from chat.chatlog import ChatFull, ChatGone
+from chat.connection import Closed, Connection, is_loopback, new_chat_allowed
 from chat.feed import ChatFeed
 from chat.config import Limits
 from chat.frames import FrameError
@@ -27,7 +27,6 @@ from chat.runtime import Runtime
 
 log = logging.getLogger("livechat.visitor")
 
-HELLO_TIMEOUT = 30.0
 LANG = re.compile(r"^[a-z0-9]{1,12}(-[a-z0-9]{1,8})?$")
 TOPIC = re.compile(r"^[a-z0-9_-]{1,32}$")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}$")
@@ -132,8 +131,21 @@ class VisitorConnection(Connection):
 
     async def run(self) -> None:
         await self.accept()
+        host = self.ws.client.host if self.ws.client else ""
+        address = None if is_loopback(host) else client_fingerprint(self.rt, self.ws)
+        if address is not None and not self.hub.claim_address(address, self.rt.config.limits.sockets_per_address):
+            self.error(frames.LIMIT_REACHED, "too many open chat windows from your address: close one and try again")
+            await self.close(frames.CLOSE_POLICY, "too many sockets from your address")
+            return
         try:
-            hello = await asyncio.wait_for(self.receive(), HELLO_TIMEOUT)
+            await self._run()
+        finally:
+            if address is not None:
+                self.hub.release_address(address)
+
+    async def _run(self) -> None:
+        try:
+            hello = await asyncio.wait_for(self.receive(), self.rt.config.timing.hello_timeout)
         except (asyncio.TimeoutError, FrameError, Closed):
             hello = None
         if not hello or hello.get("type") != "hello":
@@ -163,6 +175,10 @@ class VisitorConnection(Connection):
         self.verified = chat.get("verified") == "1"
         self.emergency = chat.get("emergency") == "1"
         self.topic_key = topic_key(chat.get("topic"), self.emergency)
+        # Checked and counted with no await in between, so concurrent resumes cannot all pass.
+        per_chat = rt.config.limits.sockets_per_chat
+        if per_chat and len(self.hub.visitors.get(self.chat_id, ())) >= per_chat:
+            raise FrameError(frames.LIMIT_REACHED, "this chat is open in too many windows: close one and reconnect")
         self.feed = ChatFeed(rt.redis, self.chat_id, min(last_seq, 2**31), self._on_message, self._on_event, self.room)
         self.hub.add_visitor(self)
         await self.hub.watch(self.chat_id, self.feed)
@@ -243,6 +259,8 @@ class VisitorConnection(Connection):
         }
         if not is_open(plan, rt.config.schedules, now):
             fields.update(status="offline", offline_reason="closed_hours")
+        elif await self._desk_full():
+            fields.update(status="offline", offline_reason=frames.OFFLINE_BUSY)
         elif not await self.hub.someone_can_serve(lang, topic, emergency):
             fields.update(status="offline", offline_reason="no_agents")
         else:
@@ -252,6 +270,13 @@ class VisitorConnection(Connection):
         clean = {k: ("1" if v is True else "0" if v is False else str(v)) for k, v in fields.items()}
         clean["_new"] = fields["status"]
         return clean
+
+    async def _desk_full(self) -> bool:
+        """[limits] max_waiting_chats: past it a new chat is not queued but offline (busy), so
+        that a flood of visitors meets a clear answer instead of a full Redis. Counts the
+        chats whose visitor is present while waiting or offline (one ZCARD)."""
+        limit = self.rt.config.limits.max_waiting_chats
+        return bool(limit) and await self.rt.redis.zcard(keys.VISITORS_SEEN) >= limit
 
     async def _emergency_allowed(self, verified: bool) -> bool:
         """Verified customers may always flag an emergency; an anonymous visitor once per
@@ -306,10 +331,16 @@ class VisitorConnection(Connection):
         if self.status == "closed":
             raise FrameError(frames.NOT_ALLOWED, "this chat is closed")
         rt = self.rt
+        limits = rt.config.limits
         try:
-            seq, raw, new = await self.hub.log.append(self.chat_id, "visitor", masked(text), rt.clock(), client_id)
+            seq, raw, new = await self.hub.log.append(
+                self.chat_id, "visitor", masked(text), rt.clock(), client_id,
+                max_messages=limits.visitor_messages_per_chat, max_bytes=limits.visitor_bytes_per_chat)
         except ChatGone:
             raise FrameError(frames.NOT_ALLOWED, "this chat is closed") from None
+        except ChatFull:
+            raise FrameError(frames.LIMIT_REACHED, "this chat holds as much as a visitor may write: nothing was "
+                                                   "stored; the agent can still answer") from None
         if not new:
             self.send_packed(raw, None)  # a resend: acknowledge it again, store nothing
             return

@@ -37,6 +37,12 @@
     setText("tickets-due", `${snap.tickets_open ?? 0} / ${snap.tickets_due_soon ?? 0} / ${snap.tickets_breached ?? 0}`);
     $("tile-tickets").classList.toggle("alert-tile", (snap.tickets_breached || 0) > 0);
     setText("avg-rating", snap.avg_rating_today === null ? "–" : `${snap.avg_rating_today} / 5 (${snap.ratings_today})`);
+    const memory = snap.redis_memory || {};
+    $("redis-memory-warning").hidden = !memory.warning;
+    if (memory.warning) {
+      setText("redis-memory-warning", "Redis memory is at " + Math.round(100 * memory.used_bytes / memory.max_bytes) +
+        "% of its maxmemory: when it is full, every hub answers `unavailable`. Add memory or shorten retention.");
+    }
     renderAges();
   }
 
