@@ -149,7 +149,7 @@ OUTBOX_CHANNEL = f"{PREFIX}:outbox-ev"     # pub/sub: a mail was queued, outbox 
 
 
 def tickets_by_status(status: str) -> str:
-    """Zset ref -> created_at of the tickets in one status (open, answered, closed), for paging."""
+    """Zset ref -> created_at of the tickets in one status (only open exists today), for paging."""
     return f"{PREFIX}:tickets:status:{status}"
 
 

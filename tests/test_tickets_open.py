@@ -1,4 +1,4 @@
-"""Tickets: references, one ticket per chat whatever races, fields, paging and status."""
+"""Tickets: references, one ticket per chat whatever races, fields and paging."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from chat import keys
 from transcripts import refs, tickets
 from transcripts.contact import email_hash
-from transcripts.tickets import list_tickets, load_ticket, open_ticket, set_status
+from transcripts.tickets import list_tickets, load_ticket, open_ticket
 from tests.test_transcripts_support import (  # noqa: F401 - fixtures
     make_chat, make_runtime, rt, smtp_server, tdb,
 )
@@ -131,15 +131,3 @@ async def test_list_tickets_pages_newest_first(rt, tdb):
     assert seen == list(reversed(made))
     assert [t["ref"] for t in page3["tickets"]] == [made[0]]
     assert "transcript" not in page1["tickets"][0]
-
-
-async def test_set_status_moves_ticket_between_lists(rt, tdb):
-    """set_status changes the status and the ticket appears under its new status only."""
-    ref = await open_ticket(rt, await make_chat(tdb), "offline")
-    assert await set_status(tdb, ref, "answered")
-    assert (await load_ticket(tdb, ref))["status"] == "answered"
-    assert [t["ref"] for t in (await list_tickets(tdb, 1, status="answered"))["tickets"]] == [ref]
-    assert (await list_tickets(tdb, 1, status="open"))["total"] == 0
-    assert not await set_status(tdb, "LC-ZZZZZZ", "closed")
-    with pytest.raises(ValueError):
-        await set_status(tdb, ref, "lost")

@@ -11,7 +11,6 @@ nor a pointer without its ticket.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import msgpack
@@ -28,7 +27,7 @@ from transcripts.mailer import mail_ids, ticket_mails
 from transcripts.refs import new_ref, normalize_ref
 
 TRIGGERS = ("offline", "max_wait", "visitor_left", "unresolved")
-STATUSES = ("open", "answered", "closed")
+STATUSES = ("open",)  # the only status a ticket can have today (nothing moves it on yet)
 # Fields of the ticket hash that are not plain strings.
 _FLAGS = ("verified", "emergency")
 _TIMES = ("created_at", "updated_at")
@@ -182,33 +181,6 @@ async def list_tickets(redis: Redis, page: int, per_page: int = 50, status: str 
         "status": status,
         "tickets": tickets,
     }
-
-
-# KEYS[1] ticket hash, KEYS[2..4] status zsets (open, answered, closed); ARGV new status, now
-_SET_STATUS = """
-local old = redis.call('HGET', KEYS[1], 'status')
-if not old then return false end
-local created = redis.call('HGET', KEYS[1], 'created_at') or ARGV[2]
-local names = {open = KEYS[2], answered = KEYS[3], closed = KEYS[4]}
-local ref = redis.call('HGET', KEYS[1], 'ref')
-if names[old] then redis.call('ZREM', names[old], ref) end
-redis.call('ZADD', names[ARGV[1]], created, ref)
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated_at', ARGV[2])
-return old
-"""
-
-
-async def set_status(redis: Redis, ref: str, status: str) -> bool:
-    """Move a ticket to open, answered or closed; False when there is no such ticket."""
-    if status not in STATUSES:
-        raise ValueError(f"status must be one of {', '.join(STATUSES)}")
-    canonical = normalize_ref(ref)
-    if canonical is None:
-        return False
-    result = await redis.eval(
-        _SET_STATUS, 4, keys.ticket(canonical), *(keys.tickets_by_status(s) for s in STATUSES), status, repr(time.time())
-    )
-    return result is not None
 
 
 async def delete_ticket(redis: Redis, ref: str) -> bool:
