@@ -49,6 +49,7 @@ AGENTS = f"{PREFIX}:{{q}}:agents"          # hash username -> msgpack {name, lan
 AGENTS_SEEN = f"{PREFIX}:{{q}}:seen:agents"      # zset username -> last heartbeat of any of its sockets
 VISITORS_SEEN = f"{PREFIX}:{{q}}:seen:visitors"  # zset chat_id -> last heartbeat of its visitor socket
 TIMERS = f"{PREFIX}:{{q}}:timers"          # zset "<kind>|<chat_id>" -> deadline
+TIMER_FAILURES = f"{PREFIX}:{{q}}:timer-failures"  # hash "<kind>|<chat_id>" -> failed attempts (back-off)
 STATS = f"{PREFIX}:{{q}}:stats"            # hash of running figures (handling time average, counters)
 QUEUE_CHANNEL = f"{PREFIX}:{{q}}:ev"       # pub/sub: the queue changed
 QUEUE_HISTORY = f"{PREFIX}:{{q}}:depth"    # zset minute -> "minute:depth", queue depth over the last hour

@@ -144,6 +144,7 @@ async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None,
         pipe.hset(keys.chat(chat_id), mapping={"status": "closed", "closed_reason": reason, "closed_at": repr(now),
                                                "ticket": ref or ""})
         pipe.zrem(keys.TIMERS, *timers.cancel_all_members(chat_id))
+        pipe.hdel(keys.TIMER_FAILURES, *timers.cancel_all_members(chat_id))
         pipe.zrem(keys.VISITORS_SEEN, chat_id)
         if chat.get("assigned_at"):
             stats.add_handled(pipe, max(0.0, now - float(chat["assigned_at"])), now)

@@ -219,7 +219,7 @@ class VisitorConnection(Connection):
         topic = (frames.text_field(hello, "topic", limit=32) or "").lower()
         if topic and not TOPIC.match(topic):
             raise FrameError(frames.BAD_FRAME, "\"topic\" must be a short word such as billing")
-        email = frames.text_field(hello, "email", limit=254) or ""
+        email = frames.text_field(hello, "email", limit=254, one_line=True) or ""
         if email and not EMAIL.match(email):
             email = ""
         emergency = topic == EMERGENCY and await self._emergency_allowed(identity is not None)
@@ -230,7 +230,7 @@ class VisitorConnection(Connection):
             "sub": identity.sub if identity else "",
             # A verified visitor's name and email are what the site vouches for, never what the
             # hello claims (agents act on them); an unverified visitor's are its own, unverified.
-            "name": identity.name if identity else frames.text_field(hello, "name", limit=100) or "",
+            "name": identity.name if identity else frames.text_field(hello, "name", limit=100, one_line=True) or "",
             "email": identity.email if identity else email,
             "lang": lang,
             "topic": topic,
@@ -358,8 +358,8 @@ class VisitorConnection(Connection):
         self.send({"type": "rated", "score": score})
 
     async def _contact(self, frame: dict[str, Any]) -> None:
-        email = frames.text_field(frame, "email", limit=254) or ""
-        name = frames.text_field(frame, "name", limit=100)
+        email = frames.text_field(frame, "email", limit=254, one_line=True) or ""
+        name = frames.text_field(frame, "name", limit=100, one_line=True)
         if email and not EMAIL.match(email):
             raise FrameError(frames.BAD_FRAME, "\"email\" is not an email address")
         if self.verified:

@@ -10,7 +10,6 @@ servers and readers can recognise the duplicate.
 from __future__ import annotations
 
 import email.policy
-import re
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -18,6 +17,7 @@ from email.utils import format_datetime, parseaddr
 from datetime import datetime, timezone
 from typing import Any
 
+from chat.frames import clean_line
 from chat.settings import Settings
 from transcripts.contact import email_hash, is_mailable
 from transcripts.templating import pick_template, render, transcript_rows
@@ -25,7 +25,6 @@ from transcripts.templating import pick_template, render, transcript_rows
 VISITOR_SUBJECTS = {"en": "We received your request", "fr": "Nous avons bien reçu votre demande"}
 TEAM_SIGNATURES = {"en": "The support team", "fr": "L'équipe du support"}  # when LIVECHAT_MAIL_FROM has no name
 POLICY = email.policy.default  # LF line ends; the SMTP client converts to CRLF on the wire
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
 
 @dataclass(frozen=True)
@@ -57,8 +56,9 @@ def mail_ids(ref: str) -> list[str]:
 
 
 def header_text(value: Any, limit: int = 200) -> str:
-    """Visitor-supplied text made safe for a header: one line, bounded length."""
-    return _CONTROL.sub(" ", str(value or "")).strip()[:limit]
+    """Visitor-supplied text made safe for a header: one printable line (the email policy
+    raises on a NEL or any other line boundary), bounded length."""
+    return clean_line(str(value or ""))[:limit]
 
 
 def envelope_address(value: str) -> str:
