@@ -74,6 +74,8 @@ visitor_frames_per_second = 10  # inbound frames per visitor socket; past it `ra
 visitor_frame_burst = 30
 agent_frames_per_second = 30    # an agent writes in several chats at once
 agent_frame_burst = 60
+mail_transcript_messages = 100  # a ticket mail shows at most the last 100 messages ...
+mail_transcript_bytes = 32768   # ... and at most 32 KiB of their text; the ticket keeps them all
 """
 
 DEMO_OVERRIDES = {"hours": ALWAYS}
@@ -99,7 +101,8 @@ class Timing:
 @dataclass(frozen=True)
 class Limits:
     """Abuse and overload guards. The address limit counts per hashed client address (the
-    X-Forwarded-For of a trusted proxy); loopback is exempt; 0 turns it off."""
+    X-Forwarded-For of a trusted proxy); loopback is exempt; 0 turns it off. The mail
+    transcript caps bound what one ticket mail carries (its size and the work to build it)."""
 
     new_chats_per_minute: int = 60
     send_queue_bytes: int = 2 * 1024 * 1024
@@ -107,6 +110,8 @@ class Limits:
     visitor_frame_burst: int = 30
     agent_frames_per_second: int = 30
     agent_frame_burst: int = 60
+    mail_transcript_messages: int = 100
+    mail_transcript_bytes: int = 32 * 1024
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ def queue_mail(pipe: Pipeline, mail: OutgoingMail, now: float) -> None:
     pipe.hset(
         keys.outbox_mail(mail.mail_id),
         mapping={
-            "message": mail.as_bytes(),
+            "message": mail.data,
             "sender": mail.sender,
             "rcpt": msgpack.packb(list(mail.recipients)),
             "ref": mail.ref,

@@ -11,6 +11,7 @@ nor a pointer without its ticket.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgpack
@@ -23,7 +24,7 @@ from chat.chats import load_chat
 from chat.runtime import Runtime
 from transcripts import outbox
 from transcripts.contact import email_hash, normalize_email
-from transcripts.mailer import mail_ids, ticket_mails
+from transcripts.mailer import OutgoingMail, mail_ids, ticket_mails
 from transcripts.refs import new_ref, normalize_ref
 
 TRIGGERS = ("offline", "max_wait", "visitor_left", "unresolved")
@@ -92,6 +93,11 @@ def _from_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
     return ticket
 
 
+def _compose(ticket: dict[str, Any], rt: Runtime) -> tuple[dict[str, bytes | str], list[OutgoingMail]]:
+    """The ticket hash and its mails, ready to store (run in a thread)."""
+    return _to_hash(ticket), ticket_mails(ticket, rt.settings, rt.config.limits)
+
+
 async def open_ticket(rt: Runtime, chat_id: str, trigger: str) -> str:
     """Turn a chat into a ticket and queue its mails; return the reference. Idempotent per
     chat: any later (or concurrent) call returns the first call's reference and does nothing.
@@ -120,10 +126,12 @@ async def open_ticket(rt: Runtime, chat_id: str, trigger: str) -> str:
                     continue  # reference already taken: draw another
                 now = rt.clock()
                 ticket = _ticket_from_chat(ref, chat_id, chat, transcript, trigger, now)
-                mails = ticket_mails(ticket, rt.settings)
+                # Templates, MIME and packing the transcript are CPU work that grows with the
+                # chat: in a thread, so that every other socket of this hub is still served.
+                stored, mails = await asyncio.to_thread(_compose, ticket, rt)
                 pipe.multi()
                 pipe.set(pointer, ref, nx=True)
-                pipe.hset(keys.ticket(ref), mapping=_to_hash(ticket))
+                pipe.hset(keys.ticket(ref), mapping=stored)
                 pipe.zadd(keys.TICKETS, {ref: now})
                 pipe.zadd(keys.tickets_by_status("open"), {ref: now})
                 if ticket["email"]:

@@ -1,0 +1,129 @@
+"""What a ticket's mail may cost and carry, end to end (a real hub, Redis and SMTP server):
+a long chat neither stalls the hub nor makes huge mails."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+
+import pytest
+from redis.asyncio import Redis
+
+from tests.clients import visitor
+from tests.routing_helpers import token
+from tests.servers import HubProcess, db_url, eventually, hub_env
+from tests.test_transcripts_support import SUPPORT, SmtpServer
+
+DB = 8
+CONFIG = """
+[plans.free]
+max_wait = 600
+hours = "24/7"
+
+[timing]
+agent_grace = 30
+visitor_grace = 30
+offline_idle = 600
+heartbeat = 0.2
+
+[limits]
+visitor_frames_per_second = 1000  # a long chat is typed in seconds here
+visitor_frame_burst = 1000
+"""
+HOSTILE = "<\"'&" * 1000  # 4,000 characters, each escaped to 4-6 bytes in HTML
+EMOJI = "\U0001F600" * 4000  # 4,000 characters of 4 bytes each: the heaviest message to encode
+
+
+@pytest.fixture(scope="module")
+def smtp():
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def guarded_hub(redis_url, smtp, tmp_path_factory):
+    data = tmp_path_factory.mktemp("mail-guards-hub")
+    config = data / "livechat.toml"
+    config.write_text(CONFIG)
+    process = HubProcess(hub_env(db_url(redis_url, DB), data, config, SMTP_URL=smtp.url,
+                                 LIVECHAT_SUPPORT_ADDRESS=SUPPORT), data).start()
+    yield process
+    process.terminate()
+
+
+@pytest.fixture
+async def grds(redis_url):
+    client = Redis.from_url(db_url(redis_url, DB))
+    yield client
+    await client.aclose()
+
+
+async def long_offline_chat(hub, lang: str, email: str, text: str, count: int = 300, **hello):
+    """An offline chat (nobody serves ``lang``) in which the visitor wrote ``count`` long messages."""
+    client, welcome = await visitor(hub, lang, name="Long", email=email, **hello)
+    assert welcome["status"] == "offline"
+    for i in range(count):
+        await client.send(type="message", text=text, client_id=str(i))
+    await client.expect("message", timeout=60, client_id=str(count - 1))
+    return client, welcome
+
+
+def mails_of(smtp: SmtpServer, ref: str):
+    return [m for m in smtp.messages if ref in str(m.message["Subject"])]
+
+
+class HealthProbe:
+    """Asks /healthz over and over from a thread and keeps the slowest answer."""
+
+    def __init__(self, hub):
+        self.url = hub.base_url + "/healthz"
+        self.slowest = 0.0
+        self.count = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            with urllib.request.urlopen(self.url, timeout=30) as response:
+                response.read()
+            self.slowest = max(self.slowest, time.monotonic() - started)
+            self.count += 1
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> "HealthProbe":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(35)
+
+
+async def test_healthz_keeps_answering_while_a_300_message_ticket_is_made(guarded_hub, smtp, lang):
+    """/healthz answers promptly while a 300-message chat becomes a ticket and its mails go out."""
+    client, _ = await long_offline_chat(guarded_hub, lang, f"long-{lang}@example.org", EMOJI)
+    with HealthProbe(guarded_hub) as probe:
+        await eventually(lambda: probe.count >= 3, message="the probe running")
+        await client.send(type="leave")
+        ref = (await client.expect("ticket", timeout=60))["ref"]
+        await eventually(lambda: len(mails_of(smtp, ref)) == 2, 60, "both mails delivered")
+    print(f"slowest /healthz while the ticket was made: {probe.slowest * 1000:.0f} ms over {probe.count} probes")
+    assert probe.slowest < 1.0  # generous: a hub stalled past agent_grace (30 s by default) loses its agents
+
+
+async def test_mails_of_a_300_message_ticket_stay_small_and_point_to_the_ticket(guarded_hub, smtp, lang):
+    """Each mail of a long chat's ticket stays under 512 KB and says how many earlier messages the ticket keeps."""
+    email = f"small-{lang}@example.org"  # verified, so that its confirmation carries the transcript too
+    client, _ = await long_offline_chat(guarded_hub, lang, email, HOSTILE, identity=token("free", sub=email, email=email))
+    await client.send(type="leave")
+    ref = (await client.expect("ticket", timeout=60))["ref"]
+    await eventually(lambda: len(mails_of(smtp, ref)) == 2, 60, "both mails delivered")
+    for received in mails_of(smtp, ref):
+        size = len(received.message.as_bytes())
+        print(f"{received.recipients[0]}: {size} bytes")
+        assert size < 512 * 1024
+        text = received.message.get_body(("plain",)).get_content()
+        assert "earlier messages" in text and HOSTILE in text
