@@ -76,6 +76,7 @@ agent_frames_per_second = 30    # an agent writes in several chats at once
 agent_frame_burst = 60
 mail_transcript_messages = 100  # a ticket mail shows at most the last 100 messages ...
 mail_transcript_bytes = 32768   # ... and at most 32 KiB of their text; the ticket keeps them all
+confirmations_per_address_per_day = 10  # ticket confirmations one email address gets a day (0 = no limit)
 """
 
 DEMO_OVERRIDES = {"hours": ALWAYS}
@@ -102,7 +103,8 @@ class Timing:
 class Limits:
     """Abuse and overload guards. The address limit counts per hashed client address (the
     X-Forwarded-For of a trusted proxy); loopback is exempt; 0 turns it off. The mail
-    transcript caps bound what one ticket mail carries (its size and the work to build it)."""
+    transcript caps bound what one ticket mail carries (its size and the work to build it);
+    the confirmation cap keeps the desk from being used to mail one address over and over."""
 
     new_chats_per_minute: int = 60
     send_queue_bytes: int = 2 * 1024 * 1024
@@ -112,6 +114,7 @@ class Limits:
     agent_frame_burst: int = 60
     mail_transcript_messages: int = 100
     mail_transcript_bytes: int = 32 * 1024
+    confirmations_per_address_per_day: int = 10
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ RATE_LIMITED = "rate_limited"
 NOT_ALLOWED = "not_allowed"
 UNAVAILABLE = "unavailable"
 NOT_FOUND = "not_found"
+LIMIT_REACHED = "limit_reached"  # a per-address cap was reached (what it guards was not done)
 
 # close codes
 CLOSE_NORMAL = 1000

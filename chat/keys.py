@@ -157,6 +157,12 @@ def tickets_by_status(status: str) -> str:
 # --- reliability: abuse guards (chat/connection.py) --------------------------------
 
 
+def confirmations(email_hash: str) -> str:
+    """Counter with a one-day TTL: ticket confirmations mailed to one address (hashed)
+    ([limits] confirmations_per_address_per_day)."""
+    return f"{PREFIX}:limit:confirmations:{email_hash}"
+
+
 def new_chats(who: str) -> str:
     """Counter with a 60 s TTL: new visitor chats from one hashed client address
     ([limits] new_chats_per_minute). One key per address, no hash tag needed."""

@@ -104,7 +104,12 @@ class VisitorConnection(Connection):
             if event.get("ref"):
                 frame["ref"] = event["ref"]
             self.send(frame)
-        elif kind in ("ticket", "wait_or_ticket"):
+        elif kind == "ticket":
+            self.send({"type": "ticket", "ref": event["ref"]})
+            if event.get("confirmation") == "limited":
+                self.error(frames.LIMIT_REACHED, "the ticket is made, but this address got all the confirmation "
+                                                 "mails it may get today: none was sent for this one")
+        elif kind == "wait_or_ticket":
             self.send(event)
 
     async def catch_up_state(self) -> None:
@@ -286,10 +291,8 @@ class VisitorConnection(Connection):
             await self._contact(frame)
         elif kind == "wait_or_ticket":
             choice = frames.choice_field(frame, "choice", ("wait", "ticket"))
-            if choice == "wait":
-                await lifecycle.keep_waiting(self.rt, self.chat_id)
-            else:
-                await lifecycle.make_ticket(self.rt, self.chat_id, "max_wait")
+            if not await lifecycle.answer_wait_offer(self.rt, self.chat_id, choice):
+                raise FrameError(frames.NOT_ALLOWED, "no wait_or_ticket question is waiting for an answer")
         elif kind == "read":
             seq = frames.int_field(frame, "seq", 0)
             await lifecycle.publish(self.rt, keys.chat_channel(self.chat_id), {"type": "read", "from": "visitor", "seq": seq})

@@ -1,5 +1,6 @@
 """What a ticket's mail may cost and carry, end to end (a real hub, Redis and SMTP server):
-a long chat neither stalls the hub nor makes huge mails."""
+a long chat neither stalls the hub nor makes huge mails, and nobody can use the desk to mail
+a stranger words of their choosing."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ heartbeat = 0.2
 [limits]
 visitor_frames_per_second = 1000  # a long chat is typed in seconds here
 visitor_frame_burst = 1000
+confirmations_per_address_per_day = 2
 """
 HOSTILE = "<\"'&" * 1000  # 4,000 characters, each escaped to 4-6 bytes in HTML
 EMOJI = "\U0001F600" * 4000  # 4,000 characters of 4 bytes each: the heaviest message to encode
@@ -127,3 +129,48 @@ async def test_mails_of_a_300_message_ticket_stay_small_and_point_to_the_ticket(
         assert size < 512 * 1024
         text = received.message.get_body(("plain",)).get_content()
         assert "earlier messages" in text and HOSTILE in text
+
+
+async def offline_ticket(hub, lang: str, text: str = "please call me", **hello) -> tuple[str, object]:
+    """An offline chat with one message, left by the visitor: its ticket reference and the client."""
+    client, _ = await visitor(hub, lang, **hello)
+    await client.send(type="message", text=text, client_id="1")
+    await client.expect("message", client_id="1")
+    await client.send(type="leave")
+    return (await client.expect("ticket"))["ref"], client
+
+
+async def test_a_ticket_choice_nobody_offered_is_refused(guarded_hub, lang):
+    """wait_or_ticket without the hub's offer gets not_allowed and makes no ticket."""
+    client, _ = await visitor(guarded_hub, lang, email=f"victim-{lang}@example.org")
+    await client.send(type="wait_or_ticket", choice="ticket")
+    assert (await client.expect("error"))["code"] == "not_allowed"
+    await client.send(type="message", text="still here", client_id="after")
+    await client.expect("message", client_id="after")
+    assert not [f for f in client.received if f.get("type") in ("ticket", "closed")]
+
+
+async def test_confirmation_to_an_unverified_address_repeats_nothing_the_visitor_wrote(guarded_hub, smtp, lang):
+    """To an unverified address: bare To, a neutral greeting, neither the typed name nor the messages."""
+    email = f"stranger-{lang}@example.org"
+    ref, _ = await offline_ticket(guarded_hub, lang, "Log in at evil.example now",
+                                  name="Your account is suspended - visit evil.example", email=email)
+    await eventually(lambda: smtp.to(email), 15, "the confirmation")
+    [received] = smtp.to(email)
+    assert str(received.message["To"]) == email
+    raw = received.message.as_string()
+    assert "evil.example" not in raw and ref in raw
+    assert received.message.get_body(("plain",)).get_content().splitlines()[0] == "Hello,"
+
+
+async def test_one_address_gets_a_bounded_number_of_confirmations_a_day(guarded_hub, smtp, lang):
+    """Past confirmations_per_address_per_day the ticket is still made, the visitor gets limit_reached, no mail."""
+    email = f"flooded-{lang}@example.org"
+    refs = []
+    for _ in range(3):
+        ref, client = await offline_ticket(guarded_hub, lang, email=email)
+        refs.append(ref)
+    assert (await client.expect("error"))["code"] == "limit_reached"
+    await eventually(lambda: len([m for m in smtp.to(SUPPORT) if any(r in str(m.message["Subject"]) for r in refs)]) == 3,
+                     15, "the inbox copy of every ticket")
+    assert sorted(r for m in smtp.to(email) for r in refs if r in str(m.message["Subject"])) == sorted(refs[:2])

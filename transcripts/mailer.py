@@ -124,6 +124,14 @@ def _base(ref: str, kind: str, subject: str, ticket: dict[str, Any], settings: S
     return msg
 
 
+def _address(ticket: dict[str, Any]) -> Address:
+    """The visitor's address for To / Reply-To: with the name only when the customer's site
+    vouched for both (an unverified name is whatever the visitor typed, a phishing line
+    included, and a reply would carry it to the address)."""
+    name = header_text(ticket.get("name"), 100) if ticket.get("verified") else ""
+    return Address(display_name=name, addr_spec=ticket["email"].strip())
+
+
 def visitor_confirmation(ticket: dict[str, Any], settings: Settings, limits: Limits) -> EmailMessage:
     """The visitor's receipt: reference in the subject, transcript in the body, an invitation
     to add details by replying; Reply-To is the support inbox so a reply lands there."""
@@ -131,11 +139,17 @@ def visitor_confirmation(ticket: dict[str, Any], settings: Settings, limits: Lim
     lang = _lang(ticket)
     subject = f"[{ref}] {VISITOR_SUBJECTS.get(lang, VISITOR_SUBJECTS['en'])}"
     msg = _base(ref, "visitor", subject, ticket, settings)
-    name = header_text(ticket.get("name"), 100)
-    msg["To"] = Address(display_name=name, addr_spec=ticket["email"].strip())
+    verified = bool(ticket.get("verified"))
+    msg["To"] = _address(ticket)
     msg["Reply-To"] = settings.support_address
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: auto-responders must not answer it
     context = _context(ticket, settings, limits)
+    if not verified:
+        # Anyone can type any address into the widget: to an address nobody vouched for, the
+        # desk repeats nothing the visitor wrote (name, messages), so it cannot be made to
+        # carry someone's words into a stranger's inbox. The ticket keeps everything.
+        context.update(name="", rows=[], earlier=0)
+    context["show_transcript"] = verified
     msg.set_content(render(pick_template("visitor_confirmation", "txt", lang), **context))
     msg.add_alternative(render(pick_template("visitor_confirmation", "html", lang), **context), subtype="html")
     return msg
@@ -152,22 +166,23 @@ def inbox_ticket(ticket: dict[str, Any], settings: Settings, limits: Limits) -> 
     msg = _base(ref, "inbox", subject, ticket, settings)
     msg["To"] = settings.support_address
     if is_mailable(ticket.get("email")):
-        msg["Reply-To"] = Address(display_name=name, addr_spec=ticket["email"].strip())
+        msg["Reply-To"] = _address(ticket)
     context = _context(ticket, settings, limits)
     msg.set_content(render("inbox_ticket.txt", **context))
     msg.add_alternative(render("inbox_ticket.html", **context), subtype="html")
     return msg
 
 
-def ticket_mails(ticket: dict[str, Any], settings: Settings, limits: Limits) -> list[OutgoingMail]:
+def ticket_mails(ticket: dict[str, Any], settings: Settings, limits: Limits, *, confirm: bool = True) -> list[OutgoingMail]:
     """The mails one new ticket sends: the visitor's confirmation (only with a usable email
-    address) and the support inbox's copy (always), composed and serialised. CPU work
-    (templates, MIME, encoding): call it in a thread, never on the event loop."""
+    address, and unless ``confirm`` is False: the address reached its daily cap) and the
+    support inbox's copy (always), composed and serialised. CPU work (templates, MIME,
+    encoding): call it in a thread, never on the event loop."""
     ref = ticket["ref"]
     sender = envelope_address(settings.sender)
     about = email_hash(ticket["email"]) if ticket.get("email") else ""
     mails = []
-    if is_mailable(ticket.get("email")):
+    if confirm and is_mailable(ticket.get("email")):
         message = visitor_confirmation(ticket, settings, limits)
         mails.append(OutgoingMail(mail_id(ref, "visitor"), "visitor", ref, sender, (ticket["email"].strip(),), about,
                                   message.as_bytes(policy=POLICY)))

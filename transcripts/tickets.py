@@ -23,7 +23,7 @@ from chat.chatlog import read_log
 from chat.chats import load_chat
 from chat.runtime import Runtime
 from transcripts import outbox
-from transcripts.contact import email_hash, normalize_email
+from transcripts.contact import email_hash, is_mailable, normalize_email
 from transcripts.mailer import OutgoingMail, mail_ids, ticket_mails
 from transcripts.refs import new_ref, normalize_ref
 
@@ -93,9 +93,27 @@ def _from_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
     return ticket
 
 
-def _compose(ticket: dict[str, Any], rt: Runtime) -> tuple[dict[str, bytes | str], list[OutgoingMail]]:
+CONFIRMATION_WINDOW = 86400  # seconds: [limits] confirmations_per_address_per_day counts per window
+
+
+def _compose(ticket: dict[str, Any], rt: Runtime, confirm: bool) -> tuple[dict[str, bytes | str], list[OutgoingMail]]:
     """The ticket hash and its mails, ready to store (run in a thread)."""
-    return _to_hash(ticket), ticket_mails(ticket, rt.settings, rt.config.limits)
+    return _to_hash(ticket), ticket_mails(ticket, rt.settings, rt.config.limits, confirm=confirm)
+
+
+async def _confirmation_allowed(rt: Runtime, email: str) -> bool:
+    """Count one confirmation for this address and say whether it is within [limits]
+    confirmations_per_address_per_day: whoever types an address into the widget chooses the
+    recipient, so one address gets a bounded number of mails from the desk, whoever asks."""
+    limit = rt.config.limits.confirmations_per_address_per_day
+    if not limit:
+        return True
+    key = keys.confirmations(email_hash(email))
+    async with rt.redis.pipeline(transaction=False) as pipe:
+        pipe.set(key, 0, ex=CONFIRMATION_WINDOW, nx=True)
+        pipe.incr(key)
+        _, count = await pipe.execute()
+    return int(count) <= limit
 
 
 async def open_ticket(rt: Runtime, chat_id: str, trigger: str) -> str:
@@ -112,6 +130,8 @@ async def open_ticket(rt: Runtime, chat_id: str, trigger: str) -> str:
     if chat is None:
         raise LookupError(f"no chat {chat_id!r}")
     transcript = await read_log(rt.redis, chat_id)
+    email = chat.get("email", "").strip()
+    confirm = is_mailable(email) and await _confirmation_allowed(rt, email)
     async with rt.redis.pipeline(transaction=True) as pipe:
         for _ in range(MAX_ATTEMPTS):
             ref = new_ref()
@@ -126,9 +146,10 @@ async def open_ticket(rt: Runtime, chat_id: str, trigger: str) -> str:
                     continue  # reference already taken: draw another
                 now = rt.clock()
                 ticket = _ticket_from_chat(ref, chat_id, chat, transcript, trigger, now)
+                ticket["confirmation"] = "queued" if confirm else "limited" if is_mailable(email) else "none"
                 # Templates, MIME and packing the transcript are CPU work that grows with the
                 # chat: in a thread, so that every other socket of this hub is still served.
-                stored, mails = await asyncio.to_thread(_compose, ticket, rt)
+                stored, mails = await asyncio.to_thread(_compose, ticket, rt, confirm)
                 pipe.multi()
                 pipe.set(pointer, ref, nx=True)
                 pipe.hset(keys.ticket(ref), mapping=stored)
