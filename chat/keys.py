@@ -116,6 +116,7 @@ def ticket(ref: str) -> str:
 
 TICKETS = f"{PREFIX}:tickets"              # zset ref -> created_at, every ticket, for paging
 OUTBOX = f"{PREFIX}:outbox"                # zset mail_id -> next attempt time
+OUTBOX_FAILED = f"{PREFIX}:outbox-failed"  # zset mail_id -> when delivery failed for good (not retried)
 CHATS_CLOSED = f"{PREFIX}:closed"          # zset chat_id -> closed_at, for retention
 
 

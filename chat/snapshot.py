@@ -126,6 +126,8 @@ async def queue_snapshot(rt: Runtime, record: bool = True) -> dict[str, Any]:
         avg_wait_today / avg_handle_today   seconds, null before the first of the day
         assignments_today / messages_today
         history                 [[unix_minute, depth], ...] over the last hour, then [at, depth]
+        mail_failed             mails the mail server refused for good (not retried)
+        mail_failed_recent      [{id, ref, kind, error, at}] the newest ten of them
     """
     now = rt.clock()
     redis = rt.redis
@@ -178,6 +180,7 @@ async def queue_snapshot(rt: Runtime, record: bool = True) -> dict[str, Any]:
         if field.startswith(f"{today}tickets:"):
             tickets.setdefault(field[len(today) + 8:], int(value))
 
+    mail_failed, mail_failed_recent = await _failed_mail(rt)
     depth = len(waiting_ids)
     if record:
         await record_queue_depth(rt, depth, now)
@@ -213,7 +216,22 @@ async def queue_snapshot(rt: Runtime, record: bool = True) -> dict[str, Any]:
         "assignments_today": int(stats.get(f"{today}assignments", 0)),
         "messages_today": int(stats.get(f"{today}messages", 0)),
         "history": history,
+        "mail_failed": mail_failed,
+        "mail_failed_recent": mail_failed_recent,
     }
+
+
+async def _failed_mail(rt: Runtime, limit: int = 10) -> tuple[int, list[dict[str, Any]]]:
+    """How many mails failed for good, and the newest of them (the outbox lives with the
+    transcripts, when they are installed)."""
+    try:
+        from transcripts.outbox import failed_mails
+    except ImportError:
+        return 0, []
+    total = await rt.redis.zcard(keys.OUTBOX_FAILED)
+    recent = await failed_mails(rt.redis, limit) if total else []
+    return int(total), [{"id": m["id"], "ref": m["ref"], "kind": m["kind"], "error": m["last_error"], "at": m["due"]}
+                        for m in recent]
 
 
 def comparable(snapshot: dict[str, Any]) -> dict[str, Any]:

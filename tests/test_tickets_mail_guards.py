@@ -1,9 +1,12 @@
 """What a ticket's mail may cost and carry, end to end (a real hub, Redis and SMTP server):
-a long chat neither stalls the hub nor makes huge mails, and nobody can use the desk to mail
-a stranger words of their choosing."""
+a long chat neither stalls the hub nor makes huge mails, nobody can use the desk to mail a
+stranger words of their choosing, and a mail the server refuses for good is not retried."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import subprocess
 import threading
 import time
 import urllib.request
@@ -11,10 +14,10 @@ import urllib.request
 import pytest
 from redis.asyncio import Redis
 
-from tests.clients import visitor
+from tests.clients import create_agent, login_cookie, visitor
 from tests.routing_helpers import token
-from tests.servers import HubProcess, db_url, eventually, hub_env
-from tests.test_transcripts_support import SUPPORT, SmtpServer
+from tests.servers import LIVECHAT, HubProcess, db_url, eventually, hub_env
+from tests.test_transcripts_support import SUPPORT, RecordingHandler, SmtpServer
 
 DB = 8
 CONFIG = """
@@ -37,9 +40,26 @@ HOSTILE = "<\"'&" * 1000  # 4,000 characters, each escaped to 4-6 bytes in HTML
 EMOJI = "\U0001F600" * 4000  # 4,000 characters of 4 bytes each: the heaviest message to encode
 
 
+class BouncingHandler(RecordingHandler):
+    """Refuses every recipient whose address starts with "bounce" (550, "no such user") and
+    counts the refusals."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused: list[str] = []
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
+        if address.startswith("bounce"):
+            with self.lock:
+                self.refused.append(address)
+            return "550 5.1.1 no such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
 @pytest.fixture(scope="module")
 def smtp():
-    server = SmtpServer().start()
+    server = SmtpServer(handler=BouncingHandler()).start()
     yield server
     server.stop()
 
@@ -174,3 +194,42 @@ async def test_one_address_gets_a_bounded_number_of_confirmations_a_day(guarded_
     await eventually(lambda: len([m for m in smtp.to(SUPPORT) if any(r in str(m.message["Subject"]) for r in refs)]) == 3,
                      15, "the inbox copy of every ticket")
     assert sorted(r for m in smtp.to(email) for r in refs if r in str(m.message["Subject"])) == sorted(refs[:2])
+
+
+def outbox_listing(hub) -> str:
+    """`livechat transcript outbox` run against the hub's Redis, as an operator would."""
+    result = subprocess.run([LIVECHAT, "transcript", "outbox"], env=hub.env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+async def test_a_mail_refused_for_good_is_listed_as_failed_and_not_retried(guarded_hub, smtp, lang):
+    """A 550 for the visitor's address ends that mail: `transcript outbox` lists it as failed, not queued."""
+    address = f"bounce-{lang}@example.org"
+    ref, _ = await offline_ticket(guarded_hub, lang, email=address)
+    await eventually(lambda: address in smtp.handler.refused, 15, "the refusal")
+    listing = await eventually(lambda: (lambda out: out if "failed for good" in out else None)(outbox_listing(guarded_hub)),
+                               20, "the mail listed as failed", interval=0.3)
+    queued, _, failed = listing.partition("failed for good")
+    assert f"{ref}.visitor" in failed and "550" in failed and f"{ref}.visitor" not in queued
+    assert smtp.handler.refused.count(address) == 1
+
+
+async def test_the_supervisor_view_shows_mail_refused_for_good(guarded_hub, grds, smtp, lang):
+    """GET /api/queue counts failed mail and names the newest with its error."""
+    address = f"bounce-sv-{lang}@example.org"
+    ref, _ = await offline_ticket(guarded_hub, lang, email=address)
+    await create_agent(grds, f"sup-{lang}", [], role="supervisor")
+    cookie = await asyncio.to_thread(login_cookie, guarded_hub, f"sup-{lang}")
+
+    def snapshot() -> dict:
+        request = urllib.request.Request(guarded_hub.base_url + "/api/queue", headers={"Cookie": cookie})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    async def failed_mail():
+        shown = await asyncio.to_thread(snapshot)
+        return next((m for m in shown.get("mail_failed_recent", []) if m["id"] == f"{ref}.visitor"), None)
+
+    mail = await eventually(failed_mail, 20, "the failed mail in the snapshot", interval=0.2)
+    assert mail["ref"] == ref and "550" in mail["error"]

@@ -226,6 +226,7 @@ async def delete_ticket(redis: Redis, ref: str) -> bool:
             pipe.srem(keys.tickets_by_email(email_hash(email)), ref)
         ids = mail_ids(ref)
         pipe.zrem(keys.OUTBOX, *ids)
+        pipe.zrem(keys.OUTBOX_FAILED, *ids)
         for mail_id in ids:
             pipe.delete(keys.outbox_mail(mail_id))
         result = await pipe.execute()
