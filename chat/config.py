@@ -98,6 +98,9 @@ sockets_per_address = 30      # visitor sockets from one client address per hub 
 max_waiting_chats = 50000     # waiting + offline chats with a visitor present; past it new visitors get `offline` `busy`
 max_connections = 20000       # open connections per hub process; past it HTTP gets 503 and new sockets are refused
 redis_memory_warning = 80     # percent of Redis maxmemory past which /metrics and the supervisor view warn (0 = never)
+mail_transcript_messages = 100  # a ticket mail shows at most the last 100 messages ...
+mail_transcript_bytes = 32768   # ... and at most 32 KiB of their text; the ticket keeps them all
+confirmations_per_address_per_day = 10  # ticket confirmations one email address gets a day (0 = no limit)
 """
 
 DEMO_OVERRIDES = {"hours": ALWAYS}
@@ -128,7 +131,9 @@ class Limits:
     """Abuse and overload guards. Address limits count per hashed client address (the
     X-Forwarded-For of a trusted proxy); loopback is exempt; 0 turns a limit off. Socket
     counts are per hub process (no shared counter a crashed hub could leave behind); the
-    proxy's limit_conn (docs/nginx.conf) bounds an address across hubs."""
+    proxy's limit_conn (docs/nginx.conf) bounds an address across hubs. The mail transcript
+    caps bound what one ticket mail carries (its size and the work to build it); the
+    confirmation cap keeps the desk from being used to mail one address over and over."""
 
     new_chats_per_minute: int = 60
     send_queue_bytes: int = 2 * 1024 * 1024
@@ -143,6 +148,9 @@ class Limits:
     max_waiting_chats: int = 50000
     max_connections: int = 20000
     redis_memory_warning: int = 80
+    mail_transcript_messages: int = 100
+    mail_transcript_bytes: int = 32 * 1024
+    confirmations_per_address_per_day: int = 10
 
 
 @dataclass(frozen=True)

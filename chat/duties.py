@@ -22,6 +22,7 @@ RETENTION_INTERVAL = 3600.0
 STOP_WAIT = 3.0  # seconds stop() waits for the duties to end
 DEPTH_INTERVAL = 60.0
 TICKETS_INTERVAL = 60.0  # how often tickets waiting for the customer are checked for pending_days
+SWEEP_RETRY = 30.0  # seconds before a gone visitor whose chat could not be ended is swept again
 
 # Take a visitor's presence entry only if it is still stale (one process wins).
 VISITOR_GONE_SCRIPT = """
@@ -109,23 +110,44 @@ class Duties:
                 continue
             log.info("agent %s gone past grace; %d chats back in the queue", username, len(requeued))
             for chat_id in requeued:
-                await lifecycle.requeued(rt, chat_id)
+                try:
+                    await lifecycle.requeued(rt, chat_id)
+                except RedisError:
+                    raise
+                except Exception:  # one chat must not keep the others from being told
+                    log.exception("sweep: telling chat %s it is back in the queue failed", chat_id)
             await lifecycle.queue_changed(rt, work=True)
         cutoff = now - timing.visitor_grace
         for raw in stale_visitors if steady >= timing.visitor_grace else ():
             chat_id = raw.decode()
             if await self._visitor_gone(keys=[keys.VISITORS_SEEN], args=[chat_id, repr(cutoff)]):
-                chat = await load_chat(rt.redis, chat_id)
-                if chat and chat.get("status") in ("queued", "offline"):
-                    await lifecycle.visitor_left(rt, chat_id)
+                try:
+                    chat = await load_chat(rt.redis, chat_id)
+                    if chat and chat.get("status") in ("queued", "offline"):
+                        await lifecycle.visitor_left(rt, chat_id)
+                except Exception as exc:
+                    # The presence entry is taken: put it back so that this chat is swept again
+                    # later, and go on with the others.
+                    await rt.redis.zadd(keys.VISITORS_SEEN, {chat_id: rt.clock() - timing.visitor_grace + SWEEP_RETRY})
+                    if isinstance(exc, RedisError):
+                        raise
+                    log.exception("sweep: ending chat %s of a gone visitor failed; next attempt in %.0fs",
+                                  chat_id, SWEEP_RETRY)
 
     async def fire_timers(self) -> None:
+        """Handle each due deadline on its own: one that raises is logged with its chat and
+        tried again with back-off, and the rest of the batch goes on (a failure used to stop
+        the batch, and every deadline taken behind it waited out its lease again and again)."""
         for kind, chat_id, lease in await timers.pop_due(self.rt.redis, self.rt.clock()):
             try:
                 await lifecycle.fire_timer(self.rt, kind, chat_id)
             except RedisError:
                 await timers.schedule(self.rt.redis, kind, chat_id, self.rt.clock() + 1)
                 raise
+            except Exception:
+                delay = await timers.failed(self.rt.redis, kind, chat_id, lease, self.rt.clock())
+                log.exception("timer %s of chat %s failed; next attempt in %.0fs", kind, chat_id, delay)
+                continue
             await timers.done(self.rt.redis, kind, chat_id, lease)
 
     async def queue_depth(self) -> None:

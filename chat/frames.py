@@ -78,8 +78,10 @@ def decode(data: str | bytes | None) -> dict[str, Any]:
     return obj
 
 
-def text_field(frame: dict[str, Any], key: str, *, limit: int = MAX_FIELD_CHARS, required: bool = False) -> str | None:
-    """A string field, cleaned of unpaired surrogates and control characters; None if absent."""
+def text_field(frame: dict[str, Any], key: str, *, limit: int = MAX_FIELD_CHARS, required: bool = False,
+               one_line: bool = False) -> str | None:
+    """A string field, cleaned of unpaired surrogates and control characters; None if absent.
+    ``one_line`` (names, addresses) also drops every other non-printable character."""
     value = frame.get(key)
     if value is None:
         if required:
@@ -91,7 +93,7 @@ def text_field(frame: dict[str, Any], key: str, *, limit: int = MAX_FIELD_CHARS,
     if len(value) > limit:
         code = TOO_LONG if key == "text" else BAD_FRAME
         raise FrameError(code, f"\"{key}\" is longer than {limit} characters")
-    return value
+    return clean_line(value) if one_line else value
 
 
 def clean_text(value: str) -> str:
@@ -102,6 +104,23 @@ def clean_text(value: str) -> str:
         return value
     value = value.encode("utf-8", "replace").decode("utf-8")
     return "".join(ch for ch in value if ch in "\n\t" or not (ord(ch) < 32 or ord(ch) == 127))
+
+
+def clean_line(value: str) -> str:
+    """One line for a name, an address or a subject: line breaks of any kind (CR, LF, NEL,
+    U+2028/9) and other white space become one space, every other non-printable character
+    (controls, format and bidi marks, unassigned code points) is dropped. A name ends up in
+    mail headers, where the email library refuses a NEL outright, and on agents' screens,
+    where a bidi override would disguise it. The zero-width (non-)joiners stay: Persian and
+    Indic names and emoji sequences are spelt with them."""
+    value = value.encode("utf-8", "replace").decode("utf-8")
+    if not value.isprintable():
+        value = "".join(ch if ch.isprintable() or ch in _JOINERS else " " if ch.isspace() or ch in "\u2028\u2029" else ""
+                        for ch in value)
+    return " ".join(value.split())
+
+
+_JOINERS = "\u200c\u200d"
 
 
 def bool_field(frame: dict[str, Any], key: str, default: bool = False) -> bool:

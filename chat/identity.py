@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from chat.frames import clean_line
+
 
 class IdentityError(Exception):
     """The token is forged, expired, malformed or names an unknown plan."""
@@ -65,9 +67,11 @@ def verify(secret: str, token: Any, plans: Iterable[str], now: float) -> Identit
     if not isinstance(sub, (str, int)) or not str(sub):
         raise IdentityError("missing sub")
     email, name = payload.get("email", ""), payload.get("name", "")
+    # The site vouches for who this is, not for what the text holds: a name reaches mail
+    # headers and agents' screens, so it is one printable line like any visitor's own.
     return Identity(
         sub=str(sub)[:200],
         plan=plan,
-        email=email[:254] if isinstance(email, str) else "",
-        name=name[:200] if isinstance(name, str) else "",
+        email=clean_line(email)[:254] if isinstance(email, str) else "",
+        name=clean_line(name)[:200] if isinstance(name, str) else "",
     )

@@ -52,6 +52,7 @@ AGENTS = f"{PREFIX}:{{q}}:agents"          # hash username -> msgpack {name, lan
 AGENTS_SEEN = f"{PREFIX}:{{q}}:seen:agents"      # zset username -> last heartbeat of any of its sockets
 VISITORS_SEEN = f"{PREFIX}:{{q}}:seen:visitors"  # zset chat_id -> last heartbeat of its visitor socket
 TIMERS = f"{PREFIX}:{{q}}:timers"          # zset "<kind>|<chat_id>" -> deadline
+TIMER_FAILURES = f"{PREFIX}:{{q}}:timer-failures"  # hash "<kind>|<chat_id>" -> failed attempts (back-off)
 STATS = f"{PREFIX}:{{q}}:stats"            # hash of running figures (handling time average, counters)
 QUEUE_CHANNEL = f"{PREFIX}:{{q}}:ev"       # pub/sub: the queue changed
 QUEUE_HISTORY = f"{PREFIX}:{{q}}:depth"    # zset minute -> "minute:depth", queue depth over the last hour
@@ -132,6 +133,7 @@ TICKETS_DUE = f"{PREFIX}:tickets:due"      # zset ref -> due_at of every open ti
 TICKETS_PENDING = f"{PREFIX}:tickets:pending-since"  # zset ref -> when it began to wait for the customer
 TICKETS_CHANNEL = f"{PREFIX}:tickets:ev"   # pub/sub: a ticket changed (msgpack {"type": "ticket", "ref"})
 OUTBOX = f"{PREFIX}:outbox"                # zset mail_id -> next attempt time
+OUTBOX_FAILED = f"{PREFIX}:outbox-failed"  # zset mail_id -> when delivery failed for good (not retried)
 CHATS_CLOSED = f"{PREFIX}:closed"          # zset chat_id -> closed_at, for retention
 
 
@@ -171,6 +173,12 @@ def tickets_by_status(status: str) -> str:
 
 
 # --- reliability: abuse guards (chat/connection.py) --------------------------------
+
+
+def confirmations(email_hash: str) -> str:
+    """Counter with a one-day TTL: ticket confirmations mailed to one address (hashed)
+    ([limits] confirmations_per_address_per_day)."""
+    return f"{PREFIX}:limit:confirmations:{email_hash}"
 
 
 def new_chats(who: str) -> str:

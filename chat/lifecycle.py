@@ -72,6 +72,7 @@ async def assigned(rt: Runtime, chat_id: str, username: str, agent_name: str) ->
     async with rt.redis.pipeline(transaction=False) as pipe:
         pipe.hset(keys.chat(chat_id), mapping={"status": "active", "agent": username, "agent_name": agent_name,
                                                "assigned_at": repr(now)})
+        pipe.hdel(keys.chat(chat_id), "wait_offered")  # an offer made while waiting ends with the wait
         pipe.zrem(keys.TIMERS, *timers.cancel_all_members(chat_id))
         if not first:
             stats.add_assignment(pipe, max(0.0, now - float(arrived or now)), now)
@@ -149,6 +150,7 @@ async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None,
         pipe.hset(keys.chat(chat_id), mapping={"status": "closed", "closed_reason": reason, "closed_at": repr(now),
                                                "ticket": ref or ""})
         pipe.zrem(keys.TIMERS, *timers.cancel_all_members(chat_id))
+        pipe.hdel(keys.TIMER_FAILURES, *timers.cancel_all_members(chat_id))
         pipe.zrem(keys.VISITORS_SEEN, chat_id)
         if chat.get("assigned_at"):
             stats.add_handled(pipe, max(0.0, now - float(chat["assigned_at"])), now)
@@ -185,7 +187,10 @@ async def make_ticket(rt: Runtime, chat_id: str, trigger: str) -> str | None:
     if not chat or chat.get("status") == "closed":
         return None
     ref = await open_ticket(rt, chat_id, trigger)
-    await publish(rt, keys.chat_channel(chat_id), {"type": "ticket", "ref": ref})
+    event = {"type": "ticket", "ref": ref}
+    if await rt.redis.hget(keys.ticket(ref), "confirmation") == b"limited":
+        event["confirmation"] = "limited"  # the visitor is told why no confirmation comes
+    await publish(rt, keys.chat_channel(chat_id), event)
     if await close(rt, chat_id, "ticket", ref):
         await stats.record_ticket(rt.redis, trigger, rt.clock())
     return ref
@@ -219,8 +224,8 @@ async def fire_timer(rt: Runtime, kind: str, chat_id: str) -> None:
             "type": "wait_or_ticket", "max_wait_s": int(plan.max_wait),
             "timeout_s": int(rt.config.timing.wait_choice_timeout),
         })
-    elif kind == timers.WAIT_CHOICE and status == "queued":
-        await make_ticket(rt, chat_id, "max_wait")
+    elif kind == timers.WAIT_CHOICE and status == "queued" and await rt.redis.hdel(keys.chat(chat_id), "wait_offered"):
+        await make_ticket(rt, chat_id, "max_wait")  # (unless the visitor answered meanwhile)
     elif kind == timers.OFFLINE_IDLE and status == "offline":
         if int(chat.get("visitor_msgs") or 0) > 0:
             await make_ticket(rt, chat_id, "offline")
@@ -228,11 +233,20 @@ async def fire_timer(rt: Runtime, kind: str, chat_id: str) -> None:
             await close(rt, chat_id, "timeout")
 
 
-async def keep_waiting(rt: Runtime, chat_id: str) -> None:
-    """The visitor chose to keep waiting: ask again after another max_wait."""
+async def answer_wait_offer(rt: Runtime, chat_id: str, choice: str) -> bool:
+    """The visitor answered the wait_or_ticket offer: "ticket" makes the ticket, "wait" asks
+    again after another max_wait. False (nothing done) unless the hub made the offer and the
+    chat is still waiting: otherwise anyone could have the desk mail any address at will.
+    Each offer is answered once (taking ``wait_offered`` is the atomic step)."""
     chat = await load_chat(rt.redis, chat_id)
-    if not chat or chat.get("status") != "queued":
-        return
-    plan = rt.config.plan(chat.get("plan"))
-    await timers.cancel(rt.redis, timers.WAIT_CHOICE, chat_id)
-    await timers.schedule(rt.redis, timers.MAX_WAIT, chat_id, rt.clock() + plan.max_wait)
+    if not chat or chat.get("status") != "queued" or not chat.get("wait_offered"):
+        return False
+    if not await rt.redis.hdel(keys.chat(chat_id), "wait_offered"):
+        return False  # answered by another tab, or the answer timed out, a moment ago
+    if choice == "ticket":
+        await make_ticket(rt, chat_id, "max_wait")
+    else:
+        plan = rt.config.plan(chat.get("plan"))
+        await timers.cancel(rt.redis, timers.WAIT_CHOICE, chat_id)
+        await timers.schedule(rt.redis, timers.MAX_WAIT, chat_id, rt.clock() + plan.max_wait)
+    return True

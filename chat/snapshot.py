@@ -130,6 +130,8 @@ async def queue_snapshot(rt: Runtime, record: bool = True) -> dict[str, Any]:
         assignments_today / messages_today
         history                 [[unix_minute, depth], ...] over the last hour, then [at, depth]
         redis_memory            {used_bytes, max_bytes, warning}: see redis_memory
+        mail_failed             mails the mail server refused for good (not retried)
+        mail_failed_recent      [{id, ref, kind, error, at}] the newest ten of them
     """
     now = rt.clock()
     redis = rt.redis
@@ -185,6 +187,7 @@ async def queue_snapshot(rt: Runtime, record: bool = True) -> dict[str, Any]:
     from transcripts.desk import due_overview  # the ticket desk's figures, beside the chat queue's
 
     due = await due_overview(redis, now)
+    mail_failed, mail_failed_recent = await _failed_mail(rt)
     depth = len(waiting_ids)
     if record:
         await record_queue_depth(rt, depth, now)
@@ -227,6 +230,8 @@ async def queue_snapshot(rt: Runtime, record: bool = True) -> dict[str, Any]:
         "messages_today": int(stats.get(f"{today}messages", 0)),
         "history": history,
         "redis_memory": await redis_memory(rt),
+        "mail_failed": mail_failed,
+        "mail_failed_recent": mail_failed_recent,
     }
 
 
@@ -238,6 +243,19 @@ async def redis_memory(rt: Runtime) -> dict[str, Any]:
     used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
     percent = rt.config.limits.redis_memory_warning
     return {"used_bytes": used, "max_bytes": limit, "warning": bool(limit and percent and used * 100 >= limit * percent)}
+
+
+async def _failed_mail(rt: Runtime, limit: int = 10) -> tuple[int, list[dict[str, Any]]]:
+    """How many mails failed for good, and the newest of them (the outbox lives with the
+    transcripts, when they are installed)."""
+    try:
+        from transcripts.outbox import failed_mails
+    except ImportError:
+        return 0, []
+    total = await rt.redis.zcard(keys.OUTBOX_FAILED)
+    recent = await failed_mails(rt.redis, limit) if total else []
+    return int(total), [{"id": m["id"], "ref": m["ref"], "kind": m["kind"], "error": m["last_error"], "at": m["due"]}
+                        for m in recent]
 
 
 def comparable(snapshot: dict[str, Any]) -> dict[str, Any]:

@@ -43,11 +43,28 @@ for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], member) end
 return due
 """
 
-# KEYS: TIMERS; ARGV: member, lease time. Removes the entry unless it was scheduled anew meanwhile.
+# KEYS: TIMERS, TIMER_FAILURES; ARGV: member, lease time. Removes the entry unless it was
+# scheduled anew meanwhile, and forgets its failed attempts.
 DONE_SCRIPT = """
+redis.call('HDEL', KEYS[2], ARGV[1])
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if score and tonumber(score) == tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1], ARGV[1]) end
 return 0
+"""
+
+RETRY_BASE = 1.0    # seconds before a failed deadline is tried again; doubles per failure
+RETRY_CAP = 600.0   # never longer than this between attempts
+
+# KEYS: TIMERS, TIMER_FAILURES; ARGV: member, lease time, now, base, cap. Counts the failure and
+# moves the entry to its next attempt, unless it was scheduled anew meanwhile; returns the delay.
+RETRY_SCRIPT = """
+local n = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+local delay = math.min(tonumber(ARGV[5]), tonumber(ARGV[4]) * 2 ^ (n - 1))
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) == tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], tostring(tonumber(ARGV[3]) + delay), ARGV[1])
+end
+return tostring(delay)
 """
 
 
@@ -66,4 +83,13 @@ async def pop_due(redis: Redis, now: float, limit: int = 100, lease: float = LEA
 
 async def done(redis: Redis, kind: str, chat_id: str, lease: float) -> None:
     """The deadline taken with ``pop_due`` was handled: forget it (unless it was set again)."""
-    await redis.eval(DONE_SCRIPT, 1, keys.TIMERS, _member(kind, chat_id), repr(lease))
+    await redis.eval(DONE_SCRIPT, 2, keys.TIMERS, keys.TIMER_FAILURES, _member(kind, chat_id), repr(lease))
+
+
+async def failed(redis: Redis, kind: str, chat_id: str, lease: float, now: float) -> float:
+    """Handling the deadline taken with ``pop_due`` raised: try it again later, waiting twice
+    as long after each failure (RETRY_BASE up to RETRY_CAP), so that one chat whose handling
+    keeps failing neither holds up the others nor floods the log. Returns the delay."""
+    delay = await redis.eval(RETRY_SCRIPT, 2, keys.TIMERS, keys.TIMER_FAILURES, _member(kind, chat_id), repr(lease),
+                             repr(now), repr(RETRY_BASE), repr(RETRY_CAP))
+    return float(delay)

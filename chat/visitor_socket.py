@@ -103,7 +103,12 @@ class VisitorConnection(Connection):
             if event.get("ref"):
                 frame["ref"] = event["ref"]
             self.send(frame)
-        elif kind in ("ticket", "wait_or_ticket"):
+        elif kind == "ticket":
+            self.send({"type": "ticket", "ref": event["ref"]})
+            if event.get("confirmation") == "limited":
+                self.error(frames.LIMIT_REACHED, "the ticket is made, but this address got all the confirmation "
+                                                 "mails it may get today: none was sent for this one")
+        elif kind == "wait_or_ticket":
             self.send(event)
 
     async def catch_up_state(self) -> None:
@@ -235,7 +240,7 @@ class VisitorConnection(Connection):
         topic = (frames.text_field(hello, "topic", limit=32) or "").lower()
         if topic and not TOPIC.match(topic):
             raise FrameError(frames.BAD_FRAME, "\"topic\" must be a short word such as billing")
-        email = frames.text_field(hello, "email", limit=254) or ""
+        email = frames.text_field(hello, "email", limit=254, one_line=True) or ""
         if email and not EMAIL.match(email):
             email = ""
         emergency = topic == EMERGENCY and await self._emergency_allowed(identity is not None)
@@ -246,7 +251,7 @@ class VisitorConnection(Connection):
             "sub": identity.sub if identity else "",
             # A verified visitor's name and email are what the site vouches for, never what the
             # hello claims (agents act on them); an unverified visitor's are its own, unverified.
-            "name": identity.name if identity else frames.text_field(hello, "name", limit=100) or "",
+            "name": identity.name if identity else frames.text_field(hello, "name", limit=100, one_line=True) or "",
             "email": identity.email if identity else email,
             "lang": lang,
             "topic": topic,
@@ -311,10 +316,8 @@ class VisitorConnection(Connection):
             await self._contact(frame)
         elif kind == "wait_or_ticket":
             choice = frames.choice_field(frame, "choice", ("wait", "ticket"))
-            if choice == "wait":
-                await lifecycle.keep_waiting(self.rt, self.chat_id)
-            else:
-                await lifecycle.make_ticket(self.rt, self.chat_id, "max_wait")
+            if not await lifecycle.answer_wait_offer(self.rt, self.chat_id, choice):
+                raise FrameError(frames.NOT_ALLOWED, "no wait_or_ticket question is waiting for an answer")
         elif kind == "read":
             seq = frames.int_field(frame, "seq", 0)
             await lifecycle.publish(self.rt, keys.chat_channel(self.chat_id), {"type": "read", "from": "visitor", "seq": seq})
@@ -389,8 +392,8 @@ class VisitorConnection(Connection):
         self.send({"type": "rated", "score": score})
 
     async def _contact(self, frame: dict[str, Any]) -> None:
-        email = frames.text_field(frame, "email", limit=254) or ""
-        name = frames.text_field(frame, "name", limit=100)
+        email = frames.text_field(frame, "email", limit=254, one_line=True) or ""
+        name = frames.text_field(frame, "name", limit=100, one_line=True)
         if email and not EMAIL.match(email):
             raise FrameError(frames.BAD_FRAME, "\"email\" is not an email address")
         if self.verified:

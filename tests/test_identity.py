@@ -177,3 +177,11 @@ async def test_plan_field_in_hello_is_ignored(hub, rds, lang, sockets):
     await ada.expect("queued", position=1)
     waiting = await route(rds, welcome["chat_id"])
     assert waiting["plan"] == "free" and waiting["score"] == waiting["arrived_at"]
+
+
+async def test_token_name_with_a_line_break_reaches_the_agent_as_one_printable_line(hub, rds, lang, sockets):
+    """A token's name holding a NEL and a bidi override is shown to the agent without them."""
+    sam, _ = await sockets.agent(hub, f"a-{lang}", [lang])
+    _, welcome = await sockets.visitor(hub, lang, identity=token("plus", name="Eve\u0085X\u202e", email="eve@example.org"))
+    visitor = (await sam.expect("assigned", chat_id=welcome["chat_id"]))["visitor"]
+    assert visitor["name"] == "Eve X"

@@ -52,8 +52,9 @@ async def test_replies_go_to_the_inbox_and_to_the_visitor(rt, tdb, smtp_server):
 
 
 async def test_confirmation_has_transcript_and_asks_for_details(rt, tdb, smtp_server):
-    """Plain text and HTML both hold the transcript and invite details (tries, errors, screenshots)."""
-    await open_ticket(rt, await make_chat(tdb, [("visitor", "Error 0x80 on login"), ("agent", "Which app?")]), "unresolved")
+    """To a verified address, plain text and HTML both hold the transcript and invite details (tries, errors, screenshots)."""
+    await open_ticket(rt, await make_chat(tdb, [("visitor", "Error 0x80 on login"), ("agent", "Which app?")], verified=True),
+                      "unresolved")
     await drain_once(rt)
     msg = smtp_server.to(VISITOR)[0].message
     for body in (text_part(msg), html_part(msg)):
@@ -73,7 +74,7 @@ async def test_confirmation_is_in_french_for_french_visitors(rt, tdb, smtp_serve
 async def test_html_part_escapes_hostile_text(rt, tdb, smtp_server):
     """A visitor's markup arrives as text in the HTML part, never as markup."""
     hostile = '<script>alert("x")</script><img src=x onerror=alert(1)>'
-    await open_ticket(rt, await make_chat(tdb, [("visitor", hostile)], name="<b>Eve</b>"), "offline")
+    await open_ticket(rt, await make_chat(tdb, [("visitor", hostile)], name="<b>Eve</b>", verified=True), "offline")
     await drain_once(rt)
     for received in smtp_server.messages:
         html = html_part(received.message)

@@ -1,4 +1,4 @@
-"""Tickets: references, one ticket per chat whatever races, fields, paging and status."""
+"""Tickets: references, one ticket per chat whatever races, fields and paging."""
 
 from __future__ import annotations
 

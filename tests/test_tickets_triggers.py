@@ -241,3 +241,26 @@ async def test_two_workers_racing_on_deadlines_make_one_ticket_each(ticket_env, 
     finally:
         for worker in workers:
             worker.terminate()
+
+
+async def test_visitor_named_with_a_nel_gets_a_ticket_and_mail(ticket_hub, trds, smtp, lang):
+    """A NEL in the visitor's name (a line break to the email library) still makes the ticket and its mails."""
+    eve, welcome = await visitor(ticket_hub, lang, name="Eve\u0085X", email=f"nel-{lang}@example.org")
+    await eve.send(type="message", text="hello", client_id="1")
+    await eve.expect("message", client_id="1")
+    await eve.send(type="leave")
+    ref = (await eve.expect("ticket"))["ref"]
+    await one_ticket(trds, welcome["chat_id"], ref, "offline")
+    await mails_for(smtp, ref, f"nel-{lang}@example.org")
+    assert "Eve X" in next(m for m in smtp.to(SUPPORT) if ref in m.message["Subject"]).message["Subject"]
+
+
+async def test_quiet_chats_become_tickets_when_the_first_due_has_a_nel_in_its_name(ticket_hub, trds, smtp, lang):
+    """Offline chats going quiet together all become tickets and close, the NEL-named one (first due) too."""
+    names = ["Eve\u0085X"] + [f"V{i}" for i in range(5)]
+    chats = [await visitor(ticket_hub, lang, name=name, email=f"q{i}-{lang}@example.org") for i, name in enumerate(names)]
+    for client, _ in chats:
+        await client.send(type="message", text="going quiet", client_id="1")
+    for client, welcome in chats:
+        ref = (await client.expect("ticket", timeout=15))["ref"]
+        await one_ticket(trds, welcome["chat_id"], ref, "offline")

@@ -108,6 +108,8 @@ async def test_ticket_list_pages_and_filters_by_status(rt, tdb, web, lang):
     second = json.loads((await get(f"{web}/api/tickets?page=2&per_page=2&sort=newest", cookie))[2])
     assert [t["ref"] for t in second["tickets"]] == [refs[0]]
     assert json.loads((await get(f"{web}/api/tickets?status=solved", cookie))[2])["total"] == 0
+    assert json.loads((await get(f"{web}/api/tickets?status=open", cookie))[2])["total"] == 3
+    assert (await get(f"{web}/api/tickets?status=closed", cookie))[0] == 400  # no ticket can be closed yet
     assert (await get(f"{web}/api/tickets?status=bogus", cookie))[0] == 400
     assert (await get(f"{web}/api/tickets?page=0", cookie))[0] == 400
 

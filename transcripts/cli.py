@@ -98,13 +98,20 @@ async def delete_command(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 async def outbox_command(rt: Runtime, args: argparse.Namespace) -> int:
     mails = await outbox.queued(rt.redis)
+    failed = await outbox.failed_mails(rt.redis)
     if not mails:
         print("the outbox is empty")
-        return 0
     for m in mails:
-        due = datetime.fromtimestamp(m["due"], timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         error = f"  last error: {m['last_error']}" if m["last_error"] else ""
-        print(f"{m['id']:<24} next attempt {due}  attempts {m['attempts']}{error}")
+        print(f"{m['id']:<24} next attempt {_utc(m['due'])}  attempts {m['attempts']}{error}")
+    if failed:
+        print(f"failed for good, not retried ({len(failed)}):")
+    for m in failed:
+        print(f"{m['id']:<24} failed {_utc(m['due'])}  attempts {m['attempts']}  error: {m['last_error']}")
     return 0

@@ -59,7 +59,7 @@ async def erase_email(redis: Redis, address: str) -> Erasure:
     if not email:
         return report
     digest = email_hash(email)
-    mails = [m["id"] for m in await outbox.queued(redis) if m["about"] == digest]
+    mails = [m["id"] for m in await outbox.queued(redis) + await outbox.failed_mails(redis) if m["about"] == digest]
     for chat_id, status in sorted((await _chats_with_email(redis, email)).items()):
         if status != "closed":
             report.still_open.append(chat_id)

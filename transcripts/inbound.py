@@ -20,6 +20,7 @@ from html.parser import HTMLParser
 
 from mailparser_reply import EmailReplyParser
 
+from chat.frames import clean_line as one_line
 from transcripts.contact import normalize_email
 from transcripts.masking import mask
 from transcripts.refs import ALPHABET, LENGTH, PREFIX, normalize_ref
@@ -27,7 +28,6 @@ from transcripts.refs import ALPHABET, LENGTH, PREFIX, normalize_ref
 MAX_TEXT_CHARS = 20_000   # of the reply kept in the thread; the original keeps the rest
 REPLY_LANGUAGES = ["en", "fr", "de", "es", "it", "nl"]  # quote headers the reply parser knows
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 _SUBJECT_REF = re.compile(rf"\[\s*({PREFIX}[{ALPHABET}]{{{LENGTH}}})\s*\]", re.IGNORECASE)
 # Our own Message-IDs: <LC-XXXXXX.kind@domain> (transcripts.mailer.message_id).
 _OUR_MESSAGE_ID = re.compile(rf"^<?({PREFIX}[{ALPHABET}]{{{LENGTH}}})\.[a-z0-9.-]+@", re.IGNORECASE)
@@ -50,8 +50,8 @@ class Inbound:
 
 
 def clean_line(value: str | None, limit: int = 200) -> str:
-    """A header value made safe to store and show: one line, no control or direction marks."""
-    return " ".join(_CONTROL.sub(" ", str(value or "")).split())[:limit]
+    """A header value made safe to store and show: one printable line, bounded."""
+    return one_line(str(value or ""))[:limit]
 
 
 class _Text(HTMLParser):

@@ -10,7 +10,6 @@ servers and readers can recognise the duplicate.
 from __future__ import annotations
 
 import email.policy
-import re
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -18,6 +17,8 @@ from email.utils import format_datetime, parseaddr
 from datetime import datetime, timezone
 from typing import Any
 
+from chat.config import Limits
+from chat.frames import clean_line
 from chat.settings import Settings
 from transcripts.contact import email_hash, is_mailable
 from transcripts.templating import pick_template, render, transcript_rows
@@ -25,7 +26,6 @@ from transcripts.templating import pick_template, render, transcript_rows
 VISITOR_SUBJECTS = {"en": "We received your request", "fr": "Nous avons bien reçu votre demande"}
 TEAM_SIGNATURES = {"en": "The support team", "fr": "L'équipe du support"}  # when LIVECHAT_MAIL_FROM has no name
 POLICY = email.policy.default  # LF line ends; the SMTP client converts to CRLF on the wire
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,7 @@ class OutgoingMail:
     sender: str             # envelope MAIL FROM
     recipients: tuple[str, ...]
     about: str              # email_hash of the visitor this mail concerns ("" if none), for erasure
-    message: EmailMessage
-
-    def as_bytes(self) -> bytes:
-        return self.message.as_bytes(policy=POLICY)
+    data: bytes             # the whole message (RFC 5322, LF line ends), serialised where it was composed
 
 
 MAIL_KINDS = ("visitor", "inbox")
@@ -57,8 +54,9 @@ def mail_ids(ref: str) -> list[str]:
 
 
 def header_text(value: Any, limit: int = 200) -> str:
-    """Visitor-supplied text made safe for a header: one line, bounded length."""
-    return _CONTROL.sub(" ", str(value or "")).strip()[:limit]
+    """Visitor-supplied text made safe for a header: one printable line (the email policy
+    raises on a NEL or any other line boundary), bounded length."""
+    return clean_line(str(value or ""))[:limit]
 
 
 def envelope_address(value: str) -> str:
@@ -84,14 +82,33 @@ def _lang(ticket: dict[str, Any]) -> str:
     return (ticket.get("lang") or "en").split("-")[0].lower()
 
 
-def _context(ticket: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def mail_transcript(messages: list[dict[str, Any]], limits: Limits) -> tuple[list[dict[str, Any]], int]:
+    """The end of a transcript that fits in a mail, and how many earlier messages were left
+    out: at most [limits] mail_transcript_messages messages whose text adds up to at most
+    mail_transcript_bytes (UTF-8). A mail stays a few hundred KB whatever the chat (a long
+    chat of escaped markup once made 30 MB mails); the ticket keeps every message."""
+    kept: list[dict[str, Any]] = []
+    size = 0
+    last = messages[-limits.mail_transcript_messages:] if limits.mail_transcript_messages else []
+    for message in reversed(last):
+        size += len(str(message.get("text", "")).encode("utf-8", "replace"))
+        if size > limits.mail_transcript_bytes:
+            break
+        kept.append(message)
+    kept.reverse()
+    return kept, len(messages) - len(kept)
+
+
+def _context(ticket: dict[str, Any], settings: Settings, limits: Limits) -> dict[str, Any]:
     name = header_text(ticket.get("name"), 100)
+    shown, earlier = mail_transcript(ticket.get("transcript") or [], limits)
     return {
         **ticket,
         "name": name,
         "email": ticket.get("email") or "",
         "agent_name": ticket.get("agent_name") or "",
-        "rows": transcript_rows(ticket.get("transcript") or [], name),
+        "rows": transcript_rows(shown, name),
+        "earlier": earlier,
         "team": header_text(parseaddr(settings.sender)[0]) or TEAM_SIGNATURES.get(_lang(ticket), TEAM_SIGNATURES["en"]),
         "link": _ticket_link(ticket, settings),
     }
@@ -107,24 +124,38 @@ def _base(ref: str, kind: str, subject: str, ticket: dict[str, Any], settings: S
     return msg
 
 
-def visitor_confirmation(ticket: dict[str, Any], settings: Settings) -> EmailMessage:
+def _address(ticket: dict[str, Any]) -> Address:
+    """The visitor's address for To / Reply-To: with the name only when the customer's site
+    vouched for both (an unverified name is whatever the visitor typed, a phishing line
+    included, and a reply would carry it to the address)."""
+    name = header_text(ticket.get("name"), 100) if ticket.get("verified") else ""
+    return Address(display_name=name, addr_spec=ticket["email"].strip())
+
+
+def visitor_confirmation(ticket: dict[str, Any], settings: Settings, limits: Limits) -> EmailMessage:
     """The visitor's receipt: reference in the subject, transcript in the body, an invitation
     to add details by replying; Reply-To is the support inbox so a reply lands there."""
     ref = ticket["ref"]
     lang = _lang(ticket)
     subject = f"[{ref}] {VISITOR_SUBJECTS.get(lang, VISITOR_SUBJECTS['en'])}"
     msg = _base(ref, "visitor", subject, ticket, settings)
-    name = header_text(ticket.get("name"), 100)
-    msg["To"] = Address(display_name=name, addr_spec=ticket["email"].strip())
+    verified = bool(ticket.get("verified"))
+    msg["To"] = _address(ticket)
     msg["Reply-To"] = settings.support_address
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: auto-responders must not answer it
-    context = _context(ticket, settings)
+    context = _context(ticket, settings, limits)
+    if not verified:
+        # Anyone can type any address into the widget: to an address nobody vouched for, the
+        # desk repeats nothing the visitor wrote (name, messages), so it cannot be made to
+        # carry someone's words into a stranger's inbox. The ticket keeps everything.
+        context.update(name="", rows=[], earlier=0)
+    context["show_transcript"] = verified
     msg.set_content(render(pick_template("visitor_confirmation", "txt", lang), **context))
     msg.add_alternative(render(pick_template("visitor_confirmation", "html", lang), **context), subtype="html")
     return msg
 
 
-def inbox_ticket(ticket: dict[str, Any], settings: Settings) -> EmailMessage:
+def inbox_ticket(ticket: dict[str, Any], settings: Settings, limits: Limits) -> EmailMessage:
     """The support inbox's copy of the ticket; Reply-To is the visitor when we can mail them."""
     ref = ticket["ref"]
     name = header_text(ticket.get("name"), 100)
@@ -135,25 +166,29 @@ def inbox_ticket(ticket: dict[str, Any], settings: Settings) -> EmailMessage:
     msg = _base(ref, "inbox", subject, ticket, settings)
     msg["To"] = settings.support_address
     if is_mailable(ticket.get("email")):
-        msg["Reply-To"] = Address(display_name=name, addr_spec=ticket["email"].strip())
-    context = _context(ticket, settings)
+        msg["Reply-To"] = _address(ticket)
+    context = _context(ticket, settings, limits)
     msg.set_content(render("inbox_ticket.txt", **context))
     msg.add_alternative(render("inbox_ticket.html", **context), subtype="html")
     return msg
 
 
-def ticket_mails(ticket: dict[str, Any], settings: Settings) -> list[OutgoingMail]:
+def ticket_mails(ticket: dict[str, Any], settings: Settings, limits: Limits, *, confirm: bool = True) -> list[OutgoingMail]:
     """The mails one new ticket sends: the visitor's confirmation (only with a usable email
-    address) and the support inbox's copy (always)."""
+    address, and unless ``confirm`` is False: the address reached its daily cap) and the
+    support inbox's copy (always), composed and serialised. CPU work (templates, MIME,
+    encoding): call it in a thread, never on the event loop."""
     ref = ticket["ref"]
     sender = envelope_address(settings.sender)
     about = email_hash(ticket["email"]) if ticket.get("email") else ""
     mails = []
-    if is_mailable(ticket.get("email")):
+    if confirm and is_mailable(ticket.get("email")):
+        message = visitor_confirmation(ticket, settings, limits)
         mails.append(OutgoingMail(mail_id(ref, "visitor"), "visitor", ref, sender, (ticket["email"].strip(),), about,
-                                  visitor_confirmation(ticket, settings)))
-    mails.append(OutgoingMail(mail_id(ref, "inbox"), "inbox", ref, sender, (envelope_address(settings.support_address),), about,
-                              inbox_ticket(ticket, settings)))
+                                  message.as_bytes(policy=POLICY)))
+    message = inbox_ticket(ticket, settings, limits)
+    mails.append(OutgoingMail(mail_id(ref, "inbox"), "inbox", ref, sender, (envelope_address(settings.support_address),),
+                              about, message.as_bytes(policy=POLICY)))
     return mails
 
 

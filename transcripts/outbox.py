@@ -8,9 +8,13 @@ edge: a worker that dies after the server accepted a mail but before deleting it
 mail to be resent when its lease expires; the Message-ID is stable (mailer.message_id), so
 mail servers and readers can spot the duplicate.
 
-Keys: keys.OUTBOX (zset mail_id -> next attempt time), keys.outbox_mail(id) (hash: message,
-sender, rcpt, ref, kind, about, attempts, last_error, created_at), keys.OUTBOX_CHANNEL
-(pub/sub wake-up on enqueue).
+A mail the server refuses for good (a 5xx answer, a mail too big) is not retried: it moves to
+keys.OUTBOX_FAILED with its error, listed by `livechat transcript outbox` and shown in the
+supervisor view, and is deleted with its ticket (retention, erasure).
+
+Keys: keys.OUTBOX (zset mail_id -> next attempt time), keys.OUTBOX_FAILED (zset mail_id ->
+when it failed for good), keys.outbox_mail(id) (hash: message, sender, rcpt, ref, kind, about,
+attempts, last_error, created_at, failed_at), keys.OUTBOX_CHANNEL (pub/sub wake-up on enqueue).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from chat.cancellation import raise_if_cancelled
 from chat.runtime import Runtime
 from transcripts.delivery import Backend, backend_for
 from transcripts.mailer import OutgoingMail
+from transcripts.smtp import is_permanent
 
 log = logging.getLogger("livechat.outbox")
 
@@ -61,13 +66,24 @@ return tostring(due)
 """
 
 
+# KEYS[1] outbox zset, KEYS[2] failed zset, KEYS[3] mail hash; ARGV id, error, now -> 1 if recorded
+GIVE_UP_SCRIPT = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+if redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
+redis.call('HINCRBY', KEYS[3], 'attempts', 1)
+redis.call('HSET', KEYS[3], 'last_error', ARGV[2], 'last_attempt', ARGV[3], 'failed_at', ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 1
+"""
+
+
 def queue_mail(pipe: Pipeline, mail: OutgoingMail, now: float) -> None:
     """Add the commands that queue one mail to a pipeline, so a caller's MULTI/EXEC holds the
     mail together with whatever made it (a ticket)."""
     pipe.hset(
         keys.outbox_mail(mail.mail_id),
         mapping={
-            "message": mail.as_bytes(),
+            "message": mail.data,
             "sender": mail.sender,
             "rcpt": msgpack.packb(list(mail.recipients)),
             "ref": mail.ref,
@@ -96,20 +112,30 @@ async def enqueue(redis: Redis, mails: list[OutgoingMail], now: float) -> None:
 
 
 async def delete_mails(redis: Redis, mail_ids: list[str]) -> int:
-    """Remove queued mails (erasure, retention); returns how many were still queued."""
+    """Remove queued (or failed) mails (erasure, retention); returns how many there were."""
     if not mail_ids:
         return 0
     async with redis.pipeline(transaction=True) as pipe:
         pipe.zrem(keys.OUTBOX, *mail_ids)
+        pipe.zrem(keys.OUTBOX_FAILED, *mail_ids)
         for mail_id in mail_ids:
             pipe.delete(keys.outbox_mail(mail_id))
         result = await pipe.execute()
-    return int(result[0])
+    return int(result[0]) + int(result[1])
 
 
 async def queued(redis: Redis) -> list[dict[str, Any]]:
     """Every queued mail with its next attempt, attempts and last error (not its content)."""
-    entries = await redis.zrange(keys.OUTBOX, 0, -1, withscores=True)
+    return await _describe(redis, await redis.zrange(keys.OUTBOX, 0, -1, withscores=True))
+
+
+async def failed_mails(redis: Redis, limit: int | None = None) -> list[dict[str, Any]]:
+    """Mails that failed for good, newest first (``due`` is when), with their last error."""
+    return await _describe(redis, await redis.zrevrange(keys.OUTBOX_FAILED, 0, -1 if limit is None else limit - 1,
+                                                       withscores=True))
+
+
+async def _describe(redis: Redis, entries: list[tuple[bytes, float]]) -> list[dict[str, Any]]:
     fields = ["ref", "kind", "about", "attempts", "last_error"]
     async with redis.pipeline(transaction=False) as pipe:
         for raw_id, _ in entries:
@@ -135,6 +161,7 @@ class Outbox:
         self.redis = redis
         self.claim_script = redis.register_script(CLAIM_SCRIPT)
         self.reschedule_script = redis.register_script(RESCHEDULE_SCRIPT)
+        self.give_up_script = redis.register_script(GIVE_UP_SCRIPT)
 
     async def claim(self, now: float, lease: float = LEASE, limit: int = BATCH) -> list[str]:
         ids = await self.claim_script(keys=[keys.OUTBOX], args=[repr(now), repr(now + lease), limit])
@@ -151,6 +178,10 @@ class Outbox:
             keys=[keys.OUTBOX, keys.outbox_mail(mail_id)], args=[mail_id, error[:500], repr(now), repr(base), repr(cap)]
         )
         return float(due) if due else None
+
+    async def gave_up(self, mail_id: str, error: str, now: float) -> None:
+        await self.give_up_script(keys=[keys.OUTBOX, keys.OUTBOX_FAILED, keys.outbox_mail(mail_id)],
+                                  args=[mail_id, error[:500], repr(now)])
 
 
 def _outbox(rt: Runtime) -> Outbox:
@@ -170,8 +201,12 @@ async def _send_one(rt: Runtime, box: Outbox, backend: Backend, mail_id: str, ba
         await backend.send(message, sender, rcpt)
     except asyncio.CancelledError:
         raise  # the lease runs out and another worker (or this one, restarted) sends it
-    except Exception as exc:  # noqa: BLE001 - any delivery failure means: try again later
+    except Exception as exc:  # noqa: BLE001 - any other delivery failure means: try again later
         error = f"{type(exc).__name__}: {exc}"
+        if is_permanent(exc):
+            await box.gave_up(mail_id, error, rt.clock())
+            log.error("mail %s refused for good (%s); not retried: see `livechat transcript outbox`", mail_id, error)
+            return False
         due = await box.failed(mail_id, error, rt.clock(), base, cap)
         log.warning("mail %s not delivered (%s); next attempt in %.1fs", mail_id, error,
                     (due - rt.clock()) if due else 0.0)

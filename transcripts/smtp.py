@@ -76,6 +76,21 @@ def parse_smtp_url(url: str) -> SmtpTarget:
     )
 
 
+# Answers about the account or the connection, not about this mail: fixing the settings makes
+# every mail deliverable again, so they stay retryable.
+_SETTINGS_CODES = {530, 534, 535, 538}
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """True when the server refused this mail for good: a 5xx answer to MAIL FROM, RCPT TO
+    (every recipient) or DATA, "552 message too big" included (RFC 5321 4.2.1: the same
+    mail will be refused again). Sending it every 10 minutes would only repeat the refusal."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return bool(exc.recipients) and all(is_permanent(r) for r in exc.recipients)
+    refused = (aiosmtplib.SMTPSenderRefused, aiosmtplib.SMTPRecipientRefused, aiosmtplib.SMTPDataError)
+    return isinstance(exc, refused) and 500 <= exc.code < 600 and exc.code not in _SETTINGS_CODES
+
+
 class SmtpBackend:
     """Sends each mail over its own connection (the outbox batches are small)."""
 

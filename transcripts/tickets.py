@@ -11,6 +11,7 @@ nor a pointer without its ticket.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgpack
@@ -22,8 +23,8 @@ from chat.chatlog import read_log
 from chat.chats import load_chat
 from chat.runtime import Runtime
 from transcripts import outbox
-from transcripts.contact import email_hash, normalize_email
-from transcripts.mailer import mail_ids, ticket_mails
+from transcripts.contact import email_hash, is_mailable, normalize_email
+from transcripts.mailer import OutgoingMail, mail_ids, ticket_mails
 from transcripts.refs import new_ref, normalize_ref
 from transcripts.targets import STATUSES, initial_fields
 
@@ -102,6 +103,29 @@ def _from_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
     return ticket
 
 
+CONFIRMATION_WINDOW = 86400  # seconds: [limits] confirmations_per_address_per_day counts per window
+
+
+def _compose(ticket: dict[str, Any], rt: Runtime, confirm: bool) -> tuple[dict[str, bytes | str], list[OutgoingMail]]:
+    """The ticket hash and its mails, ready to store (run in a thread)."""
+    return ticket_fields(ticket), ticket_mails(ticket, rt.settings, rt.config.limits, confirm=confirm)
+
+
+async def _confirmation_allowed(rt: Runtime, email: str) -> bool:
+    """Count one confirmation for this address and say whether it is within [limits]
+    confirmations_per_address_per_day: whoever types an address into the widget chooses the
+    recipient, so one address gets a bounded number of mails from the desk, whoever asks."""
+    limit = rt.config.limits.confirmations_per_address_per_day
+    if not limit:
+        return True
+    key = keys.confirmations(email_hash(email))
+    async with rt.redis.pipeline(transaction=False) as pipe:
+        pipe.set(key, 0, ex=CONFIRMATION_WINDOW, nx=True)
+        pipe.incr(key)
+        _, count = await pipe.execute()
+    return int(count) <= limit
+
+
 async def open_ticket(rt: Runtime, chat_id: str, trigger: str) -> str:
     """Turn a chat into a ticket and queue its mails; return the reference. Idempotent per
     chat: any later (or concurrent) call returns the first call's reference and does nothing.
@@ -116,6 +140,8 @@ async def open_ticket(rt: Runtime, chat_id: str, trigger: str) -> str:
     if chat is None:
         raise LookupError(f"no chat {chat_id!r}")
     transcript = await read_log(rt.redis, chat_id)
+    email = chat.get("email", "").strip()
+    confirm = is_mailable(email) and await _confirmation_allowed(rt, email)
     async with rt.redis.pipeline(transaction=True) as pipe:
         for _ in range(MAX_ATTEMPTS):
             ref = new_ref()
@@ -131,10 +157,13 @@ async def open_ticket(rt: Runtime, chat_id: str, trigger: str) -> str:
                 now = rt.clock()
                 ticket = _ticket_from_chat(ref, chat_id, chat, transcript, trigger, now)
                 ticket.update(initial_fields(rt.config, ticket, now))
-                mails = ticket_mails(ticket, rt.settings)
+                ticket["confirmation"] = "queued" if confirm else "limited" if is_mailable(email) else "none"
+                # Templates, MIME and packing the transcript are CPU work that grows with the
+                # chat: in a thread, so that every other socket of this hub is still served.
+                stored, mails = await asyncio.to_thread(_compose, ticket, rt, confirm)
                 pipe.multi()
                 pipe.set(pointer, ref, nx=True)
-                pipe.hset(keys.ticket(ref), mapping=ticket_fields(ticket))
+                pipe.hset(keys.ticket(ref), mapping=stored)
                 pipe.zadd(keys.TICKETS, {ref: now})
                 pipe.zadd(keys.tickets_by_status("open"), {ref: now})
                 pipe.zadd(keys.TICKETS_DUE, {ref: ticket["due_at"]})
@@ -256,6 +285,7 @@ async def delete_ticket(redis: Redis, ref: str) -> bool:
             pipe.srem(keys.tickets_by_email(email_hash(email)), ref)
         ids = sorted(set(mail_ids(ref)) | set(queued))
         pipe.zrem(keys.OUTBOX, *ids)
+        pipe.zrem(keys.OUTBOX_FAILED, *ids)
         for mail_id in ids:
             pipe.delete(keys.outbox_mail(mail_id))
         result = await pipe.execute()
@@ -271,6 +301,11 @@ async def open_mail_ticket(rt: Runtime, fingerprint: str, contact: dict[str, str
     one transaction with the mail's fingerprint. Returns (ref, made): made is False when this
     mail had already been stored (then ref is where)."""
     seen_key = keys.mail_in(fingerprint)
+    seen = await rt.redis.get(seen_key)
+    if seen:
+        return seen.decode(), False
+    email = contact.get("email", "")
+    confirm = is_mailable(email) and await _confirmation_allowed(rt, email)
     async with rt.redis.pipeline(transaction=True) as pipe:
         for _ in range(MAX_ATTEMPTS):
             ref = new_ref()
@@ -292,10 +327,11 @@ async def open_mail_ticket(rt: Runtime, fingerprint: str, contact: dict[str, str
                     **({"previous_ref": contact["previous_ref"]} if contact.get("previous_ref") else {}),
                 }
                 ticket.update(initial_fields(rt.config, ticket, now))
-                mails = ticket_mails(ticket, rt.settings)
+                ticket["confirmation"] = "queued" if confirm else "limited" if is_mailable(email) else "none"
+                stored, mails = await asyncio.to_thread(_compose, ticket, rt, confirm)
                 pipe.multi()
                 pipe.set(seen_key, ref, ex=ttl)
-                pipe.hset(keys.ticket(ref), mapping=ticket_fields(ticket))
+                pipe.hset(keys.ticket(ref), mapping=stored)
                 pipe.zadd(keys.TICKETS, {ref: now})
                 pipe.zadd(keys.tickets_by_status("open"), {ref: now})
                 pipe.zadd(keys.TICKETS_DUE, {ref: ticket["due_at"]})

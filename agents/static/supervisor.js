@@ -165,6 +165,22 @@
     box.setAttribute("aria-label", "Queue depth over the last hour; now " + snap.waiting + ", peak " + peak);
   }
 
+  /** Mails the mail server refused for good (not retried): the newest, and how many in all. */
+  function renderMailFailed() {
+    const list = snap.mail_failed_recent || [];
+    const body = LC.clear($("mail-failed").tBodies[0]);
+    for (const mail of list) {
+      body.append(LC.el("tr", {},
+        LC.el("td", { text: mail.id }),
+        LC.el("td", { text: new Date(mail.at * 1000).toISOString().slice(0, 16).replace("T", " ") + " UTC" }),
+        LC.el("td", { text: mail.error })));
+    }
+    $("mail-failed").hidden = !list.length;
+    const more = (snap.mail_failed || 0) - list.length;
+    $("mail-failed-empty").hidden = !!list.length && more <= 0;
+    setText("mail-failed-empty", list.length ? "… and " + more + " more (livechat transcript outbox)" : "No mail refused for good.");
+  }
+
   function render(frame) {
     snap = frame;
     receivedAt = LC.now();
@@ -174,6 +190,7 @@
     renderLangs();
     renderAgents();
     renderTicketsToday();
+    renderMailFailed();
     renderChart();
   }
 
