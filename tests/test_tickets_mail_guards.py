@@ -35,6 +35,7 @@ heartbeat = 0.2
 visitor_frames_per_second = 1000  # a long chat is typed in seconds here
 visitor_frame_burst = 1000
 confirmations_per_address_per_day = 2
+visitor_bytes_per_chat = 0        # the long chats here are the point: no per-chat cap
 """
 HOSTILE = "<\"'&" * 1000  # 4,000 characters, each escaped to 4-6 bytes in HTML
 EMOJI = "\U0001F600" * 4000  # 4,000 characters of 4 bytes each: the heaviest message to encode

@@ -33,7 +33,7 @@ from chat.config import DeskConfig
 from chat.runtime import Runtime
 from transcripts import outbox
 from transcripts.contact import is_mailable
-from transcripts.mailer import OutgoingMail, agent_reply, solved_notice
+from transcripts.mailer import OutgoingMail, agent_reply, conversation_message_id, solved_notice
 from transcripts.masking import mask
 from transcripts.targets import DUE_SOON, OPEN, PENDING, SOLVED, STATUSES, due_at
 from transcripts.tickets import load_ticket, ticket_fields
@@ -178,7 +178,7 @@ async def reply(rt: Runtime, ref: str, author: dict[str, str], text: str, intern
             raise TicketError(409, "this ticket has no address to mail; add an internal note instead")
         token = secrets.token_hex(6)
         mail = await asyncio.to_thread(agent_reply, current, entry, token, rt.settings)
-        entry["message_id"] = str(mail.message["Message-ID"])
+        entry["message_id"] = conversation_message_id(ref, "reply", token, rt.settings)
         entry["mail_id"] = mail.mail_id
 
     def change(ticket: dict[str, Any]) -> dict[str, Any]:

@@ -222,6 +222,12 @@ def _thread_ids(ticket: dict[str, Any], settings: Settings) -> tuple[str, list[s
     return last_in, chain[-20:]  # RFC 5322 lets us trim the middle of a long chain
 
 
+def conversation_message_id(ref: str, kind: str, token: str, settings: Settings) -> str:
+    """The Message-ID of a mail of the conversation: it names the reference (so a reply to it
+    threads) and a random token (so each answer has its own)."""
+    return f"<{ref}.{kind}-{token}@{_domain(settings)}>"
+
+
 def _conversation_mail(ticket: dict[str, Any], kind: str, token: str, subject: str, body: str,
                        settings: Settings, automatic: bool) -> OutgoingMail:
     ref = ticket["ref"]
@@ -231,7 +237,7 @@ def _conversation_mail(ticket: dict[str, Any], kind: str, token: str, subject: s
     msg["To"] = ticket["email"].strip()  # never a name chosen by whoever typed the address
     msg["Reply-To"] = settings.support_address
     msg["Date"] = format_datetime(datetime.now(timezone.utc))
-    msg["Message-ID"] = f"<{ref}.{kind}-{token}@{_domain(settings)}>"
+    msg["Message-ID"] = conversation_message_id(ref, kind, token, settings)
     in_reply_to, references = _thread_ids(ticket, settings)
     if in_reply_to:
         msg["In-Reply-To"] = in_reply_to
@@ -242,7 +248,7 @@ def _conversation_mail(ticket: dict[str, Any], kind: str, token: str, subject: s
     msg.set_content(body)
     about = email_hash(ticket["email"])
     return OutgoingMail(f"{ref}.{kind}-{token}", kind, ref, envelope_address(settings.sender),
-                        (ticket["email"].strip(),), about, msg)
+                        (ticket["email"].strip(),), about, msg.as_bytes(policy=POLICY))
 
 
 def _reply_subject(ticket: dict[str, Any]) -> str:
