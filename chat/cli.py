@@ -264,6 +264,10 @@ def cmd_token(args: argparse.Namespace) -> int:
         raise SystemExit("livechat: set LIVECHAT_SITE_SECRET (the key your site signs identity tokens with)")
     if args.plan not in config.plans:
         raise SystemExit(f"livechat: unknown plan {args.plan!r}; plans: {', '.join(config.plans)}")
+    max_ttl = config.limits.identity_max_ttl
+    if not 0 < args.ttl <= max_ttl:
+        raise SystemExit(f"livechat: --ttl must be from 1 to {max_ttl} seconds ([limits] identity_max_ttl): "
+                         "the hub refuses a token that lives longer")
     payload = {"sub": args.sub, "plan": args.plan, "exp": int(time.time()) + args.ttl}
     if args.email:
         payload["email"] = args.email

@@ -74,6 +74,7 @@ visitor_frames_per_second = 10  # inbound frames per visitor socket; past it `ra
 visitor_frame_burst = 30
 agent_frames_per_second = 30    # an agent writes in several chats at once
 agent_frame_burst = 60
+identity_max_ttl = 86400      # seconds: an identity token whose exp is further ahead is refused (bad_identity)
 """
 
 DEMO_OVERRIDES = {"hours": ALWAYS}
@@ -107,6 +108,7 @@ class Limits:
     visitor_frame_burst: int = 30
     agent_frames_per_second: int = 30
     agent_frame_burst: int = 60
+    identity_max_ttl: int = 24 * 3600  # a leaked token stops working within a day, whatever exp its site gave it
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,8 @@ def _limits(raw: dict[str, Any], source: str) -> Limits:
     for key in ("visitor_frames_per_second", "visitor_frame_burst", "agent_frames_per_second", "agent_frame_burst"):
         if values[key] < 1:
             raise ConfigError(source, f"limits.{key}", "must be at least 1 (a socket must be able to say hello)")
+    if values["identity_max_ttl"] < 1:
+        raise ConfigError(source, "limits.identity_max_ttl", "must be at least 1 (0 would refuse every identity token)")
     if values["send_queue_bytes"] < 65536:
         raise ConfigError(source, "limits.send_queue_bytes", "must be at least 65536 (one full-size frame)")
     return Limits(**values)
