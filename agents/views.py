@@ -157,7 +157,7 @@ async def logout(request: Request) -> Response:
     token = form.get(csrf.FIELD)
     if not csrf.session_token_ok(session.csrf, token if isinstance(token, str) else None):
         return Response("missing or wrong CSRF token\n", status_code=403, media_type="text/plain")
-    await close_session(rt, session.id)
+    await close_session(rt, session)
     response = RedirectResponse("/agent/login", status_code=303)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=_secure(request))
     return response

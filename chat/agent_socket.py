@@ -187,6 +187,8 @@ class AgentConnection(Connection):
             asyncio.create_task(self._assigned(event["chat_id"], event.get("transferred_from")))
         elif kind == "released":
             asyncio.create_task(self._released(event["chat_id"], event.get("to")))
+        elif kind == "revoked":  # the account was disabled, removed, or changed role or password
+            self.cut_off(frames.CLOSE_POLICY, "session ended: log in again")
         elif kind == "status" and event["status"] != self.status:
             self.status = event["status"]
             self.send({"type": "status", "status": self.status})
