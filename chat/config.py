@@ -75,6 +75,14 @@ visitor_frame_burst = 30
 agent_frames_per_second = 30    # an agent writes in several chats at once
 agent_frame_burst = 60
 identity_max_ttl = 86400      # seconds: an identity token whose exp is further ahead is refused (bad_identity)
+login_window = 300            # seconds failed sign-ins are counted over
+login_failures_per_user_address = 5   # failures for one username from one address, then that address gets 429
+login_failures_per_address = 20       # failures from one address, any username (an office may share one address)
+login_user_backoff_after = 10 # failures for one username from every address before its attempts are spaced out
+login_user_backoff = 1        # seconds between attempts on that username then, doubling with each failure ...
+login_user_backoff_max = 60   # ... up to this (a slowdown, never a lock-out of the real agent)
+login_verifications_per_user = 2      # password checks (argon2) running at once for one username
+login_verifications_per_address = 4   # and from one address; more get 429 at once
 """
 
 DEMO_OVERRIDES = {"hours": ALWAYS}
@@ -109,6 +117,16 @@ class Limits:
     agent_frames_per_second: int = 30
     agent_frame_burst: int = 60
     identity_max_ttl: int = 24 * 3600  # a leaked token stops working within a day, whatever exp its site gave it
+    # Sign-in guards (agents/login_limit.py): failures per (username, address) and per address
+    # in login_window seconds; a back-off per username from every address; concurrent checks.
+    login_window: int = 300
+    login_failures_per_user_address: int = 5
+    login_failures_per_address: int = 20
+    login_user_backoff_after: int = 10
+    login_user_backoff: int = 1
+    login_user_backoff_max: int = 60
+    login_verifications_per_user: int = 2
+    login_verifications_per_address: int = 4
 
 
 @dataclass(frozen=True)
@@ -154,6 +172,10 @@ def _limits(raw: dict[str, Any], source: str) -> Limits:
     for key in ("visitor_frames_per_second", "visitor_frame_burst", "agent_frames_per_second", "agent_frame_burst"):
         if values[key] < 1:
             raise ConfigError(source, f"limits.{key}", "must be at least 1 (a socket must be able to say hello)")
+    for key in ("login_window", "login_failures_per_user_address", "login_failures_per_address", "login_user_backoff",
+                "login_user_backoff_max", "login_verifications_per_user", "login_verifications_per_address"):
+        if values[key] < 1:
+            raise ConfigError(source, f"limits.{key}", "must be at least 1 (0 would refuse every sign-in)")
     if values["identity_max_ttl"] < 1:
         raise ConfigError(source, "limits.identity_max_ttl", "must be at least 1 (0 would refuse every identity token)")
     if values["send_queue_bytes"] < 65536:

@@ -124,6 +124,7 @@ BROKEN = [
     ("[limits]\nvisitor_frames_per_second = 0\n", "limits.visitor_frames_per_second"),
     ("[limits]\nagent_frame_burst = 2.5\n", "limits.agent_frame_burst"),
     ("[limits]\nidentity_max_ttl = 0\n", "limits.identity_max_ttl"),
+    ("[limits]\nlogin_verifications_per_user = 0\n", "limits.login_verifications_per_user"),
     ("[pricing]\nfree = 0\n", "pricing"),
     ("emergency = 3\n", "emergency"),
     ("[plans.free\nhead_start = 0\n", "(syntax)"),
