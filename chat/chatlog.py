@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from chat import keys
 from chat.batching import ScriptBatcher
+from chat.queue import NotHolder
 
 SEQ_PLACEHOLDER = 0xFFFFFFFF  # packed as 0xce + 4 bytes at a fixed offset, patched by the script
 
@@ -29,6 +30,7 @@ end
 local status = redis.call('HGET', KEYS[3], 'status')
 if not status then return {-1} end
 if status == 'closed' then return {-2} end
+if ARGV[5] ~= '' and redis.call('HGET', KEYS[3], 'agent') ~= ARGV[5] then return {-3} end
 local seq = redis.call('LLEN', KEYS[1]) + 1
 local blob = ARGV[2]
 local msg = string.sub(blob, 1, 6) .. struct.pack('>I4', seq) .. string.sub(blob, 11)
@@ -66,16 +68,21 @@ class ChatLog:
         self._append = redis.register_script(APPEND_SCRIPT)
 
     async def append(
-        self, chat_id: str, sender: str, text: str, ts: float, client_id: str | None = None, name: str | None = None
+        self, chat_id: str, sender: str, text: str, ts: float, client_id: str | None = None, name: str | None = None,
+        holder: str = "",
     ) -> tuple[int, bytes, bool]:
         """Store one message; return (seq, packed frame, newly stored). A client_id seen
-        before returns the stored message again and stores nothing."""
+        before returns the stored message again and stores nothing. With holder (an agent's
+        username), NotHolder unless the chat's record names that agent: an agent whose chat
+        went to someone else while its hub was away must not write in it."""
         script_keys = [keys.chat_log(chat_id), keys.chat_client_ids(chat_id), keys.chat(chat_id), keys.chat_channel(chat_id)]
-        args = [client_id or "", pack_message(sender, text, ts, client_id, name), sender, repr(ts)]
+        args = [client_id or "", pack_message(sender, text, ts, client_id, name), sender, repr(ts), holder]
         if self.batcher is not None:
             result = await self.batcher.call(self._append, script_keys, args)
         else:
             result = await self._append(keys=script_keys, args=args)
+        if result[0] == -3:
+            raise NotHolder(chat_id)
         if result[0] < 0:
             raise ChatGone(chat_id)
         return int(result[0]), result[1], bool(result[2])

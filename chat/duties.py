@@ -106,8 +106,8 @@ class Duties:
             if requeued is None:
                 continue
             log.info("agent %s gone past grace; %d chats back in the queue", username, len(requeued))
-            for chat_id in requeued:
-                await lifecycle.requeued(rt, chat_id)
+            for chat_id in requeued:  # its sockets, if a paused hub wakes up, are told `released`
+                await lifecycle.requeued(rt, chat_id, previous_agent=username)
             await lifecycle.queue_changed(rt, work=True)
         cutoff = now - timing.visitor_grace
         for raw in stale_visitors if steady >= timing.visitor_grace else ():
