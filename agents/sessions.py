@@ -33,18 +33,23 @@ def _signer(rt: Runtime) -> TimestampSigner:
 
 
 async def open_session(rt: Runtime, account: Account) -> tuple[str, Session]:
-    """Store a new session; return the cookie value and the session."""
+    """Store a new session, listed under its user (agents.accounts.end_sessions ends them all);
+    return the cookie value and the session."""
     session = Session(secrets.token_urlsafe(24), account.username, account.role, secrets.token_urlsafe(24))
     key = keys.session(session.id)
     async with rt.redis.pipeline(transaction=True) as pipe:
         pipe.hset(key, mapping={"username": session.username, "role": session.role, "csrf": session.csrf})
         pipe.expire(key, rt.settings.session_ttl)
+        pipe.sadd(keys.user_sessions(session.username), session.id)
+        pipe.expire(keys.user_sessions(session.username), rt.settings.session_ttl)
         await pipe.execute()
     return _signer(rt).sign(session.id).decode(), session
 
 
 async def read_session(rt: Runtime, cookies: Mapping[str, str]) -> Session | None:
-    """The live session named by the request's cookie, or None (missing, forged, expired, ended)."""
+    """The live session named by the request's cookie, or None (missing, forged, expired,
+    ended, or its account removed or disabled). The role is the account's, read now: the one
+    stored at login would keep a demoted supervisor's rights for the session's lifetime."""
     value = cookies.get(COOKIE)
     if not value:
         return None
@@ -56,8 +61,14 @@ async def read_session(rt: Runtime, cookies: Mapping[str, str]) -> Session | Non
     if not raw:
         return None
     text = {k.decode(): v.decode() for k, v in raw.items()}
-    return Session(session_id, text["username"], text["role"], text["csrf"])
+    role, disabled = await rt.redis.hmget(keys.account(text["username"]), "role", "disabled")
+    if role is None or disabled == b"1":
+        return None
+    return Session(session_id, text["username"], role.decode(), text["csrf"])
 
 
-async def close_session(rt: Runtime, session_id: str) -> None:
-    await rt.redis.delete(keys.session(session_id))
+async def close_session(rt: Runtime, session: Session) -> None:
+    async with rt.redis.pipeline(transaction=True) as pipe:
+        pipe.delete(keys.session(session.id))
+        pipe.srem(keys.user_sessions(session.username), session.id)
+        await pipe.execute()

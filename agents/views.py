@@ -122,18 +122,22 @@ async def login(request: Request) -> Response:
         if not csrf.is_bare_client(request):
             return _login_form(request, 403, "This form expired. Please sign in again.", username[:64])
     address = request.client.host if request.client else None
-    wait = await login_limit.blocked(rt, username, address)
-    if wait:
-        response = _login_form(request, 429, "Too many failed attempts. Please wait a few minutes.", username[:64])
-        response.headers["Retry-After"] = str(wait)
+    attempt = await login_limit.begin(rt, username, address)
+    if attempt.wait:
+        busy = attempt.reason == "busy"
+        message = ("Too many sign-ins at once. Please try again in a moment." if busy
+                   else "Too many failed attempts. Please wait and try again.")
+        response = _login_form(request, 429, message, username[:64])
+        response.headers["Retry-After"] = str(attempt.wait)
         return response
     account = None
-    if username and password and len(password) <= MAX_PASSWORD_CHARS:
-        account = await check_password(rt.redis, username, password)
+    try:
+        if username and password and len(password) <= MAX_PASSWORD_CHARS:
+            account = await check_password(rt.redis, username, password)
+    finally:
+        await login_limit.end(rt, attempt, account is not None)
     if account is None:
-        await login_limit.record_failure(rt, username, address)
         return _login_form(request, 401, "Wrong username or password.", username[:64])
-    await login_limit.clear_username(rt, username)
     cookie, session = await open_session(rt, account)
     response = RedirectResponse(_home(session), status_code=303)
     response.set_cookie(
@@ -157,7 +161,7 @@ async def logout(request: Request) -> Response:
     token = form.get(csrf.FIELD)
     if not csrf.session_token_ok(session.csrf, token if isinstance(token, str) else None):
         return Response("missing or wrong CSRF token\n", status_code=403, media_type="text/plain")
-    await close_session(rt, session.id)
+    await close_session(rt, session)
     response = RedirectResponse("/agent/login", status_code=303)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=_secure(request))
     return response

@@ -20,7 +20,7 @@ from chat.connection import Connection
 from chat.feed import ChatFeed
 from chat.config import Limits
 from chat.frames import FrameError
-from chat.queue import AgentSkills, read_agents, write_agent
+from chat.queue import AgentSkills, NotHolder, read_agents, write_agent
 from chat.runtime import Runtime
 from chat.visitor_socket import masked
 
@@ -187,6 +187,8 @@ class AgentConnection(Connection):
             asyncio.create_task(self._assigned(event["chat_id"], event.get("transferred_from")))
         elif kind == "released":
             asyncio.create_task(self._released(event["chat_id"], event.get("to")))
+        elif kind == "revoked":  # the account was disabled, removed, or changed role or password
+            self.cut_off(frames.CLOSE_POLICY, "session ended: log in again")
         elif kind == "status" and event["status"] != self.status:
             self.status = event["status"]
             self.send({"type": "status", "status": self.status})
@@ -204,12 +206,19 @@ class AgentConnection(Connection):
             else:
                 await self._released(chat_id, None)
 
-    async def _assigned(self, chat_id: str, transferred_from: str | None) -> None:
+    def open_assigned(self, chat_id: str, recorded: "asyncio.Future[None]") -> None:
+        """This hub claimed the chat for this agent: open it now, show it once recorded."""
+        asyncio.create_task(self._assigned(chat_id, None, recorded))
+
+    async def _assigned(self, chat_id: str, transferred_from: str | None,
+                        recorded: "asyncio.Future[None] | None" = None) -> None:
         try:
             entry = await self._open_chat(chat_id)
         except RedisError:
             log.warning("could not load assigned chat %s", chat_id)
             return
+        if entry and recorded is not None:
+            await asyncio.wait([recorded])  # its failure is the claimer's to report
         if entry:
             frame = {"type": "assigned", **entry}
             if transferred_from:
@@ -236,6 +245,15 @@ class AgentConnection(Connection):
         return chat_id
 
     async def handle(self, frame: dict[str, Any]) -> None:
+        try:
+            await self._handle(frame)
+        except NotHolder as exc:
+            # Redis says another agent holds it now (this socket missed the news, e.g. its hub
+            # was paused past agent_grace): nothing was stored or changed; drop it here too.
+            await self._released(str(exc), None)
+            raise FrameError(frames.NOT_ALLOWED, "you no longer hold this chat") from None
+
+    async def _handle(self, frame: dict[str, Any]) -> None:
         kind = frame["type"]
         rt = self.rt
         if kind == "message":
@@ -246,7 +264,7 @@ class AgentConnection(Connection):
             client_id = frames.text_field(frame, "client_id", limit=64)
             try:
                 seq, raw, new = await self.hub.log.append(chat_id, "agent", masked(text), rt.clock(), client_id,
-                                                          self.account.name)
+                                                          self.account.name, holder=self.account.username)
             except ChatGone:
                 raise FrameError(frames.NOT_ALLOWED, "this chat is closed") from None
             if not new:
@@ -273,10 +291,10 @@ class AgentConnection(Connection):
                 if skills:
                     done, claimed = await lifecycle.close_and_claim(rt, chat_id, skills)
                 else:
-                    done = await lifecycle.close(rt, chat_id, "resolved")
+                    done = await lifecycle.close(rt, chat_id, "resolved", holder=self.account.username)
                 ref = None
             else:
-                ref = await lifecycle.make_ticket(rt, chat_id, "unresolved")
+                ref = await lifecycle.make_ticket(rt, chat_id, "unresolved", holder=self.account.username)
                 done = ref is not None
             if done:  # the slot is free now: this socket need not wait for the pub/sub echo
                 self._on_event(chat_id, {"type": "closed", "reason": "resolved" if ref is None else "ticket", "ref": ref})
@@ -291,7 +309,7 @@ class AgentConnection(Connection):
             elif to == self.account.username:
                 raise FrameError(frames.NOT_ALLOWED, "you already hold this chat")
             else:
-                ok, reason = await lifecycle.transfer_to_agent(rt, chat_id, to)
+                ok, reason = await lifecycle.transfer_to_agent(rt, chat_id, to, holder=self.account.username)
                 if not ok:
                     raise FrameError(frames.NOT_ALLOWED, f"transfer refused: {reason}")
         else:

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from chat import keys
 from chat.batching import ScriptBatcher
+from chat.queue import NotHolder
 
 SEQ_PLACEHOLDER = 0xFFFFFFFF  # packed as 0xce + 4 bytes at a fixed offset, patched by the script
 
@@ -29,6 +30,7 @@ end
 local status = redis.call('HGET', KEYS[3], 'status')
 if not status then return {-1} end
 if status == 'closed' then return {-2} end
+if ARGV[7] ~= '' and redis.call('HGET', KEYS[3], 'agent') ~= ARGV[7] then return {-4} end
 local blob = ARGV[2]
 if ARGV[3] == 'visitor' then
   local max_msgs, max_bytes = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -79,21 +81,25 @@ class ChatLog:
 
     async def append(
         self, chat_id: str, sender: str, text: str, ts: float, client_id: str | None = None, name: str | None = None,
-        max_messages: int = 0, max_bytes: int = 0,
+        max_messages: int = 0, max_bytes: int = 0, holder: str = "",
     ) -> tuple[int, bytes, bool]:
         """Store one message; return (seq, packed frame, newly stored). A client_id seen
         before returns the stored message again and stores nothing. For the visitor,
         max_messages / max_bytes (0 = none) cap what the chat may hold from them: past
-        either, ChatFull and nothing stored."""
+        either, ChatFull and nothing stored. With holder (an agent's username), NotHolder
+        unless the chat's record names that agent: an agent whose chat went to someone else
+        while its hub was away must not write in it."""
         script_keys = [keys.chat_log(chat_id), keys.chat_client_ids(chat_id), keys.chat(chat_id), keys.chat_channel(chat_id)]
         args = [client_id or "", pack_message(sender, text, ts, client_id, name), sender, repr(ts),
-                max_messages, max_bytes]
+                max_messages, max_bytes, holder]
         if self.batcher is not None:
             result = await self.batcher.call(self._append, script_keys, args)
         else:
             result = await self._append(keys=script_keys, args=args)
         if result[0] == -3:
             raise ChatFull(chat_id)
+        if result[0] == -4:
+            raise NotHolder(chat_id)
         if result[0] < 0:
             raise ChatGone(chat_id)
         return int(result[0]), result[1], bool(result[2])

@@ -289,6 +289,30 @@ def cmd_agent_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_agent_end(args: argparse.Namespace) -> int:
+    """`agent remove`, `agent disable`, `agent enable`: the account's sessions and sockets end
+    at once (every hub closes that user's sockets when told so over pub/sub)."""
+    from agents.accounts import remove_account, set_disabled
+
+    settings, _ = _load(args)
+    action = args.agent_command
+
+    async def run(url: str) -> bool:
+        redis = Redis.from_url(url)
+        try:
+            if action == "remove":
+                return await remove_account(redis, args.username)
+            return await set_disabled(redis, args.username, action == "disable")
+        finally:
+            await redis.aclose()
+
+    with RedisHandle(settings) as url:
+        if not asyncio.run(run(url)):
+            raise SystemExit(f"livechat: no account named {args.username!r}")
+    print(f"{args.username} {dict(remove='removed', disable='disabled', enable='enabled')[action]}")
+    return 0
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     from chat.identity import sign
 
@@ -297,6 +321,10 @@ def cmd_token(args: argparse.Namespace) -> int:
         raise SystemExit("livechat: set LIVECHAT_SITE_SECRET (the key your site signs identity tokens with)")
     if args.plan not in config.plans:
         raise SystemExit(f"livechat: unknown plan {args.plan!r}; plans: {', '.join(config.plans)}")
+    max_ttl = config.limits.identity_max_ttl
+    if not 0 < args.ttl <= max_ttl:
+        raise SystemExit(f"livechat: --ttl must be from 1 to {max_ttl} seconds ([limits] identity_max_ttl): "
+                         "the hub refuses a token that lives longer")
     payload = {"sub": args.sub, "plan": args.plan, "exp": int(time.time()) + args.ttl}
     if args.email:
         payload["email"] = args.email
@@ -428,6 +456,12 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--topics", default="")
     add.add_argument("--max-chats", type=int, default=3)
     add.set_defaults(run=cmd_agent_add)
+    for name, text in (("remove", "delete an account; its sessions and open sockets end at once"),
+                       ("disable", "stop an account from signing in; its sessions and open sockets end at once"),
+                       ("enable", "let a disabled account sign in again")):
+        end = agent.add_parser(name, help=text)
+        end.add_argument("username")
+        end.set_defaults(run=cmd_agent_end)
 
     mail_in = sub.add_parser("mail-in", help="store one mail read from standard input in its ticket (an MTA pipe)")
     mail_in.set_defaults(run=cmd_mail_in)

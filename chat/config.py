@@ -101,6 +101,15 @@ redis_memory_warning = 80     # percent of Redis maxmemory past which /metrics a
 mail_transcript_messages = 100  # a ticket mail shows at most the last 100 messages ...
 mail_transcript_bytes = 32768   # ... and at most 32 KiB of their text; the ticket keeps them all
 confirmations_per_address_per_day = 10  # ticket confirmations one email address gets a day (0 = no limit)
+identity_max_ttl = 86400      # seconds: an identity token whose exp is further ahead is refused (bad_identity)
+login_window = 300            # seconds failed sign-ins are counted over
+login_failures_per_user_address = 5   # failures for one username from one address, then that address gets 429
+login_failures_per_address = 20       # failures from one address, any username (an office may share one address)
+login_user_backoff_after = 10 # failures for one username from every address before its attempts are spaced out
+login_user_backoff = 1        # seconds between attempts on that username then, doubling with each failure ...
+login_user_backoff_max = 60   # ... up to this (a slowdown, never a lock-out of the real agent)
+login_verifications_per_user = 2      # password checks (argon2) running at once for one username
+login_verifications_per_address = 4   # and from one address; more get 429 at once
 """
 
 DEMO_OVERRIDES = {"hours": ALWAYS}
@@ -151,6 +160,17 @@ class Limits:
     mail_transcript_messages: int = 100
     mail_transcript_bytes: int = 32 * 1024
     confirmations_per_address_per_day: int = 10
+    identity_max_ttl: int = 24 * 3600  # a leaked token stops working within a day, whatever exp its site gave it
+    # Sign-in guards (agents/login_limit.py): failures per (username, address) and per address
+    # in login_window seconds; a back-off per username from every address; concurrent checks.
+    login_window: int = 300
+    login_failures_per_user_address: int = 5
+    login_failures_per_address: int = 20
+    login_user_backoff_after: int = 10
+    login_user_backoff: int = 1
+    login_user_backoff_max: int = 60
+    login_verifications_per_user: int = 2
+    login_verifications_per_address: int = 4
 
 
 @dataclass(frozen=True)
@@ -242,6 +262,12 @@ def _limits(raw: dict[str, Any], source: str) -> Limits:
             raise ConfigError(source, f"limits.{key}", "must be at least 1 (a socket must be able to say hello)")
     if values["redis_memory_warning"] > 100:
         raise ConfigError(source, "limits.redis_memory_warning", "must be a percentage from 0 to 100")
+    for key in ("login_window", "login_failures_per_user_address", "login_failures_per_address", "login_user_backoff",
+                "login_user_backoff_max", "login_verifications_per_user", "login_verifications_per_address"):
+        if values[key] < 1:
+            raise ConfigError(source, f"limits.{key}", "must be at least 1 (0 would refuse every sign-in)")
+    if values["identity_max_ttl"] < 1:
+        raise ConfigError(source, "limits.identity_max_ttl", "must be at least 1 (0 would refuse every identity token)")
     if values["send_queue_bytes"] < 65536:
         raise ConfigError(source, "limits.send_queue_bytes", "must be at least 65536 (one full-size frame)")
     return Limits(**values)

@@ -109,9 +109,9 @@ class Duties:
             if requeued is None:
                 continue
             log.info("agent %s gone past grace; %d chats back in the queue", username, len(requeued))
-            for chat_id in requeued:
+            for chat_id in requeued:  # its sockets, if a paused hub wakes up, are told `released`
                 try:
-                    await lifecycle.requeued(rt, chat_id)
+                    await lifecycle.requeued(rt, chat_id, previous_agent=username)
                 except RedisError:
                     raise
                 except Exception:  # one chat must not keep the others from being told

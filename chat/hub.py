@@ -191,10 +191,13 @@ class Hub:
 
     async def assign_claimed(self, account: "Account", chat_id: str) -> None:
         """Record a successful claim. The claim is the decision: this process's sockets of
-        the agent open the chat while its record is updated and the news published."""
+        the agent open the chat while its record is updated and the news published; they
+        show it to the agent once the record names the agent (its messages are stored only
+        then, chat/chatlog.py)."""
+        recorded = asyncio.ensure_future(lifecycle.assigned(self.rt, chat_id, account.username, account.name))
         for local in list(self.agents.get(account.username, ())):
-            local.on_agent_event({"type": "assigned", "chat_id": chat_id})
-        await lifecycle.assigned(self.rt, chat_id, account.username, account.name)
+            local.open_assigned(chat_id, recorded)
+        await recorded
 
     def _on_queue_event(self, channel: str, data: bytes) -> None:
         event = msgpack.unpackb(data)

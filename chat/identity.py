@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from chat.frames import clean_line
+from chat.config import Limits
 
 
 class IdentityError(Exception):
@@ -41,8 +42,11 @@ def sign(secret: str, payload: dict[str, Any]) -> str:
     return f"{body}.{_b64(mac)}"
 
 
-def verify(secret: str, token: Any, plans: Iterable[str], now: float) -> Identity:
-    """Check signature (in constant time), expiry and plan; return who the site vouches for."""
+def verify(secret: str, token: Any, plans: Iterable[str], now: float,
+           max_ttl: float = Limits.identity_max_ttl) -> Identity:
+    """Check signature (in constant time), expiry and plan; return who the site vouches for.
+    An exp more than max_ttl seconds ahead is refused too: a token copied from a page (or a
+    site that mints them for a year) must not make anyone a verified customer for that long."""
     if not secret:
         raise IdentityError("this server has no site secret configured")
     if not isinstance(token, str) or token.count(".") != 1 or len(token) > 4096:
@@ -60,6 +64,8 @@ def verify(secret: str, token: Any, plans: Iterable[str], now: float) -> Identit
     exp = payload.get("exp")
     if isinstance(exp, bool) or not isinstance(exp, (int, float)) or exp <= now:
         raise IdentityError("expired or missing exp")
+    if exp > now + max_ttl:
+        raise IdentityError(f"exp is more than {int(max_ttl)} seconds ahead")
     plan = payload.get("plan")
     if plan not in set(plans):
         raise IdentityError("unknown plan")

@@ -100,6 +100,12 @@ def session(session_id: str) -> str:
     return f"{PREFIX}:session:{session_id}"
 
 
+def user_sessions(username: str) -> str:
+    """Set of a user's session ids (with the longest session's TTL), so that a role or password
+    change, `livechat agent disable` or `remove` can end every session of that user at once."""
+    return f"{PREFIX}:sessions:{username}"
+
+
 def login_attempts(who: str) -> str:
     """Counter with a TTL for login rate limiting (who = username or hashed client address)."""
     return f"{PREFIX}:login:{who}"

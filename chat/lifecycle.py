@@ -93,14 +93,16 @@ async def requeued(rt: Runtime, chat_id: str, previous_agent: str | None = None)
 
 
 async def transfer_to_queue(rt: Runtime, chat_id: str, username: str) -> bool:
-    if not await rt.hub.queue.requeue(chat_id, exclude_agent=username):
+    """The agent who holds the chat sends it back to the queue (NotHolder if it does not)."""
+    if not await rt.hub.queue.requeue(chat_id, exclude_agent=username, holder=username):
         return False
     await requeued(rt, chat_id, previous_agent=username)
     return True
 
 
-async def transfer_to_agent(rt: Runtime, chat_id: str, target: str) -> tuple[bool, str]:
-    ok, detail = await rt.hub.queue.transfer(chat_id, target)
+async def transfer_to_agent(rt: Runtime, chat_id: str, target: str, holder: str = "") -> tuple[bool, str]:
+    """Hand the chat to another agent; with holder, only if that agent holds it (NotHolder)."""
+    ok, detail = await rt.hub.queue.transfer(chat_id, target, holder)
     if not ok:
         return False, detail
     from agents.accounts import load_account
@@ -115,24 +117,29 @@ async def transfer_to_agent(rt: Runtime, chat_id: str, target: str) -> tuple[boo
     return True, detail
 
 
-async def close(rt: Runtime, chat_id: str, reason: str, ref: str | None = None) -> bool:
-    """End the chat for good. Returns False if it was already closed."""
-    closed, _ = await _close(rt, chat_id, reason, ref, None)
+async def close(rt: Runtime, chat_id: str, reason: str, ref: str | None = None, holder: str = "") -> bool:
+    """End the chat for good. Returns False if it was already closed. With holder (an agent
+    closing it), NotHolder unless that agent holds the chat, and nothing changes."""
+    closed, _ = await _close(rt, chat_id, reason, ref, None, holder)
     return closed
 
 
 async def close_and_claim(rt: Runtime, chat_id: str, agent: AgentSkills) -> tuple[bool, str | None]:
-    """An agent closes a chat as resolved and, in the same round trip, claims the next chat
-    for the slot it frees: (closed, the claimed chat id or None). The caller records the
-    claim with ``assigned``."""
-    return await _close(rt, chat_id, "resolved", None, agent)
+    """An agent closes a chat it holds (NotHolder otherwise) as resolved and, in the same round
+    trip as the close, claims the next chat for the slot it frees: (closed, the claimed chat
+    id or None). The caller records the claim with ``assigned``."""
+    return await _close(rt, chat_id, "resolved", None, agent, agent.username)
 
 
 async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None,
-                 claim_for: AgentSkills | None) -> tuple[bool, str | None]:
+                 claim_for: AgentSkills | None, holder: str = "") -> tuple[bool, str | None]:
     chat = await load_chat(rt.redis, chat_id)
     if not chat or chat.get("status") == "closed":
         return False, None
+    if holder:
+        # Taken out of routing only if this agent holds it, in one script: the socket's own
+        # list of chats may be stale. The rest of the close below finds the route gone.
+        await rt.hub.queue.remove(chat_id, holder)
     now = rt.clock()
     event: dict[str, Any] = {"type": "closed", "reason": reason}
     if ref:
@@ -179,13 +186,16 @@ async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None,
     return True, claimed
 
 
-async def make_ticket(rt: Runtime, chat_id: str, trigger: str) -> str | None:
-    """Turn the chat into an email ticket (once per chat, whoever calls first) and close it."""
+async def make_ticket(rt: Runtime, chat_id: str, trigger: str, holder: str = "") -> str | None:
+    """Turn the chat into an email ticket (once per chat, whoever calls first) and close it.
+    With holder (an agent closing it as unresolved), NotHolder unless that agent holds it."""
     from transcripts.tickets import open_ticket
 
     chat = await load_chat(rt.redis, chat_id)
     if not chat or chat.get("status") == "closed":
         return None
+    if holder:
+        await rt.hub.queue.remove(chat_id, holder)  # before any ticket or mail is made
     ref = await open_ticket(rt, chat_id, trigger)
     event = {"type": "ticket", "ref": ref}
     if await rt.redis.hget(keys.ticket(ref), "confirmation") == b"limited":

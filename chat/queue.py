@@ -64,12 +64,14 @@ end
 return out
 """
 
-# KEYS: ROUTE, QUEUE_ALL; ARGV: chat_id, queue prefix, agent to exclude ('' for none), held prefix
+# KEYS: ROUTE, QUEUE_ALL; ARGV: chat_id, queue prefix, agent to exclude ('' for none), held prefix,
+# the agent who must hold the chat ('' for anyone: 0 if someone else does)
 REQUEUE_SCRIPT = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return false end
 local r = cmsgpack.unpack(raw)
 if r.state == 'queued' then return false end
+if ARGV[5] ~= '' and r.agent ~= ARGV[5] then return 0 end
 if r.agent then redis.call('SREM', ARGV[4] .. r.agent, ARGV[1]) end
 r.state = 'queued'
 r.agent = nil
@@ -81,11 +83,13 @@ redis.call('ZADD', ARGV[2] .. ':' .. r.lang .. ':' .. r.topic, r.score, ARGV[1])
 return 1
 """
 
-# KEYS: ROUTE, QUEUE_ALL; ARGV: chat_id, queue prefix, _, held prefix
+# KEYS: ROUTE, QUEUE_ALL; ARGV: chat_id, queue prefix, the agent who must hold the chat ('' for
+# anyone: 0 if someone else does, and nothing changes), held prefix
 REMOVE_SCRIPT = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return false end
 local r = cmsgpack.unpack(raw)
+if ARGV[3] ~= '' and r.agent ~= ARGV[3] then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', ARGV[2] .. ':' .. r.lang, ARGV[1])
@@ -94,11 +98,13 @@ if r.agent then redis.call('SREM', ARGV[4] .. r.agent, ARGV[1]) end
 return raw
 """
 
-# KEYS: ROUTE, AGENTS; ARGV: chat_id, target username, queue prefix, held prefix
+# KEYS: ROUTE, AGENTS; ARGV: chat_id, target username, queue prefix, held prefix, the agent who
+# must hold the chat ('' for anyone)
 TRANSFER_SCRIPT = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return 'gone' end
 local r = cmsgpack.unpack(raw)
+if ARGV[5] ~= '' and r.agent ~= ARGV[5] then return 'not_holder' end
 if r.state ~= 'active' then return 'not_active' end
 local prof = redis.call('HGET', KEYS[2], ARGV[2])
 if not prof then return 'unknown_agent' end
@@ -160,6 +166,12 @@ end
 redis.call('DEL', held)
 return chats
 """
+
+
+class NotHolder(Exception):
+    """The agent acting on a chat does not hold it (any more): another agent took it after a
+    requeue or a transfer. Checked in Redis by the script that acts, never from the socket's
+    own list of chats, which can be stale (a hub paused past agent_grace)."""
 
 
 @dataclass(frozen=True)
@@ -234,13 +246,21 @@ class Queue:
         return bool(await self._rescore(keys=[keys.ROUTE, keys.QUEUE_ALL],
                                         args=[chat_id, QUEUE_PREFIX, repr(score), topic, "1" if emergency else "0"]))
 
-    async def requeue(self, chat_id: str, exclude_agent: str = "") -> bool:
-        """Put an assigned chat back in line at its original place."""
-        return bool(await self._requeue(keys=[keys.ROUTE, keys.QUEUE_ALL], args=[chat_id, QUEUE_PREFIX, exclude_agent, keys.HELD_PREFIX]))
+    async def requeue(self, chat_id: str, exclude_agent: str = "", holder: str = "") -> bool:
+        """Put an assigned chat back in line at its original place. With holder, only if that
+        agent holds it (NotHolder otherwise)."""
+        done = await self._requeue(keys=[keys.ROUTE, keys.QUEUE_ALL],
+                                   args=[chat_id, QUEUE_PREFIX, exclude_agent, keys.HELD_PREFIX, holder])
+        if done == 0:
+            raise NotHolder(chat_id)
+        return bool(done)
 
-    async def remove(self, chat_id: str) -> dict[str, Any] | None:
-        """Take a chat out of routing altogether (closed, ticket); return its last route."""
-        raw = await self._remove(keys=[keys.ROUTE, keys.QUEUE_ALL], args=[chat_id, QUEUE_PREFIX, "", keys.HELD_PREFIX])
+    async def remove(self, chat_id: str, holder: str = "") -> dict[str, Any] | None:
+        """Take a chat out of routing altogether (closed, ticket); return its last route. With
+        holder, only if that agent holds it (NotHolder otherwise, and nothing changes)."""
+        raw = await self._remove(keys=[keys.ROUTE, keys.QUEUE_ALL], args=[chat_id, QUEUE_PREFIX, holder, keys.HELD_PREFIX])
+        if raw == 0:
+            raise NotHolder(chat_id)
         return msgpack.unpackb(raw) if raw else None
 
     def remove_on(self, pipe: Any, chat_id: str) -> None:
@@ -248,10 +268,13 @@ class Queue:
         NoScriptError in its place means: call ``remove`` itself, the script was not loaded)."""
         pipe.evalsha(self._remove.sha, 2, keys.ROUTE, keys.QUEUE_ALL, chat_id, QUEUE_PREFIX, "", keys.HELD_PREFIX)
 
-    async def transfer(self, chat_id: str, to_agent: str) -> tuple[bool, str]:
-        """Hand an active chat to a named agent who is online and has room.
-        Returns (True, previous agent) or (False, reason)."""
-        result = (await self._transfer(keys=[keys.ROUTE, keys.AGENTS], args=[chat_id, to_agent, QUEUE_PREFIX, keys.HELD_PREFIX])).decode()
+    async def transfer(self, chat_id: str, to_agent: str, holder: str = "") -> tuple[bool, str]:
+        """Hand an active chat to a named agent who is online and has room. With holder, only
+        if that agent holds it (NotHolder otherwise). Returns (True, previous agent) or (False, reason)."""
+        result = (await self._transfer(keys=[keys.ROUTE, keys.AGENTS],
+                                       args=[chat_id, to_agent, QUEUE_PREFIX, keys.HELD_PREFIX, holder])).decode()
+        if result == "not_holder":
+            raise NotHolder(chat_id)
         if result.startswith("ok:"):
             return True, result[3:]
         return False, result

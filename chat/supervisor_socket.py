@@ -13,6 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
+import msgpack
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -174,13 +175,25 @@ async def supervisor_socket(ws: WebSocket) -> None:
             except frames.FrameError as exc:
                 await send(frames.error(exc.code, exc.message))
 
+    revoked = asyncio.Event()  # the user's sessions were ended (agents.accounts.end_sessions)
+    user_channel = keys.agent_channel(session.username)
+
+    def on_user_event(channel: str, data: bytes) -> None:
+        if msgpack.unpackb(data).get("type") == "revoked":
+            revoked.set()
+
     async def session_loop() -> None:
         while True:
-            await asyncio.sleep(SESSION_CHECK)
+            try:
+                await asyncio.wait_for(revoked.wait(), SESSION_CHECK)
+            except asyncio.TimeoutError:
+                pass
+            revoked.clear()
             if await read_session(rt, ws.cookies) is None:
                 await ws.close(frames.CLOSE_POLICY, "session ended")
                 return
 
+    await rt.bus.subscribe(user_channel, on_user_event)
     tasks = [asyncio.create_task(c) for c in (send_loop(), receive_loop(), session_loop())]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -190,6 +203,7 @@ async def supervisor_socket(ws: WebSocket) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await rt.bus.unsubscribe(user_channel, on_user_event)
         shared.leave(box)
         _count(rt, -1)
 

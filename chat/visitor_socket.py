@@ -230,7 +230,8 @@ class VisitorConnection(Connection):
         token = hello.get("identity")
         if token is not None:
             try:
-                identity = verify(rt.settings.site_secret, token, rt.config.plans, now)
+                identity = verify(rt.settings.site_secret, token, rt.config.plans, now,
+                                  rt.config.limits.identity_max_ttl)
                 plan = rt.config.plans[identity.plan]
             except IdentityError as exc:
                 self.error(frames.BAD_IDENTITY, f"identity not accepted ({exc}): continuing as an unverified visitor")

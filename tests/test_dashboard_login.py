@@ -2,23 +2,76 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
-from types import SimpleNamespace
+from concurrent.futures import ThreadPoolExecutor
 
-from agents import login_limit
-from chat import keys
+import pytest
+from argon2 import PasswordHasher
+
+import agents.accounts
+from chat.config import Limits
 from tests.dashboard_helpers import (
     PASSWORD,
     arequest,
     browser,  # noqa: F401 - fixture
     browser_login,
     context,  # noqa: F401 - fixture
+    eventually,
     fake_address,
     form,
     make_account,
     post_login,
+    request,
     session_cookie,
 )
+from tests.servers import TEST_CONFIG, HubProcess, hub_env
+
+DEFAULTS = Limits()
+
+# A hub with small sign-in limits, so that each is reached in a few real requests.
+LIMITED_CONFIG = TEST_CONFIG + """
+[limits]
+login_failures_per_address = 3
+login_user_backoff_after = 3
+login_user_backoff = 3
+login_user_backoff_max = 3
+login_verifications_per_user = 1
+login_verifications_per_address = 1
+"""
+
+
+@pytest.fixture(scope="module")
+def limited_hub(redis_url, data_root):
+    path = data_root / "login-limits.toml"
+    path.write_text(LIMITED_CONFIG)
+    process = HubProcess(hub_env(redis_url, data_root / "login-hub", path), data_root / "login-hub")
+    process.start()
+    yield process
+    process.terminate()
+
+
+async def at_once(base_url: str, posts: list[tuple[str, str, str]]) -> list:
+    """The login posts (username, password, client address) sent all at the same moment, each
+    from a thread of its own; their replies in the same order."""
+    loop = asyncio.get_running_loop()
+    with ThreadPoolExecutor(len(posts)) as pool:
+        return await asyncio.gather(*(
+            loop.run_in_executor(pool, request, base_url, "POST", "/agent/login", *_login_form(user, password, address))
+            for user, password, address in posts))
+
+
+def _login_form(username: str, password: str, address: str) -> tuple[str, dict[str, str]]:
+    body, headers = form(username=username, password=password)
+    return body, {**headers, "X-Forwarded-For": address}
+
+
+async def production_cost_accounts(rds, monkeypatch, names: list[str], lang: str) -> None:
+    """Accounts hashed with the library's real argon2 cost (as `livechat agent add` makes them),
+    so that each password check takes the hub a noticeable time."""
+    monkeypatch.setattr(agents.accounts, "_hasher", PasswordHasher())
+    for name in names:
+        await make_account(rds, name, lang)
 
 
 async def test_login_in_the_browser_opens_the_dashboard_with_a_strict_cookie(hub, rds, lang, context):
@@ -71,29 +124,85 @@ async def test_login_form_with_its_csrf_field_removed_is_refused_in_the_browser(
     assert not [c for c in await context.cookies() if c["name"] == "lc_session"]
 
 
-async def test_failures_for_one_username_are_rate_limited(hub, rds, lang):
-    """After five failures for a username, even the right password gets 429 for a while."""
+async def test_failures_for_one_username_from_one_address_are_rate_limited(hub, rds, lang):
+    """After five failures for a username from one address, even the right password from there gets 429."""
     user = await make_account(rds, f"a-{lang}", lang)
-    for _ in range(login_limit.USERNAME_LIMIT):
-        reply = await post_login(hub.base_url, user, "wrong-password", **{"X-Forwarded-For": fake_address()})
+    address = fake_address()
+    for _ in range(DEFAULTS.login_failures_per_user_address):
+        reply = await post_login(hub.base_url, user, "wrong-password", **{"X-Forwarded-For": address})
         assert reply.status == 401
-    reply = await post_login(hub.base_url, user, PASSWORD, **{"X-Forwarded-For": fake_address()})
+    reply = await post_login(hub.base_url, user, PASSWORD, **{"X-Forwarded-For": address})
     assert reply.status == 429 and int(reply.header("retry-after")) > 0
     assert "lc_session" not in reply.cookies()
 
 
-async def test_failures_from_one_address_are_rate_limited(hub, rds, lang):
-    """Failures from one client address, whatever the username, run into 429 at the limit."""
+async def test_failures_from_another_address_do_not_lock_the_agent_out(hub, rds, lang):
+    """Five failures for a username from one address leave the real agent, elsewhere, free to sign in."""
+    user = await make_account(rds, f"a-{lang}", lang)
+    attacker = fake_address()
+    for _ in range(DEFAULTS.login_failures_per_user_address):
+        assert (await post_login(hub.base_url, user, "wrong-password", **{"X-Forwarded-For": attacker})).status == 401
+    reply = await post_login(hub.base_url, user, PASSWORD, **{"X-Forwarded-For": fake_address()})
+    assert reply.status == 303 and "lc_session" in reply.cookies()
+
+
+async def test_concurrent_wrong_passwords_are_all_counted(hub, rds, lang):
+    """Forty wrong passwords sent at once from one address: no more than the limit are checked (401), the rest get 429."""
+    user = await make_account(rds, f"a-{lang}", lang)
     address = fake_address()
-    hub_rt = SimpleNamespace(secret=await rds.get(keys.SERVER_SECRET))
-    # Nineteen earlier failures from this address (argon2 makes each real one cost ~0.1-1 s).
-    await rds.set(login_limit.address_key(hub_rt, address), login_limit.ADDRESS_LIMIT - 1, ex=login_limit.WINDOW)
-    reply = await post_login(hub.base_url, f"nobody-{lang}", "wrong-password", **{"X-Forwarded-For": address})
-    assert reply.status == 401
-    reply = await post_login(hub.base_url, f"other-{lang}", "wrong-password", **{"X-Forwarded-For": address})
-    assert reply.status == 429
-    elsewhere = await post_login(hub.base_url, f"other-{lang}", "wrong-password", **{"X-Forwarded-For": fake_address()})
+    replies = await at_once(hub.base_url, [(user, f"wrong-{i}", address) for i in range(40)])
+    statuses = [r.status for r in replies]
+    assert set(statuses) <= {401, 429}
+    assert 1 <= statuses.count(401) <= DEFAULTS.login_failures_per_user_address
+
+
+async def test_failures_from_one_address_are_rate_limited(limited_hub, lang):
+    """Failures from one client address, whatever the username, run into 429 at the limit; other addresses do not."""
+    address = fake_address()
+    for i in range(3):  # login_failures_per_address of the limited hub
+        reply = await post_login(limited_hub.base_url, f"nobody{i}-{lang}", "wrong-password", **{"X-Forwarded-For": address})
+        assert reply.status == 401
+    reply = await post_login(limited_hub.base_url, f"other-{lang}", "wrong-password", **{"X-Forwarded-For": address})
+    assert reply.status == 429 and int(reply.header("retry-after")) > 0
+    elsewhere = await post_login(limited_hub.base_url, f"other-{lang}", "wrong-password",
+                                 **{"X-Forwarded-For": fake_address()})
     assert elsewhere.status == 401
+
+
+async def test_failures_from_many_addresses_slow_a_username_down_without_locking_it(limited_hub, rds, lang):
+    """Failures for one username from many addresses space its attempts out (429, Retry-After), but the
+    right password still gets in once the back-off has passed."""
+    user = await make_account(rds, f"a-{lang}", lang)
+    for _ in range(3):  # login_user_backoff_after of the limited hub, each from an address of its own
+        reply = await post_login(limited_hub.base_url, user, "wrong-password", **{"X-Forwarded-For": fake_address()})
+        assert reply.status == 401
+    own = fake_address()
+    slowed = await post_login(limited_hub.base_url, user, PASSWORD, **{"X-Forwarded-For": own})
+    assert slowed.status == 429 and 1 <= int(slowed.header("retry-after")) <= 3
+    async def signed_in() -> bool:
+        return (await post_login(limited_hub.base_url, user, PASSWORD, **{"X-Forwarded-For": own})).status == 303
+    await eventually(signed_in, message="the right password to get in after the back-off")
+
+
+async def test_concurrent_password_checks_from_one_address_are_bounded(limited_hub, rds, lang, monkeypatch):
+    """Sign-ins from one address past login_verifications_per_address at once get 429 "at once", not a check."""
+    names = [f"a{i}-{lang}" for i in range(6)]
+    await production_cost_accounts(rds, monkeypatch, names, lang)
+    address = fake_address()
+    replies = await at_once(limited_hub.base_url, [(name, PASSWORD, address) for name in names])
+    refused = [r for r in replies if r.status == 429]
+    assert refused and all("at once" in r.text and r.header("retry-after") for r in refused)
+    assert {r.status for r in replies} == {303, 429}
+
+
+async def test_concurrent_password_checks_for_one_username_are_bounded(limited_hub, rds, lang, monkeypatch):
+    """Sign-ins for one username past login_verifications_per_user at once get 429 "at once", from any address."""
+    user = f"a-{lang}"
+    await production_cost_accounts(rds, monkeypatch, [user], lang)
+    replies = await at_once(limited_hub.base_url, [(user, PASSWORD, fake_address()) for _ in range(6)])
+    refused = [r for r in replies if r.status == 429]
+    assert refused and all("at once" in r.text and r.header("retry-after") for r in refused)
+    assert {r.status for r in replies} == {303, 429}
 
 
 async def test_no_client_address_is_stored_in_redis(hub, rds, lang):

@@ -64,6 +64,7 @@ BAD_TOKENS = [
     (sign("k", payload(exp=NOW)), "expires this very second"),
     (sign("k", {"sub": "u", "plan": "plus"}), "no exp"),
     (sign("k", payload(exp="2099-01-01")), "exp not a number"),
+    (sign("k", payload(exp=NOW + 86400 + 60)), "exp beyond the default maximum lifetime"),
     (sign("k", payload(plan="platinum")), "unknown plan"),
     (sign("k", {"plan": "plus", "exp": NOW + 60}), "no sub"),
     (sign("k", [1, 2]), "payload not an object"),
@@ -125,6 +126,12 @@ def test_livechat_token_prints_a_token_the_hub_accepts(monkeypatch, capsys):
     assert out.count("\n") == 1
 
 
+def test_livechat_token_refuses_a_ttl_the_hub_would_refuse(monkeypatch, capsys):
+    """`livechat token --ttl` past [limits] identity_max_ttl fails instead of printing a dead token."""
+    code, out, _ = livechat(monkeypatch, capsys, "token", "--sub", "u", "--plan", "plus", "--ttl", str(86400 + 1))
+    assert code not in (0, None) and "identity_max_ttl" in str(code) and out == ""
+
+
 def test_livechat_token_refuses_an_unknown_plan(monkeypatch, capsys):
     """`livechat token --plan platinum` fails and lists the plans there are."""
     code, out, _ = livechat(monkeypatch, capsys, "token", "--sub", "u", "--plan", "platinum")
@@ -153,12 +160,13 @@ async def test_verified_visitor_cannot_add_an_email_the_token_lacks(hub, rds, la
     assert visitor["verified"] is True and visitor["email"] == ""
 
 
-@pytest.mark.parametrize("kind", ["forged", "expired", "unknown_plan"])
+@pytest.mark.parametrize("kind", ["forged", "expired", "unknown_plan", "exp_a_year_away"])
 async def test_bad_token_leaves_visitor_unverified_on_lowest_plan(hub, rds, lang, sockets, kind):
-    """A forged, expired or unknown-plan token: bad_identity, then an unverified free chat."""
+    """A forged, expired, unknown-plan or too long-lived token: bad_identity, then an unverified free chat."""
     tok = {"forged": token("visionary", secret="guessed-secret"),
            "expired": token("visionary", ttl=-60),
-           "unknown_plan": token("platinum")}[kind]
+           "unknown_plan": token("platinum"),
+           "exp_a_year_away": token("visionary", ttl=365 * 86400)}[kind]
     sam, _ = await sockets.agent(hub, f"a-{lang}", [lang])
     ada, welcome = await sockets.visitor(hub, lang, identity=tok, name="Ada")
     assert (await ada.expect("error"))["code"] == "bad_identity"
