@@ -23,7 +23,6 @@ TOO_LONG = "too_long"
 RATE_LIMITED = "rate_limited"
 NOT_ALLOWED = "not_allowed"
 UNAVAILABLE = "unavailable"
-NOT_FOUND = "not_found"
 
 # close codes
 CLOSE_NORMAL = 1000
