@@ -136,8 +136,7 @@ async def test_transfer_to_another_agent_moves_the_history(hub, rds, lang, brows
 
 
 async def test_a_refused_transfer_does_not_hide_the_visitor_leaving_later(hub, rds, lang, context, visitors):
-    """A transfer the hub refuses (the other agent is away) leaves the chat on the desk, and the
-    visitor's leaving afterwards shows as that, not as a transfer or a close by the agent."""
+    """After a refused transfer (target away) the visitor leaving shows as such, not as a transfer."""
     user = await make_account(rds, f"a1-{lang}", lang, name="Sam")
     page = await open_desk(context, hub.base_url, rds, user)
     away = await make_account(rds, f"a2-{lang}", lang, name="Robin")

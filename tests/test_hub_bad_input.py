@@ -144,8 +144,7 @@ async def test_a_refused_message_names_its_client_id(hub, rds, lang):
 
 
 async def test_a_refused_close_names_its_chat_and_frame_type(hub, rds, lang):
-    """The error refusing an agent's close carries the chat_id and refused "close", so the
-    dashboard can tell which chat it must stop waiting on."""
+    """The error refusing an agent's close carries its chat_id and refused "close"."""
     sam, _ = await agent(hub, rds, f"a-{lang}", [lang])
     _, welcome = await visitor(hub, lang)
     await sam.expect("assigned")
