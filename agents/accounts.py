@@ -179,12 +179,6 @@ async def load_account(redis: Redis, username: str) -> Account | None:
     return _from_hash(username, raw) if raw else None
 
 
-async def list_accounts(redis: Redis) -> list[Account]:
-    names = sorted(n.decode() for n in await redis.smembers(keys.ACCOUNTS))
-    accounts = [await load_account(redis, n) for n in names]
-    return [a for a in accounts if a]
-
-
 async def check_password(redis: Redis, username: str, password: str) -> Account | None:
     """The account if the password matches and the account is not disabled. An unknown user
     costs the same hashing time, so response time does not reveal which usernames exist."""

@@ -110,8 +110,3 @@ async def read_log(redis: Redis, chat_id: str, after_seq: int = 0, limit: int | 
     end = -1 if limit is None else after_seq + limit - 1
     raw = await redis.lrange(keys.chat_log(chat_id), max(after_seq, 0), end)
     return [msgpack.unpackb(item) for item in raw]
-
-
-async def read_log_raw(redis: Redis, chat_id: str, first_seq: int, last_seq: int) -> list[bytes]:
-    """Packed frames with first_seq <= seq <= last_seq, for gap filling without decoding."""
-    return await redis.lrange(keys.chat_log(chat_id), first_seq - 1, last_seq - 1)

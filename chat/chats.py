@@ -10,8 +10,6 @@ from redis.asyncio import Redis
 
 from chat import keys
 
-STATUSES = ("queued", "active", "offline", "closed")
-
 
 def new_chat_id() -> str:
     """Random, unguessable, and safe on a command line (never starts with "-")."""

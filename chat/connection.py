@@ -285,12 +285,9 @@ class Connection:
     async def detach(self) -> None:
         """Forget this connection everywhere (the client is gone)."""
 
-    def error(self, code: str, message: str, client_id: str | None = None) -> None:
-        """Refuse a frame; a refused message names its client_id so the sender can mark it unsent."""
-        frame = frames.error(code, message)
-        if client_id:
-            frame["client_id"] = client_id
-        self.send(frame)
+    def error(self, code: str, message: str, refused: dict[str, Any] | None = None) -> None:
+        """Send an error; one that refuses a frame names it (frames.error says how)."""
+        self.send(frames.error(code, message, refused))
 
     # --- receiving ---------------------------------------------------------------
 
@@ -312,16 +309,17 @@ class Connection:
             if now - self._last_warning > 1.0:
                 self._last_warning = now
                 refused = FrameError(frames.RATE_LIMITED, "too many frames: slow down")
-                refused.client_id = _client_id_of(data)
+                refused.frame = _decoded(data)
                 raise refused
             raise _Dropped()
         self._strikes = max(0, self._strikes - 1)
         return frames.decode(data)
 
 
-def _client_id_of(data: str | bytes | None) -> str | None:
+def _decoded(data: str | bytes | None) -> dict[str, Any] | None:
+    """The frame a refusal is about, if it can be read at all."""
     try:
-        return frames.client_id_of(frames.decode(data))
+        return frames.decode(data)
     except FrameError:
         return None
 
@@ -345,16 +343,16 @@ async def receive_loop(conn: Connection, handle) -> None:
                 frame = await conn.receive()
             except FrameError as exc:
                 if not is_silent(exc):
-                    conn.error(exc.code, exc.message, getattr(exc, "client_id", None))
+                    conn.error(exc.code, exc.message, getattr(exc, "frame", None))
                 continue
             try:
                 await handle(frame)
             except FrameError as exc:
-                conn.error(exc.code, exc.message, frames.client_id_of(frame))
+                conn.error(exc.code, exc.message, frame)
             except RedisError:
                 log.warning("redis unavailable while handling a %s frame", frame.get("type"))
                 conn.error(frames.UNAVAILABLE, "the service is briefly unavailable: nothing was stored, send it again",
-                           frames.client_id_of(frame))
+                           frame)
     except (Closed, WebSocketDisconnect, asyncio.CancelledError):
         pass
     await conn.finish()

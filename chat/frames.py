@@ -23,7 +23,6 @@ TOO_LONG = "too_long"
 RATE_LIMITED = "rate_limited"
 NOT_ALLOWED = "not_allowed"
 UNAVAILABLE = "unavailable"
-NOT_FOUND = "not_found"
 LIMIT_REACHED = "limit_reached"  # a per-chat, per-address or per-process cap: nothing was stored
 
 # offline reasons beyond PROTOCOL.md's no_agents / closed_hours
@@ -45,14 +44,27 @@ class FrameError(Exception):
         self.code, self.message = code, message
 
 
-def error(code: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "code": code, "message": message}
-
-
 def client_id_of(frame: dict[str, Any]) -> str | None:
     """The client_id of a frame, if it carries a usable one (echoed in errors that refuse it)."""
     value = frame.get("client_id")
     return value[:64] if isinstance(value, str) and value else None
+
+
+def error(code: str, message: str, refused: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An error frame. One that refuses an inbound frame names it as its sender knows it: its
+    type (``refused``), and its ``chat_id`` and ``client_id`` where it had them, so that the
+    client can undo what it assumed on sending (a message shown as sending, a close or a
+    transfer it waits for)."""
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if refused is not None:
+        frame["refused"] = refused["type"][:40]
+        chat_id = refused.get("chat_id")
+        if isinstance(chat_id, str) and chat_id:
+            frame["chat_id"] = chat_id[:64]
+        client_id = client_id_of(refused)
+        if client_id:
+            frame["client_id"] = client_id
+    return frame
 
 
 def encode(frame: dict[str, Any], binary: bool) -> str | bytes:

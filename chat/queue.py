@@ -183,9 +183,6 @@ class AgentSkills:
     topics: tuple[str, ...]
     max_chats: int
 
-    def can_serve(self, lang: str, topic_key: str) -> bool:
-        return lang in self.langs and (not self.topics or topic_key == NO_TOPIC or topic_key in self.topics)
-
     def candidate_queues(self) -> list[str]:
         if not self.topics:
             return [keys.queue(lang) for lang in self.langs]

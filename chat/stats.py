@@ -32,27 +32,23 @@ def add_assignment(pipe, waited: float, now: float) -> None:
     _both(pipe, bucket, 1, now)
 
 
-async def record_assignment(redis: Redis, waited: float, now: float) -> None:
-    async with redis.pipeline(transaction=False) as pipe:
-        add_assignment(pipe, waited, now)
-        await pipe.execute()
+# KEYS: STATS; ARGV: the handling time just recorded, AHT_WEIGHT. Read and write in one step,
+# so two hubs closing chats at the same moment both count in the average.
+_AHT_SCRIPT = """
+local old = tonumber(redis.call('HGET', KEYS[1], 'aht'))
+local handled, weight = tonumber(ARGV[1]), tonumber(ARGV[2])
+local aht = handled
+if old then aht = (1 - weight) * old + weight * handled end
+redis.call('HSET', KEYS[1], 'aht', string.format('%.17g', aht))
+"""
 
 
 def add_handled(pipe, handled: float, now: float) -> None:
-    """Queue one chat's handling time on a pipeline the caller executes."""
+    """Queue one chat's handling time on a pipeline the caller executes; it also moves the
+    running average (``aht``) that waiting visitors' ETAs are computed from."""
     _both(pipe, "handle_sum", handled, now)
     _both(pipe, "handle_count", 1, now)
-
-
-async def record_handled(redis: Redis, handled: float, now: float) -> None:
-    """A chat an agent held has ended; also feeds the running average behind ETAs."""
-    async with redis.pipeline(transaction=False) as pipe:
-        _both(pipe, "handle_sum", handled, now)
-        _both(pipe, "handle_count", 1, now)
-        await pipe.execute()
-    old = await redis.hget(keys.STATS, "aht")
-    aht = handled if old is None else (1 - AHT_WEIGHT) * float(old) + AHT_WEIGHT * handled
-    await redis.hset(keys.STATS, "aht", aht)
+    pipe.eval(_AHT_SCRIPT, 1, keys.STATS, repr(handled), repr(AHT_WEIGHT))
 
 
 async def record_ticket(redis: Redis, trigger: str, now: float) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from playwright.async_api import expect
 
 from agents.canned import save_reply
@@ -16,8 +18,10 @@ from tests.dashboard_helpers import (
     context,  # noqa: F401 - fixture
     eventually,
     make_account,
+    open_agent_socket,
     open_desk,
     screenshot,
+    session_cookie,
     visitors,  # noqa: F401 - fixture
 )
 
@@ -129,6 +133,31 @@ async def test_transfer_to_another_agent_moves_the_history(hub, rds, lang, brows
         await screenshot(page2, "agent-after-transfer")
     finally:
         await other.close()
+
+
+async def test_a_refused_transfer_does_not_hide_the_visitor_leaving_later(hub, rds, lang, context, visitors):
+    """After a refused transfer (target away) the visitor leaving shows as such, not as a transfer."""
+    user = await make_account(rds, f"a1-{lang}", lang, name="Sam")
+    page = await open_desk(context, hub.base_url, rds, user)
+    away = await make_account(rds, f"a2-{lang}", lang, name="Robin")
+    robin = await open_agent_socket(hub.ws_url, await session_cookie(hub.base_url, away))
+    try:
+        await robin.wait_type("welcome")  # Robin is known to routing, and away
+        erin = await visitors(lang, "Erin")
+        await erin.wait_type("assigned")
+        await chat_item(page, "Erin").click()
+        await page.get_by_role("button", name="Transfer…").click()
+        await page.locator("#transfer-to").select_option(away)
+        await page.locator("#transfer-panel").get_by_role("button", name="Transfer", exact=True).click()
+        await expect(page.locator("#toasts")).to_contain_text("transfer refused")
+        await expect(chat_item(page, "Erin")).to_be_visible()
+        await erin.send(type="leave")
+        await expect(chat_item(page, "Erin")).to_have_class(re.compile(r"\bis-closed\b"))
+        await expect(page.locator("#closed-banner")).to_have_text("The visitor left the chat.")
+        await expect(page.locator("#toasts")).not_to_contain_text("transferred")
+    finally:
+        await robin.close()
+    assert page.js_errors == []
 
 
 async def test_close_resolved_ends_the_chat_for_the_visitor(hub, rds, lang, context, visitors):

@@ -141,3 +141,26 @@ async def test_a_refused_message_names_its_client_id(hub, rds, lang):
     await ada.send(type="message", text="y" * 4001, client_id="too-long-1")
     refused = await ada.expect("error")
     assert refused["code"] == "too_long" and refused["client_id"] == "too-long-1"
+
+
+async def test_a_refused_close_names_its_chat_and_frame_type(hub, rds, lang):
+    """The error refusing an agent's close carries its chat_id and refused "close"."""
+    sam, _ = await agent(hub, rds, f"a-{lang}", [lang])
+    _, welcome = await visitor(hub, lang)
+    await sam.expect("assigned")
+    kim, _ = await agent(hub, rds, f"b-{lang}", [lang], online=False)
+    await kim.send(type="close", chat_id=welcome["chat_id"], resolution="resolved")
+    refused = await kim.expect("error")
+    assert (refused["code"], refused["chat_id"], refused["refused"]) == ("not_allowed", welcome["chat_id"], "close")
+
+
+async def test_a_refused_transfer_names_its_chat_and_frame_type(hub, rds, lang):
+    """The error refusing a transfer (the target is away) carries the chat_id and refused "transfer"."""
+    sam, _ = await agent(hub, rds, f"a-{lang}", [lang])
+    _, welcome = await visitor(hub, lang)
+    await sam.expect("assigned")
+    await agent(hub, rds, f"b-{lang}", [lang], online=False)
+    await sam.send(type="transfer", chat_id=welcome["chat_id"], to=f"b-{lang}")
+    refused = await sam.expect("error")
+    assert (refused["code"], refused["chat_id"], refused["refused"]) == ("not_allowed", welcome["chat_id"], "transfer")
+    assert "agent_unavailable" in refused["message"]

@@ -208,12 +208,6 @@ def test_smtp_url_forms():
             parse_smtp_url(bad)
 
 
-def test_backoff_doubles_up_to_the_cap():
-    """Retries wait base, 2x, 4x ... and never more than the cap."""
-    assert [outbox.backoff(n, 1.0, 600.0) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 8.0]
-    assert outbox.backoff(30, 1.0, 600.0) == 600.0
-
-
 async def test_maildir_is_the_default_and_readable(rt_maildir, tdb):
     """With no SMTP_URL the mails land in <data dir>/mail/new as plain files."""
     ref = await open_ticket(rt_maildir, await make_chat(tdb), "offline")

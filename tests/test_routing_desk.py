@@ -92,24 +92,26 @@ async def busy_agent(sockets, desk, lang: str):
 
 async def test_eta_is_null_without_handling_time_data(desk, desk_rds, lang, sockets):
     """With no handled chats yet there is no average handling time: eta_s is null, not a guess."""
-    await desk_rds.hdel(keys.STATS, "aht")
     await busy_agent(sockets, desk, lang)
     waiting, _ = await sockets.visitor(desk, lang)
     frame = await waiting.expect("queued", position=1)
     assert frame["eta_s"] is None
 
 
-async def test_eta_follows_average_handling_time_and_capacity(desk, desk_rds, lang, sockets):
-    """With an average handling time of 60 s and one slot online, 1st waits ~60 s, 2nd ~120 s."""
-    await desk_rds.hset(keys.STATS, "aht", 60)
-    try:
-        await busy_agent(sockets, desk, lang)
-        first, _ = await sockets.visitor(desk, lang)
-        second, _ = await sockets.visitor(desk, lang)
-        assert (await first.expect("queued", position=1))["eta_s"] == 60
-        assert (await second.expect("queued", position=2))["eta_s"] == 120
-    finally:
-        await desk_rds.hdel(keys.STATS, "aht")
+async def test_chats_handled_through_sockets_give_the_next_waiting_visitor_an_eta(desk, desk_rds, lang, sockets):
+    """An agent takes and closes chats over its socket; a visitor who then waits gets a number."""
+    sam, _ = await sockets.agent(desk, f"a-{lang}", [lang], max_chats=1)
+    for n in range(2):
+        ada, welcome = await sockets.visitor(desk, lang)
+        await sam.expect("assigned", chat_id=welcome["chat_id"])
+        await ada.send(type="message", text=f"question {n}", client_id=f"q{n}")
+        await sam.expect("message", chat_id=welcome["chat_id"], client_id=f"q{n}")
+        await close_chat(sam, welcome["chat_id"])
+    _, current = await sockets.visitor(desk, lang)
+    await sam.expect("assigned", chat_id=current["chat_id"])
+    waiting, _ = await sockets.visitor(desk, lang)
+    eta = (await waiting.expect("queued", position=1))["eta_s"]
+    assert isinstance(eta, int) and eta >= 1
 
 
 # --- hours -----------------------------------------------------------------------------

@@ -73,6 +73,25 @@ async def test_supervisor_view_draws_the_queue_depth_chart(hub, rds, lang, conte
     assert page.js_errors == []
 
 
+async def test_deleting_a_canned_reply_says_deleted(hub, rds, lang, context):
+    """Saving a canned reply says "Saved."; deleting it from its row says "Deleted." and the row goes."""
+    supervisor = await make_account(rds, f"s-{lang}", lang, role="supervisor")
+    page = await context.new_page()
+    await browser_login(page, hub.base_url, supervisor)
+    await desk_ready(page)
+    shortcut = f"bye-{lang}"
+    await page.locator("#canned-shortcut").fill(shortcut)
+    await page.locator("#canned-text").fill("Goodbye, and thank you for your patience.")
+    await page.get_by_role("button", name="Save reply").click()
+    await expect(page.locator("#canned-status")).to_have_text("Saved.")
+    row = page.locator("#canned-table tbody tr").filter(has=page.locator("th", has_text="/" + shortcut))
+    await expect(row).to_have_count(1)
+    await row.get_by_role("button", name="Delete").click()
+    await expect(page.locator("#canned-status")).to_have_text("Deleted.")
+    await expect(row).to_have_count(0)
+    assert page.js_errors == []
+
+
 async def test_agent_cannot_open_the_supervisor_page(hub, rds, lang, context):
     """An agent's session gets 403 on /supervisor, in the browser and over plain HTTP."""
     user = await make_account(rds, f"a-{lang}", lang)

@@ -149,11 +149,6 @@ async def _describe(redis: Redis, entries: list[tuple[bytes, float]]) -> list[di
     return out
 
 
-def backoff(attempts: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP) -> float:
-    """Seconds to wait after the n-th failed attempt: base, 2*base, 4*base ... up to cap."""
-    return min(cap, base * 2 ** max(attempts - 1, 0))
-
-
 class Outbox:
     """The scripts, bound to one Redis client."""
 

@@ -15,8 +15,6 @@ PREFIX = "LC-"
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
 LENGTH = 6
 REF_PATTERN = re.compile(rf"^{PREFIX}[{ALPHABET}]{{{LENGTH}}}$")
-# Where a human wrote a reference in free text (a mail subject, a chat message).
-REF_IN_TEXT = re.compile(rf"\b{PREFIX}[{ALPHABET}]{{{LENGTH}}}\b", re.IGNORECASE)
 
 
 def new_ref() -> str:
@@ -31,7 +29,3 @@ def normalize_ref(text: str) -> str | None:
         return None
     candidate = text.strip().upper()
     return candidate if REF_PATTERN.match(candidate) else None
-
-
-def is_ref(text: str) -> bool:
-    return normalize_ref(text) is not None

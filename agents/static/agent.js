@@ -379,6 +379,10 @@
       const done = upsertChat(item);
       if (done) held.add(done.chat.id);
     }
+    // A close or transfer asked for on the last connection has happened (the chat is no longer
+    // held) or was lost with that connection: either way nothing is pending any more.
+    closingByMe.clear();
+    transferringByMe.clear();
     // Chats we showed that the hub no longer gives us went elsewhere while we were away.
     for (const [id, chat] of chats) {
       if (!held.has(id) && !chat.closed) chat.closed = { reason: "reassigned" };
@@ -491,6 +495,16 @@
     renderAll();
   }
 
+  /** A refused frame. A refused close or transfer leaves the chat with this agent: forget that
+   * it was asked for, or the chat's next "closed" (the visitor leaving) would look like ours. */
+  function onError(frame) {
+    if (typeof frame.chat_id === "string") {
+      if (frame.refused === "close") closingByMe.delete(frame.chat_id);
+      if (frame.refused === "transfer") transferringByMe.delete(frame.chat_id);
+    }
+    toast((frame.message || frame.code || "Refused") + "", "error");
+  }
+
   function onFrame(frame) {
     switch (frame.type) {
       case "welcome": onWelcome(frame); break;
@@ -505,7 +519,7 @@
         if (frame.status) me.status = frame.status;
         renderStatus();
         break;
-      case "error": toast((frame.message || frame.code || "Refused") + "", "error"); break;
+      case "error": onError(frame); break;
       default: break;
     }
   }
@@ -668,7 +682,10 @@
     const chat = chats.get(activeId);
     if (!chat || chat.closed) return;
     closingByMe.set(chat.id, resolution);
-    if (!socket.send({ type: "close", chat_id: chat.id, resolution })) toast("Not connected: try again in a moment.", "error");
+    if (!socket.send({ type: "close", chat_id: chat.id, resolution })) {
+      closingByMe.delete(chat.id);
+      toast("Not connected: try again in a moment.", "error");
+    }
   }
 
   $("close-resolved").addEventListener("click", () => closeChat("resolved"));
@@ -705,7 +722,10 @@
     if (!chat || !to) return;
     transferringByMe.add(chat.id);
     if (socket.send({ type: "transfer", chat_id: chat.id, to })) $("transfer-panel").hidden = true;
-    else toast("Not connected: try again in a moment.", "error");
+    else {
+      transferringByMe.delete(chat.id);
+      toast("Not connected: try again in a moment.", "error");
+    }
   });
 
   $("status-toggle").addEventListener("click", () => {

@@ -287,7 +287,9 @@
     } catch (err) {
       message = "";
     }
-    setText("canned-status", response.ok ? "Saved." : "Not saved: " + (message || response.status));
+    const done = method === "DELETE" ? "Deleted." : "Saved.";
+    const failed = method === "DELETE" ? "Not deleted: " : "Not saved: ";
+    setText("canned-status", response.ok ? done : failed + (message || response.status));
     if (response.ok) await loadCanned();
     return response.ok;
   }
