@@ -211,6 +211,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 # --- worker ---------------------------------------------------------------------------
 
 
+def _mail_in_ways(settings: Settings):
+    """The listener address (LIVECHAT_MAIL_IN) the worker takes mail from, or None; a wrong
+    URL stops the worker at start-up."""
+    from transcripts.listener import parse_listen_url
+
+    try:
+        listen = parse_listen_url(settings.mail_in_url) if settings.mail_in_url else None
+    except ValueError as exc:
+        raise SystemExit(f"livechat: LIVECHAT_MAIL_IN {exc}") from None
+    return listen, None
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from chat.app import redis_client, shared_secret
     from chat.duties import Duties
@@ -218,6 +230,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings, config = _load(args)
     _check_mail(settings)
+    listen, mailbox = _mail_in_ways(settings)
 
     async def run(redis_url: str) -> None:
         redis = redis_client(redis_url)
@@ -231,12 +244,22 @@ def cmd_worker(args: argparse.Namespace) -> int:
         rt.hub = Hub(rt)  # publishes events; holds no sockets
         duties = Duties(rt, rt.hub.queue)
         duties.start()
+        listener = poller = None
+        if listen:
+            from transcripts.listener import start_listener
+
+            try:
+                listener = await start_listener(rt, listen)
+            except OSError as exc:
+                raise SystemExit(f"livechat: LIVECHAT_MAIL_IN: cannot listen on {listen.describe()}: {exc.strerror or exc}") from None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         log.info("livechat worker running")
         await stop.wait()
+        if listener:
+            listener.close()
         await duties.stop()
         await rt.bus.stop()
         await redis.aclose()

@@ -74,6 +74,10 @@ visitor_frames_per_second = 10  # inbound frames per visitor socket; past it `ra
 visitor_frame_burst = 30
 agent_frames_per_second = 30    # an agent writes in several chats at once
 agent_frame_burst = 60
+
+[mail_in]
+max_bytes = 10485760          # a mail over this size is refused (SMTP/LMTP 552; left unread in the IMAP box)
+max_recipients = 100          # RCPT commands accepted for one SMTP/LMTP mail; past it 452
 """
 
 DEMO_OVERRIDES = {"hours": ALWAYS}
@@ -110,6 +114,16 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class MailIn:
+    """Guards of the mail listener and the IMAP poller (`livechat worker`): a mail is held
+    in memory whole until it is stored, so its size is capped; the recipient cap bounds one
+    SMTP/LMTP transaction (RFC 5321 asks servers to take at least 100)."""
+
+    max_bytes: int = 10 * 1024 * 1024
+    max_recipients: int = 100
+
+
+@dataclass(frozen=True)
 class DeskConfig:
     plans: dict[str, Plan]
     schedules: dict[str, Schedule]
@@ -118,6 +132,7 @@ class DeskConfig:
     timing: Timing = field(default_factory=Timing)
     retention_days: float = 30.0
     limits: Limits = field(default_factory=Limits)
+    mail_in: MailIn = field(default_factory=MailIn)
 
     @property
     def lowest_plan(self) -> Plan:
@@ -127,7 +142,7 @@ class DeskConfig:
         return self.plans.get(name or "", self.lowest_plan)
 
 
-SECTIONS = ("plans", "schedules", "emergency", "timing", "retention", "limits")
+SECTIONS = ("plans", "schedules", "emergency", "timing", "retention", "limits", "mail_in")
 PLAN_KEYS = ("head_start", "max_wait", "hours", "live_chat")
 SCHEDULE_KEYS = ("tz", "days", "opens", "closes")
 EMERGENCY_KEYS = ("head_start", "guard_ttl")
@@ -155,6 +170,19 @@ def _limits(raw: dict[str, Any], source: str) -> Limits:
     if values["send_queue_bytes"] < 65536:
         raise ConfigError(source, "limits.send_queue_bytes", "must be at least 65536 (one full-size frame)")
     return Limits(**values)
+
+
+def _mail_in(raw: dict[str, Any], source: str) -> MailIn:
+    _known(raw, tuple(MailIn.__dataclass_fields__), "mail_in", source)
+    values = {}
+    for key in MailIn.__dataclass_fields__:
+        value = raw.get(key, getattr(MailIn(), key))
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(source, f"mail_in.{key}", f"must be a whole number >= 1, got {value!r}")
+        values[key] = value
+    if values["max_bytes"] < 65536:
+        raise ConfigError(source, "mail_in.max_bytes", "must be at least 65536 (an ordinary mail with its headers)")
+    return MailIn(**values)
 
 
 def _known(table: dict[str, Any], allowed: tuple[str, ...], where: str, source: str) -> None:
@@ -255,6 +283,7 @@ def parse_config(text: str, source: str = "<built-in>") -> DeskConfig:
         timing=Timing(**{k: _number(timing, k, "timing", source, getattr(Timing(), k)) for k in known_timing}),
         retention_days=_number(retention, "days", "retention", source, 30),
         limits=_limits(raw.get("limits", {}), source),
+        mail_in=_mail_in(raw.get("mail_in", {}), source),
     )
 
 
