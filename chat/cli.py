@@ -212,15 +212,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _mail_in_ways(settings: Settings):
-    """The listener address (LIVECHAT_MAIL_IN) the worker takes mail from, or None; a wrong
-    URL stops the worker at start-up."""
+    """The listener address (LIVECHAT_MAIL_IN) and the mailbox (LIVECHAT_IMAP_URL) the worker
+    takes mail from, either or both None; a wrong URL stops the worker at start-up."""
+    from transcripts.imap_in import parse_imap_url
     from transcripts.listener import parse_listen_url
 
     try:
         listen = parse_listen_url(settings.mail_in_url) if settings.mail_in_url else None
     except ValueError as exc:
         raise SystemExit(f"livechat: LIVECHAT_MAIL_IN {exc}") from None
-    return listen, None
+    try:
+        mailbox = parse_imap_url(settings.imap_url) if settings.imap_url else None
+    except ValueError as exc:
+        raise SystemExit(f"livechat: LIVECHAT_IMAP_URL {exc}") from None
+    return listen, mailbox
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -252,6 +257,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
                 listener = await start_listener(rt, listen)
             except OSError as exc:
                 raise SystemExit(f"livechat: LIVECHAT_MAIL_IN: cannot listen on {listen.describe()}: {exc.strerror or exc}") from None
+        if mailbox:
+            from transcripts.imap_in import ImapPoller
+
+            poller = ImapPoller(rt, mailbox)
+            poller.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -260,6 +270,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         await stop.wait()
         if listener:
             listener.close()
+        if poller:
+            await poller.stop()
         await duties.stop()
         await rt.bus.stop()
         await redis.aclose()
