@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import urllib.request
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -15,10 +16,11 @@ from redis.asyncio import Redis
 
 from tests.clients import PASSWORD, create_agent, login_cookie
 from tests.imap_server import Dovecot
-from tests.servers import HubProcess, free_port, hub_env, wait_until
+from tests.servers import LIVECHAT, TEST_CONFIG, HubProcess, free_port, hub_env, wait_until
 from tests.test_faults_redis_restart import RestartableRedis
 
 DESK, SORTED = "desk", "sorted"  # two mailboxes: one marked seen, one whose mail is moved
+MAX_BYTES = 65536  # this module's [mail_in] max_bytes
 
 
 class Desk:
@@ -41,8 +43,10 @@ class Desk:
 
 
 @pytest.fixture(scope="module")
-def desk(tmp_path_factory, test_config_path):
+def desk(tmp_path_factory):
     root = tmp_path_factory.mktemp("mail-imap")
+    config = root / "desk.toml"
+    config.write_text(TEST_CONFIG + f"\n[mail_in]\nmax_bytes = {MAX_BYTES}\n")
     dovecot = Dovecot({DESK: "desk-secret", SORTED: "sorted-secret"}).start()
     redis = RestartableRedis(root / "redis", free_port())
     redis.start()
@@ -53,7 +57,7 @@ def desk(tmp_path_factory, test_config_path):
         await client.aclose()
 
     asyncio.run(accounts())
-    env = hub_env(redis.url, root / "hub", test_config_path)
+    env = hub_env(redis.url, root / "hub", config)
     hub = HubProcess(env, root / "hub").start()
     # interval bounds how late a change can be seen if an IDLE notification is missed
     worker = HubProcess({**env, "LIVECHAT_IMAP_URL": dovecot.url(DESK, interval="5")}, root / "desk",
@@ -71,13 +75,13 @@ def desk(tmp_path_factory, test_config_path):
     dovecot.stop()
 
 
-def new_mail(sender: str, subject: str) -> bytes:
+def new_mail(sender: str, subject: str, text: str = "My export fails with error 42.\n") -> bytes:
     msg = EmailMessage()
     msg["From"] = f"Customer <{sender}>"
     msg["To"] = "support@example.org"
     msg["Subject"] = subject
     msg["Message-ID"] = make_msgid(domain="customer.example")
-    msg.set_content("My export fails with error 42.\n")
+    msg.set_content(text)
     return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
 
 
@@ -127,6 +131,17 @@ async def test_a_stored_mail_found_unread_again_is_not_stored_twice(desk, lang):
     assert len(desk.ticket(opened["ref"])["transcript"]) == 1
 
 
+async def test_a_mail_over_the_size_cap_stays_unread_and_holds_up_nothing(desk, lang):
+    """A mail over [mail_in] max_bytes is left unread for a person, makes no ticket, and the mail behind it arrives."""
+    big, small = f"eli-{lang}@example.org", f"fox-{lang}@example.org"
+    huge = await asyncio.to_thread(desk.dovecot.deliver, DESK,
+                                   new_mail(big, "Full log", ("log line " * 8 + "\n") * (MAX_BYTES // 50)))
+    after = await asyncio.to_thread(desk.dovecot.deliver, DESK, new_mail(small, "Short question"))
+    await asyncio.to_thread(wait_until, lambda: "\\Seen" in desk.dovecot.flags(DESK, after), 30, 0.1, "\\Seen")
+    assert desk.tickets_of(small) and not desk.tickets_of(big)
+    assert "\\Seen" not in desk.dovecot.flags(DESK, huge)
+
+
 async def test_with_a_done_folder_the_stored_mail_is_moved_there(desk, lang):
     """`?done=Processed`: the mail, once stored, leaves the inbox for that folder, read."""
     email = f"dee-{lang}@example.org"
@@ -135,3 +150,10 @@ async def test_with_a_done_folder_the_stored_mail_is_moved_there(desk, lang):
     assert desk.tickets_of(email)
     [moved] = desk.dovecot.uids(SORTED, "Processed")[-1:]
     assert "\\Seen" in desk.dovecot.flags(SORTED, moved, "Processed")
+
+
+def test_a_worker_with_an_imap_url_without_password_refuses_to_start(tmp_path):
+    """`livechat worker` with a LIVECHAT_IMAP_URL lacking credentials exits at once, saying so."""
+    env = hub_env(None, tmp_path, LIVECHAT_IMAP_URL="imaps://imap.example.org/INBOX")
+    done = subprocess.run([LIVECHAT, "worker"], env=env, capture_output=True, timeout=60)
+    assert done.returncode != 0 and b"LIVECHAT_IMAP_URL needs a user and a password" in done.stderr

@@ -10,6 +10,7 @@ import asyncio
 import json
 import smtplib
 import socket
+import subprocess
 import urllib.request
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -18,7 +19,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.clients import PASSWORD, create_agent, login_cookie
-from tests.servers import TEST_CONFIG, HubProcess, free_port, hub_env, wait_until
+from tests.servers import LIVECHAT, TEST_CONFIG, HubProcess, free_port, hub_env, wait_until
 from tests.test_faults_redis_restart import RestartableRedis
 from tests.test_mail_in import chat_ticket, reply, ticket
 from tests.test_transcripts_support import SmtpServer
@@ -183,3 +184,10 @@ async def test_lmtp_answers_once_per_accepted_recipient_and_stores_the_mail_once
 
     assert await asyncio.to_thread(deliver) == [250, 250, 550, 250, 250]
     assert len(desk.tickets_of(email)) == 1
+
+
+def test_a_worker_with_a_wrong_mail_in_url_refuses_to_start(tmp_path):
+    """`livechat worker` with a LIVECHAT_MAIL_IN that is neither smtp:// nor lmtp:// exits at once, saying so."""
+    env = hub_env(None, tmp_path, LIVECHAT_MAIL_IN="http://127.0.0.1:2525")
+    done = subprocess.run([LIVECHAT, "worker"], env=env, capture_output=True, timeout=60)
+    assert done.returncode != 0 and b"LIVECHAT_MAIL_IN must start with smtp:// or lmtp://" in done.stderr

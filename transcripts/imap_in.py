@@ -13,7 +13,8 @@ A mail is marked `\\Seen` (or moved to `done`) only after `take` has stored it, 
 stored before, or deliberately ignored it. Whatever fails in between (Redis down, the
 connection lost, the worker killed) leaves it unread, so it is fetched again and `take`
 recognises a copy it already stored (by Message-ID): a mail is never lost and never stored
-twice. Mail over `[mail_in] max_bytes` is left unread in the mailbox for a person, and logged.
+twice. Mail over `[mail_in] max_bytes`, and mail the intake cannot read (a bug: logged with its
+trace), is left unread in the mailbox for a person, so it never holds up the mail behind it.
 
 The client is the standard library's imaplib, in one thread of its own: imaplib is kept
 with Python itself (no dependency to watch), it speaks STARTTLS and UID commands, and IDLE
@@ -137,7 +138,7 @@ class ImapPoller:
         self._stop = threading.Event()
         self._conn: imaplib.IMAP4 | None = None
         self._idle = False
-        self._too_big_logged: set[tuple[bytes, bytes]] = set()
+        self._left: set[tuple[bytes, bytes]] = set()  # (UIDVALIDITY, UID) left unread for a person
         self._uidvalidity = b""
         self._task: asyncio.Task | None = None
 
@@ -196,7 +197,14 @@ class ImapPoller:
                 raw = await self._call(self._fetch, uid)
                 if raw is None:
                     continue  # expunged by someone else meanwhile
-                taken = await take(self.rt, raw)  # raises while Redis is down: the mail stays unread
+                try:
+                    taken = await take(self.rt, raw)  # raises while Redis is down: the mail stays unread
+                except (RedisError, OSError):
+                    raise
+                except Exception:  # one unreadable mail must not hold up the mail behind it
+                    log.exception("IMAP: mail %s could not be taken; left unread for a person", uid.decode())
+                    self._left.add((self._uidvalidity, uid))
+                    continue
                 await self._call(self._mark_done, uid)
                 log.info("IMAP: mail %s %s%s", uid.decode(), taken.outcome,
                          f" {taken.ref or taken.reason}" if taken.ref or taken.reason else "")
@@ -254,10 +262,12 @@ class ImapPoller:
                 uid, size = _UID.search(line), _SIZE.search(line)
                 if not uid or not size:
                     continue  # an unrelated flag update reported on the way
+                if (self._uidvalidity, uid.group(1)) in self._left:
+                    continue
                 if int(size.group(1)) <= self.rt.config.mail_in.max_bytes:
                     result.append(uid.group(1))
-                elif (self._uidvalidity, uid.group(1)) not in self._too_big_logged:
-                    self._too_big_logged.add((self._uidvalidity, uid.group(1)))
+                else:
+                    self._left.add((self._uidvalidity, uid.group(1)))
                     log.warning("IMAP: mail %s is %s bytes, over [mail_in] max_bytes; left unread for a person",
                                 uid.group(1).decode(), size.group(1).decode())
         return sorted(set(result), key=int)
