@@ -10,6 +10,7 @@ the current user. The folder is made with mkdtemp under /tmp, not under pytest's
 
 from __future__ import annotations
 
+import grp
 import imaplib
 import os
 import pwd
@@ -47,7 +48,8 @@ class Dovecot:
                      "default_login_user = dovenull\nservice auth {\n  user = root\n}\n")
         else:
             mail_user = pwd.getpwuid(os.geteuid())
-            users = (f"default_internal_user = {mail_user.pw_name}\ndefault_internal_group = {mail_user.pw_name}\n"
+            group = grp.getgrgid(mail_user.pw_gid).gr_name
+            users = (f"default_internal_user = {mail_user.pw_name}\ndefault_internal_group = {group}\n"
                      f"default_login_user = {mail_user.pw_name}\n")
         for folder in ("mail", "home"):
             (root / folder).mkdir(exist_ok=True)
