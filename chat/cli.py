@@ -11,6 +11,7 @@ import secrets
 import signal
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
@@ -18,6 +19,10 @@ from chat.config import ConfigError, load_config
 from chat.rlimits import raise_open_files
 from chat.embedded_redis import EmbeddedRedis
 from chat.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from transcripts.imap_in import ImapMailbox
+    from transcripts.listener import ListenAddress
 
 log = logging.getLogger("livechat")
 
@@ -211,7 +216,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 # --- worker ---------------------------------------------------------------------------
 
 
-def _mail_in_ways(settings: Settings):
+def _mail_in_ways(settings: Settings) -> "tuple[ListenAddress | None, ImapMailbox | None]":
     """The listener address (LIVECHAT_MAIL_IN) and the mailbox (LIVECHAT_IMAP_URL) the worker
     takes mail from, either or both None; a wrong URL stops the worker at start-up."""
     from transcripts.imap_in import parse_imap_url
