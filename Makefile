@@ -7,12 +7,12 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test bench install browser clean
+.PHONY: run test bench install browser dovecot clean
 
 run: $(STAMP)
 	$(BIN)/livechat serve --demo --host $(HOST) --port $(PORT)
 
-test: $(STAMP) browser
+test: $(STAMP) browser dovecot
 	$(BIN)/pytest
 
 bench: $(STAMP)
@@ -29,6 +29,12 @@ $(STAMP): pyproject.toml constraints.txt
 # Browser tests drive Debian's Chromium through Playwright; no browser is ever downloaded.
 browser:
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+# The IMAP tests start their own Dovecot (a throwaway configuration on a loopback port); the
+# system's dovecot service the package brings is never used, so it is not left running.
+dovecot:
+	@test -x /usr/sbin/dovecot || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd \
+		&& { ! command -v systemctl >/dev/null || $(SUDO) systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true; }; }
 
 clean:
 	rm -rf $(VENV) var artifacts .pytest_cache

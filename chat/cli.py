@@ -11,6 +11,7 @@ import secrets
 import signal
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
@@ -18,6 +19,10 @@ from chat.config import ConfigError, DeskConfig, load_config
 from chat.rlimits import raise_open_files
 from chat.embedded_redis import EmbeddedRedis
 from chat.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from transcripts.imap_in import ImapMailbox
+    from transcripts.listener import ListenAddress
 
 log = logging.getLogger("livechat")
 
@@ -213,6 +218,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
 # --- worker ---------------------------------------------------------------------------
 
 
+def _mail_in_ways(settings: Settings) -> "tuple[ListenAddress | None, ImapMailbox | None]":
+    """The listener address (LIVECHAT_MAIL_IN) and the mailbox (LIVECHAT_IMAP_URL) the worker
+    takes mail from, either or both None; a wrong URL stops the worker at start-up."""
+    from transcripts.imap_in import parse_imap_url
+    from transcripts.listener import parse_listen_url
+
+    try:
+        listen = parse_listen_url(settings.mail_in_url) if settings.mail_in_url else None
+    except ValueError as exc:
+        raise SystemExit(f"livechat: LIVECHAT_MAIL_IN {exc}") from None
+    try:
+        mailbox = parse_imap_url(settings.imap_url) if settings.imap_url else None
+    except ValueError as exc:
+        raise SystemExit(f"livechat: LIVECHAT_IMAP_URL {exc}") from None
+    return listen, mailbox
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from chat.app import redis_client, shared_secret
     from chat.duties import Duties
@@ -220,6 +242,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings, config = _load(args)
     _check_mail(settings)
+    listen, mailbox = _mail_in_ways(settings)
 
     async def run(redis_url: str) -> None:
         redis = redis_client(redis_url)
@@ -233,12 +256,29 @@ def cmd_worker(args: argparse.Namespace) -> int:
         rt.hub = Hub(rt)  # publishes events; holds no sockets
         duties = Duties(rt, rt.hub.queue)
         duties.start()
+        listener = poller = None
+        if listen:
+            from transcripts.listener import start_listener
+
+            try:
+                listener = await start_listener(rt, listen)
+            except OSError as exc:
+                raise SystemExit(f"livechat: LIVECHAT_MAIL_IN: cannot listen on {listen.describe()}: {exc.strerror or exc}") from None
+        if mailbox:
+            from transcripts.imap_in import ImapPoller
+
+            poller = ImapPoller(rt, mailbox)
+            poller.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         log.info("livechat worker running")
         await stop.wait()
+        if listener:
+            listener.close()
+        if poller:
+            await poller.stop()
         await duties.stop()
         await rt.bus.stop()
         await redis.aclose()

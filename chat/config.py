@@ -110,6 +110,10 @@ login_user_backoff = 1        # seconds between attempts on that username then, 
 login_user_backoff_max = 60   # ... up to this (a slowdown, never a lock-out of the real agent)
 login_verifications_per_user = 2      # password checks (argon2) running at once for one username
 login_verifications_per_address = 4   # and from one address; more get 429 at once
+
+[mail_in]
+max_bytes = 10485760          # a mail over this size is refused (SMTP/LMTP 552; left unread in the IMAP box)
+max_recipients = 100          # RCPT commands accepted for one SMTP/LMTP mail; past it 452
 """
 
 DEMO_OVERRIDES = {"hours": ALWAYS}
@@ -181,6 +185,16 @@ class TicketPolicy:
 
 
 @dataclass(frozen=True)
+class MailIn:
+    """Guards of the mail listener and the IMAP poller (`livechat worker`): a mail is held
+    in memory whole until it is stored, so its size is capped; the recipient cap bounds one
+    SMTP/LMTP transaction (RFC 5321 asks servers to take at least 100)."""
+
+    max_bytes: int = 10 * 1024 * 1024
+    max_recipients: int = 100
+
+
+@dataclass(frozen=True)
 class DeskConfig:
     plans: dict[str, Plan]
     schedules: dict[str, Schedule]
@@ -190,6 +204,7 @@ class DeskConfig:
     retention_days: float = 30.0
     limits: Limits = field(default_factory=Limits)
     tickets: TicketPolicy = field(default_factory=TicketPolicy)
+    mail_in: MailIn = field(default_factory=MailIn)
 
     @property
     def lowest_plan(self) -> Plan:
@@ -199,7 +214,7 @@ class DeskConfig:
         return self.plans.get(name or "", self.lowest_plan)
 
 
-SECTIONS = ("plans", "schedules", "emergency", "timing", "retention", "limits", "tickets")
+SECTIONS = ("plans", "schedules", "emergency", "timing", "retention", "limits", "tickets", "mail_in")
 PLAN_KEYS = ("head_start", "max_wait", "hours", "live_chat", "first_response", "next_response")
 SCHEDULE_KEYS = ("tz", "days", "opens", "closes", "holidays")
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -271,6 +286,19 @@ def _limits(raw: dict[str, Any], source: str) -> Limits:
     if values["send_queue_bytes"] < 65536:
         raise ConfigError(source, "limits.send_queue_bytes", "must be at least 65536 (one full-size frame)")
     return Limits(**values)
+
+
+def _mail_in(raw: dict[str, Any], source: str) -> MailIn:
+    _known(raw, tuple(MailIn.__dataclass_fields__), "mail_in", source)
+    values = {}
+    for key in MailIn.__dataclass_fields__:
+        value = raw.get(key, getattr(MailIn(), key))
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(source, f"mail_in.{key}", f"must be a whole number >= 1, got {value!r}")
+        values[key] = value
+    if values["max_bytes"] < 65536:
+        raise ConfigError(source, "mail_in.max_bytes", "must be at least 65536 (an ordinary mail with its headers)")
+    return MailIn(**values)
 
 
 def _known(table: dict[str, Any], allowed: tuple[str, ...], where: str, source: str) -> None:
@@ -378,6 +406,7 @@ def parse_config(text: str, source: str = "<built-in>") -> DeskConfig:
         retention_days=_number(retention, "days", "retention", source, 30),
         limits=_limits(raw.get("limits", {}), source),
         tickets=_tickets(raw.get("tickets", {}), source),
+        mail_in=_mail_in(raw.get("mail_in", {}), source),
     )
 
 

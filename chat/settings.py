@@ -27,6 +27,8 @@ class Settings:
     public_url: str = ""
     session_ttl: int = 12 * 3600
     metrics_token: str = ""
+    mail_in_url: str | None = None   # LIVECHAT_MAIL_IN: smtp:// or lmtp:// listener of `livechat worker`
+    imap_url: str | None = None      # LIVECHAT_IMAP_URL: the mailbox `livechat worker` polls
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -55,4 +57,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         public_url=env.get("LIVECHAT_PUBLIC_URL", "").rstrip("/"),
         session_ttl=int(env.get("LIVECHAT_SESSION_TTL", 12 * 3600)),
         metrics_token=env.get("LIVECHAT_METRICS_TOKEN", ""),
+        mail_in_url=env.get("LIVECHAT_MAIL_IN") or None,
+        imap_url=env.get("LIVECHAT_IMAP_URL") or None,
     )
