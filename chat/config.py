@@ -63,6 +63,7 @@ visitor_grace = 60      # seconds a waiting visitor may be disconnected before t
 offline_idle = 600      # an offline chat (leave-a-message) idle this long becomes a ticket
 wait_choice_timeout = 60  # seconds to answer "keep waiting or be emailed" before a ticket is made
 heartbeat = 5           # how often hubs refresh the presence of their sockets
+help_reload = 10        # how often hubs look for added, edited or removed help articles
 
 [retention]
 days = 30               # closed chats and tickets are purged after this many days
@@ -74,6 +75,9 @@ visitor_frames_per_second = 10  # inbound frames per visitor socket; past it `ra
 visitor_frame_burst = 30
 agent_frames_per_second = 30    # an agent writes in several chats at once
 agent_frame_burst = 60
+help_requests_per_minute = 120  # help searches and article events one client address may make per minute (0 = no limit)
+help_query_chars = 1000       # a longer help search is refused with `too_long` (the widget sends the first 500)
+help_article_bytes = 262144   # a larger article file is skipped (with a warning naming it)
 """
 
 DEMO_OVERRIDES = {"hours": ALWAYS}
@@ -94,6 +98,7 @@ class Timing:
     offline_idle: float = 600.0
     wait_choice_timeout: float = 60.0
     heartbeat: float = 5.0
+    help_reload: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,9 @@ class Limits:
     visitor_frame_burst: int = 30
     agent_frames_per_second: int = 30
     agent_frame_burst: int = 60
+    help_requests_per_minute: int = 120
+    help_query_chars: int = 1000
+    help_article_bytes: int = 262144
 
 
 @dataclass(frozen=True)
@@ -154,6 +162,9 @@ def _limits(raw: dict[str, Any], source: str) -> Limits:
             raise ConfigError(source, f"limits.{key}", "must be at least 1 (a socket must be able to say hello)")
     if values["send_queue_bytes"] < 65536:
         raise ConfigError(source, "limits.send_queue_bytes", "must be at least 65536 (one full-size frame)")
+    for key, least in (("help_query_chars", 100), ("help_article_bytes", 1024)):
+        if values[key] < least:
+            raise ConfigError(source, f"limits.{key}", f"must be at least {least}")
     return Limits(**values)
 
 
@@ -247,6 +258,8 @@ def parse_config(text: str, source: str = "<built-in>") -> DeskConfig:
     _known(retention, RETENTION_KEYS, "retention", source)
     if "heartbeat" in timing and _number(timing, "heartbeat", "timing", source, 5) == 0:
         raise ConfigError(source, "timing.heartbeat", "must be more than 0 seconds")
+    if "help_reload" in timing and _number(timing, "help_reload", "timing", source, 10) == 0:
+        raise ConfigError(source, "timing.help_reload", "must be more than 0 seconds")
     return DeskConfig(
         plans=plans,
         schedules=schedules,

@@ -27,7 +27,13 @@ class Settings:
     public_url: str = ""
     session_ttl: int = 12 * 3600
     metrics_token: str = ""
+    help_dir: Path | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def help_folder(self) -> Path:
+        """Where the help centre's articles are (LIVECHAT_HELP_DIR, else <data>/help)."""
+        return self.help_dir or self.data_dir / "help"
 
     @property
     def sender(self) -> str:
@@ -55,4 +61,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         public_url=env.get("LIVECHAT_PUBLIC_URL", "").rstrip("/"),
         session_ttl=int(env.get("LIVECHAT_SESSION_TTL", 12 * 3600)),
         metrics_token=env.get("LIVECHAT_METRICS_TOKEN", ""),
+        help_dir=Path(env["LIVECHAT_HELP_DIR"]) if env.get("LIVECHAT_HELP_DIR") else None,
     )
