@@ -102,6 +102,7 @@ export default function init(w) {
   // The question became a chat: told to the hub, so supervisors see which articles are missing.
   function unanswered(q) {
     if (searched) report({ event: "unanswered", lang: w.lang(), q: q.slice(0, 500), shown });
+    clearTimeout(timer); if (ctl) ctl.abort();
     close(); asked = ""; searched = false; draw([]); glad.textContent = "";
   }
   return { open, unanswered };
