@@ -61,16 +61,26 @@ class Analyzer:
         self.stop = STOP.get(base, set())
         self.stemmer = snowballstemmer.stemmer(STEMMERS[base]) if base in STEMMERS else None
         self._lock = threading.Lock()  # a Snowball stemmer object keeps state between calls
+        self._seen: dict[str, str] = {}  # word -> term
 
     def words(self, text: str) -> list[str]:
         return [w for w in WORD.findall(text.lower()) if w not in self.stop and not w.isdigit()]
 
     def terms(self, words: Iterable[str]) -> list[str]:
-        words = list(words)
-        if self.stemmer is not None:
-            with self._lock:
-                words = self.stemmer.stemWords(words)
-        return [_fold(w) for w in words if w]
+        """Stemmed and folded; each distinct word is stemmed once (Snowball is pure Python)."""
+        out = []
+        for word in words:
+            term = self._seen.get(word)
+            if term is None:
+                if self.stemmer is not None:
+                    with self._lock:
+                        term = self.stemmer.stemWord(word)
+                term = _fold(term or word)
+                if len(self._seen) < 200_000:
+                    self._seen[word] = term
+            if term:
+                out.append(term)
+        return out
 
     def __call__(self, text: str) -> list[str]:
         return self.terms(self.words(text))
