@@ -134,6 +134,7 @@ def optional_routes(module: str) -> list[BaseRoute]:
 
 
 def create_app(settings: Settings, config: DeskConfig, redis_url: str, demo: bool = False) -> Starlette:
+    import helpcentre.library
     from chat import agent_socket, visitor_socket
 
     @contextlib.asynccontextmanager
@@ -148,12 +149,14 @@ def create_app(settings: Settings, config: DeskConfig, redis_url: str, demo: boo
         await rt.hub.start()
         duties = Duties(rt, rt.hub.queue)
         duties.start()
+        help_centre = await helpcentre.library.start(rt)  # articles loaded, folder watched
         try:
             yield
         finally:
             for conn in rt.hub.all_connections():
                 conn.cut_off(1012, "server restarting: reconnect")
             await duties.stop()
+            await help_centre.stop()
             try:  # bounded: SIGTERM must end the process within seconds (uvicorn waits for this)
                 await asyncio.wait_for(rt.hub.stop(), 3.0)
             except asyncio.TimeoutError:
@@ -171,6 +174,7 @@ def create_app(settings: Settings, config: DeskConfig, redis_url: str, demo: boo
         *visitor_socket.routes,
         *agent_socket.routes,
     ]
-    for module in ("agents.views", "transcripts.views", "chat.supervisor_socket", "chat.metrics"):
+    for module in ("agents.views", "transcripts.views", "chat.supervisor_socket", "chat.metrics",
+                   "helpcentre.views"):
         routes += optional_routes(module)
     return Starlette(routes=routes, lifespan=lifespan)

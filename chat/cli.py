@@ -161,6 +161,9 @@ def _demo_setup(settings: Settings, redis_url: str) -> Settings:
             await redis.aclose()
 
     asyncio.run(accounts())
+    from helpcentre.library import install_demo_articles
+
+    install_demo_articles(settings.help_folder)
     return replace(settings, site_secret=settings.site_secret or lines["site_secret"]), lines
 
 

@@ -75,6 +75,7 @@ heartbeat = 5           # how often hubs refresh the presence of their sockets
 hello_timeout = 10      # seconds a new visitor socket has to send its hello before it is closed (1008)
 header_timeout = 10     # seconds a client has to send a whole HTTP request head before 408 and close (0 = none)
 silent_chat_ttl = 300   # a chat closed before its visitor wrote anything is deleted this long after closing
+help_reload = 10        # how often hubs look for added, edited or removed help articles
 
 [retention]
 days = 30               # closed chats and tickets are purged after this many days
@@ -110,6 +111,9 @@ login_user_backoff = 1        # seconds between attempts on that username then, 
 login_user_backoff_max = 60   # ... up to this (a slowdown, never a lock-out of the real agent)
 login_verifications_per_user = 2      # password checks (argon2) running at once for one username
 login_verifications_per_address = 4   # and from one address; more get 429 at once
+help_requests_per_minute = 120  # help searches and article events one client address may make per minute (0 = no limit)
+help_query_chars = 1000       # a longer help search is refused with `too_long` (the widget sends the first 500)
+help_article_bytes = 262144   # a larger article file is skipped (with a warning naming it)
 
 [mail_in]
 max_bytes = 10485760          # a mail over this size is refused (SMTP/LMTP 552; left unread in the IMAP box)
@@ -137,6 +141,7 @@ class Timing:
     hello_timeout: float = 10.0
     header_timeout: float = 10.0
     silent_chat_ttl: float = 300.0
+    help_reload: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -175,6 +180,9 @@ class Limits:
     login_user_backoff_max: int = 60
     login_verifications_per_user: int = 2
     login_verifications_per_address: int = 4
+    help_requests_per_minute: int = 120
+    help_query_chars: int = 1000
+    help_article_bytes: int = 262144
 
 
 @dataclass(frozen=True)
@@ -285,6 +293,9 @@ def _limits(raw: dict[str, Any], source: str) -> Limits:
         raise ConfigError(source, "limits.identity_max_ttl", "must be at least 1 (0 would refuse every identity token)")
     if values["send_queue_bytes"] < 65536:
         raise ConfigError(source, "limits.send_queue_bytes", "must be at least 65536 (one full-size frame)")
+    for key, least in (("help_query_chars", 100), ("help_article_bytes", 1024)):
+        if values[key] < least:
+            raise ConfigError(source, f"limits.{key}", f"must be at least {least}")
     return Limits(**values)
 
 
@@ -397,6 +408,8 @@ def parse_config(text: str, source: str = "<built-in>") -> DeskConfig:
         raise ConfigError(source, "timing.heartbeat", "must be more than 0 seconds")
     if "hello_timeout" in timing and _number(timing, "hello_timeout", "timing", source, 10) == 0:
         raise ConfigError(source, "timing.hello_timeout", "must be more than 0 seconds")
+    if "help_reload" in timing and _number(timing, "help_reload", "timing", source, 10) == 0:
+        raise ConfigError(source, "timing.help_reload", "must be more than 0 seconds")
     return DeskConfig(
         plans=plans,
         schedules=schedules,

@@ -191,3 +191,21 @@ def new_chats(who: str) -> str:
     """Counter with a 60 s TTL: new visitor chats from one hashed client address
     ([limits] new_chats_per_minute). One key per address, no hash tag needed."""
     return f"{PREFIX}:limit:new-chats:{who}"
+
+
+# --- help centre (helpcentre/) ------------------------------------------------------
+
+
+def help_rate(who: str) -> str:
+    """Counter with a one-minute TTL: help searches and events of one hashed client address."""
+    return f"{PREFIX}:help:rate:{who}"
+
+
+def help_gaps(lang: str) -> str:
+    """Zset "terms" -> count: questions in lang that became a chat despite the help centre."""
+    return f"{PREFIX}:help:gaps:{lang}"
+
+
+def help_gaps_unmatched(lang: str) -> str:
+    """Zset "terms" -> count: the subset of help_gaps for which no article was suggested."""
+    return f"{PREFIX}:help:gaps:{lang}:none"

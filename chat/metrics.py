@@ -163,6 +163,13 @@ async def render(rt: Runtime) -> str:
         "livechat_rating_score", "summary", "Satisfaction ratings (1 to 5) visitors gave at the end of a chat.",
         [("_sum", None, stats.get("rating_sum", 0.0)), ("_count", None, stats.get("rating_count", 0.0))],
     )
+    out.family("livechat_help_viewed_total", "counter", "Help articles opened in the widget.",
+               [("", None, stats.get("help_viewed", 0))])
+    out.family("livechat_help_solved_total", "counter",
+               "Questions a help article answered before any chat was started (deflections).",
+               [("", None, stats.get("help_solved", 0))])
+    out.family("livechat_help_unanswered_total", "counter", "Questions that became a chat after the widget searched the help centre.",
+               [("", None, stats.get("help_unanswered", 0))])
     triggers = {"offline", "max_wait", "visitor_left", "unresolved"}
     triggers |= {f[8:] for f in stats if f.startswith("tickets:")}
     out.family(

@@ -29,7 +29,13 @@ class Settings:
     metrics_token: str = ""
     mail_in_url: str | None = None   # LIVECHAT_MAIL_IN: smtp:// or lmtp:// listener of `livechat worker`
     imap_url: str | None = None      # LIVECHAT_IMAP_URL: the mailbox `livechat worker` polls
+    help_dir: Path | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def help_folder(self) -> Path:
+        """Where the help centre's articles are (LIVECHAT_HELP_DIR, else <data>/help)."""
+        return self.help_dir or self.data_dir / "help"
 
     @property
     def sender(self) -> str:
@@ -59,4 +65,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         metrics_token=env.get("LIVECHAT_METRICS_TOKEN", ""),
         mail_in_url=env.get("LIVECHAT_MAIL_IN") or None,
         imap_url=env.get("LIVECHAT_IMAP_URL") or None,
+        help_dir=Path(env["LIVECHAT_HELP_DIR"]) if env.get("LIVECHAT_HELP_DIR") else None,
     )

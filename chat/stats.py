@@ -85,3 +85,10 @@ class MessageCounter:
 async def read_stats(redis: Redis) -> dict[str, float]:
     raw = await redis.hgetall(keys.STATS)
     return {k.decode(): float(v) for k, v in raw.items()}
+
+
+async def record_count(redis: Redis, name: str, now: float, amount: float = 1) -> None:
+    """Add to one running figure (all-time and today's), e.g. help_viewed, help_solved."""
+    async with redis.pipeline(transaction=False) as pipe:
+        _both(pipe, name, amount, now)
+        await pipe.execute()

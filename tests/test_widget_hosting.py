@@ -94,6 +94,6 @@ async def test_no_request_leaves_for_another_host_and_no_cookie_is_set(page, con
     assert foreign == []
     assert any(u.startswith(hub.ws_url + "/ws/visitor") for u in requests)
     hub_paths = sorted({urlsplit(u).path for u in requests if urlsplit(u).netloc == urlsplit(hub.base_url).netloc})
-    assert hub_paths == ["/widget.css", "/widget.js", "/ws/visitor"]
+    assert hub_paths == ["/widget.css", "/widget.js", "/widget/help.css", "/widget/help.js", "/ws/visitor"]
     assert await context.cookies() == []
     assert await page.evaluate("document.cookie") == ""

@@ -124,9 +124,10 @@
   fLang.value = UI;
   const fQ = h("textarea", { rows: 3, maxlength: 4000, "aria-describedby": "lc-hint" });
   const signed = h("p", { class: "hint" });
+  const helpBox = h("div", { class: "sugg", hidden: true }); // article suggestions, filled by widget/help.js
   const rows = { n: field(t("name"), fName), e: field(t("email"), fEmail), l: field(t("language"), fLang) };
   const pre = h("form", { class: "pre", onsubmit: start }, h("p", null, t("intro")), signed, rows.n, rows.e,
-    field(t("topic"), fTopic), rows.l, field(t("question"), fQ), h("p", { id: "lc-hint", class: "hint" }, t("hint")), h("button", { type: "submit" }, t("start")));
+    field(t("topic"), fTopic), rows.l, field(t("question"), fQ), h("p", { id: "lc-hint", class: "hint" }, t("hint")), helpBox, h("button", { type: "submit" }, t("start")));
 
   const log = h("ol", { class: "log", role: "log", "aria-live": "polite", "aria-label": t("title") });
   const typing = h("p", { class: "typing", hidden: true });
@@ -160,6 +161,14 @@
   status, h("div", { class: "body form" }, pre), chat, composer);
   wrap.append(panel, launcher);
   root.append(css, wrap);
+
+  // The help centre's code (widget/help.js) is imported when the form first shows, or when an
+  // agent's article link is opened: visitors who never see either never download it.
+  let help = null;
+  const loadHelp = () => help || (help = import(HUB + "/widget/help.js").then((m) => m.default({ HUB, UI, h, btn, root, panel,
+    q: fQ, box: helpBox, lang: () => (D.chatLang ? UI : fLang.value), submit: () => pre.requestSubmit(), focus: focusIn }))
+    .catch(() => { help = null; }));
+  const HELP_LINK = new RegExp(HUB.replace(/\W/g, "\\$&") + "/help/([a-z0-9-]+)/([a-z0-9-]+)");
 
   // ---- connection ----
   let ws = null, ready = false, wasUp = false, tries = 0, timer = 0, typingIn = 0, typedAt = 0, typedTimer = 0;
@@ -257,9 +266,14 @@
     const mine = m.f === "visitor";
     return h("li", { class: "m " + m.f + (pending ? " pending" : ""), "data-seq": m.q },
       m.f === "system" ? null : h("span", { class: "who" }, mine ? t("you") : m.n || st.a || t("support")),
-      h("p", { class: "tx" }, m.t),
+      h("p", { class: "tx" }, m.t), card(m),
       m.ts && h("span", { class: "meta" }, h("time", { datetime: new Date(m.ts * 1000).toISOString() }, fmt(m.ts)),
         mine ? h("span", { class: "state" }, t(pending ? "pending" : "sent")) : null));
+  }
+  function card(m) { // an agent's link to a help article opens it in the panel
+    const x = m.f === "agent" && HELP_LINK.exec(m.t);
+    return x ? btn(m.t.split("\n").find((l) => l.includes(x[0])).replace(x[0], "").replace(/[\s:–-]+$/, "") || x[0],
+      () => loadHelp().then((o) => o && o.open(x[1], x[2], false)), "alt card") : null;
   }
   // Acknowledged messages go before the pending ones, which stay at the end until their echo.
   function show(m) { log.insertBefore(draw(m), log.querySelector(".pending")); scroll(); }
@@ -272,6 +286,7 @@
     const c = claims(), q = fQ.value.trim();
     st = { o: 1, v: "queued", s: 0, p: [], x: [], m: [], tp: fTopic.value, l: D.chatLang || fLang.value,
       n: c.name || fName.value.trim(), e: c.email || fEmail.value.trim() };
+    if (q && help) help.then((o) => o && o.unanswered(q));
     pre.reset(); fLang.value = UI;
     if (q) say(q);
     save(); connect(); render(); ta.focus();
@@ -346,6 +361,7 @@
   function render() {
     const v = st.v, c = claims(), refocus = root.activeElement === ta && v === "closed";
     panel.hidden = !st.o;
+    if (st.o && !v) loadHelp();
     launcher.setAttribute("aria-expanded", !!st.o);
     badge.hidden = !st.u || !!st.o;
     pre.parentNode.hidden = !!v; chat.hidden = !v; composer.hidden = !v || v === "closed";

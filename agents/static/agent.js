@@ -597,11 +597,55 @@
     return match ? { start: before.length - match[2].length - 1, query: match[2].toLowerCase() } : null;
   }
 
+  // "/help words" searches the help centre; the article chosen goes in as "Title: link", which
+  // the visitor's widget shows as a card that opens the article in its panel.
+  let helpTimer = 0;
+  let helpSeq = 0;
+
+  function helpToken() {
+    const box = $("composer-text");
+    const before = box.value.slice(0, box.selectionStart);
+    const match = /(^|\s)\/help\s+([^\n/]{2,200})$/i.exec(before);
+    return match ? { start: before.length - match[0].length + match[1].length, query: match[2].trim() } : null;
+  }
+
+  async function searchHelp(query) {
+    const seq = ++helpSeq;
+    const chat = chats.get(activeId);
+    const lang = (chat && chat.visitor.lang) || "";
+    const find = async (params) => {
+      const response = await fetch("/api/help/search?" + new URLSearchParams({ q: query, limit: 5, ...params }), { credentials: "omit" });
+      return response.ok ? (await response.json()).results : [];
+    };
+    let results = [];
+    try {
+      results = await find({ lang });
+      if (!results.length && lang) results = await find({}); // no article in the chat's language: any language
+    } catch (err) {
+      /* no suggestions */
+    }
+    if (seq !== helpSeq || !helpToken()) return;
+    cannedMatches = results.map((r) => ({ label: r.title, detail: r.snippet, text: r.title + ": " + location.origin + r.url }));
+    drawMenu();
+  }
+
   function updateCanned() {
+    const help = helpToken();
+    if (help) {
+      clearTimeout(helpTimer);
+      helpTimer = setTimeout(() => searchHelp(help.query), 200);
+      return;
+    }
+    helpSeq++;
     const token = cannedToken();
-    const menu = $("canned-menu");
     if (!token || !canned.length) return closeCanned();
-    cannedMatches = canned.filter((r) => r.shortcut.startsWith(token.query) || (token.query.length > 1 && r.text.toLowerCase().includes(token.query)));
+    cannedMatches = canned.filter((r) => r.shortcut.startsWith(token.query) || (token.query.length > 1 && r.text.toLowerCase().includes(token.query)))
+      .map((r) => ({ label: "/" + r.shortcut, detail: r.text, text: r.text }));
+    drawMenu();
+  }
+
+  function drawMenu() {
+    const menu = $("canned-menu");
     if (!cannedMatches.length) return closeCanned();
     cannedIndex = Math.min(cannedIndex, cannedMatches.length - 1);
     LC.clear(menu);
@@ -618,8 +662,8 @@
               insertCanned(i);
             },
           },
-          LC.el("strong", { text: "/" + reply.shortcut }),
-          LC.el("span", { text: reply.text }),
+          LC.el("strong", { text: reply.label }),
+          LC.el("span", { text: reply.detail }),
         ),
       );
     });
@@ -635,7 +679,7 @@
 
   function insertCanned(index) {
     const reply = cannedMatches[index];
-    const token = cannedToken();
+    const token = helpToken() || cannedToken();
     if (!reply || !token) return closeCanned();
     const box = $("composer-text");
     const after = box.value.slice(box.selectionStart);
@@ -653,7 +697,7 @@
     if (menuOpen && (event.key === "ArrowDown" || event.key === "ArrowUp") && !event.altKey) {
       event.preventDefault();
       cannedIndex = (cannedIndex + (event.key === "ArrowDown" ? 1 : -1) + cannedMatches.length) % cannedMatches.length;
-      updateCanned();
+      drawMenu();
       return;
     }
     if (menuOpen && (event.key === "Enter" || event.key === "Tab")) {

@@ -237,6 +237,34 @@
     $("all-tickets").hidden = false;
   }
 
+  // --- help centre: questions that became chats despite the suggestions -------------
+
+  async function loadHelpGaps() {
+    let gaps;
+    try {
+      const response = await fetch("/api/help/gaps", { credentials: "same-origin", cache: "no-store" });
+      if (!response.ok) return;
+      gaps = (await response.json()).gaps || [];
+    } catch (err) {
+      return;
+    }
+    const body = LC.clear($("help-gaps").tBodies[0]);
+    for (const gap of gaps.slice(0, 30)) {
+      body.append(
+        LC.el(
+          "tr",
+          {},
+          LC.el("td", { text: gap.terms }),
+          LC.el("td", { text: gap.lang }),
+          LC.el("td", { class: "num", text: String(gap.count) }),
+          LC.el("td", { class: "num", text: String(gap.no_suggestion) }),
+        ),
+      );
+    }
+    $("help-gaps").hidden = gaps.length === 0;
+    $("help-gaps-empty").hidden = gaps.length > 0;
+  }
+
   // --- canned replies ---------------------------------------------------------------
 
   async function loadCanned() {
@@ -323,4 +351,6 @@
   loadTickets();
   setInterval(loadTickets, 30000);
   loadCanned();
+  loadHelpGaps();
+  setInterval(loadHelpGaps, 60000);
 })();
