@@ -59,6 +59,14 @@ heartbeat = 0.2
 """
 
 
+# Databases of the session's redis-server (16 of them): 0 is the shared hub's; a module that
+# runs a hub or keys of its own, which must meet nobody else's, has its own number here.
+DATABASES = {
+    "tickets_triggers": 6, "scaleout_timer_race": 10, "tickets_mail_guards": 8, "hostile_caps_ceiling": 9,
+    "transcripts": 11, "timers": 12, "mail_in": 13, "ticket_desk": 14, "ticket_desk_fast": 15,
+}
+
+
 def db_url(redis_url: str, db: int) -> str:
     """The same Redis, another database: for tests whose keys must not meet the hubs' (db 0)."""
     return f"{redis_url}{'&' if '?' in redis_url else '?'}db={db}"

@@ -15,11 +15,11 @@ from chat.embedded_redis import EmbeddedRedis
 from tests.clients import agent, visitor
 from tests.dashboard_helpers import arequest, make_account, parse_prometheus, sample, session_cookie
 from tests.fault_helpers import RawSocket
-from tests.servers import TEST_CONFIG, HubProcess, db_url, eventually, hub_env
+from tests.servers import DATABASES, TEST_CONFIG, HubProcess, db_url, eventually, hub_env
 from tests.test_hostile_limits import address, open_chat
 
 MESSAGES, BYTES, PER_CHAT, PER_ADDRESS = 5, 6000, 2, 3
-CEILING_DB = 9  # the ceiling counts every waiting chat: this hub's chats must be its own
+CEILING_DB = DATABASES["hostile_caps_ceiling"]  # the ceiling counts every waiting chat: this hub's chats must be its own
 
 
 def start_hub(data_dir, redis_url: str, *, timing: str = "", limits: str = "") -> HubProcess:

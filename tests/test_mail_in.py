@@ -14,10 +14,10 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.clients import PASSWORD, create_agent, login_cookie, visitor
-from tests.servers import LIVECHAT, HubProcess, db_url, free_port, hub_env, wait_until
+from tests.servers import DATABASES, LIVECHAT, HubProcess, db_url, free_port, hub_env, wait_until
 from tests.test_transcripts_support import SmtpServer
 
-DB = 7  # this module's own database: its hub's outbox and tickets meet nobody else's
+DB = DATABASES["mail_in"]  # this module's own database: its hub's outbox and tickets meet nobody else's
 
 
 @pytest.fixture(scope="module")

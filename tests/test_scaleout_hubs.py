@@ -16,7 +16,7 @@ from chat import keys, timers
 from chat.snapshot import comparable
 from tests.clients import agent, create_agent, login_cookie, visitor
 from tests.fault_helpers import eventually, http
-from tests.servers import HubProcess, db_url, hub_env, wait_until
+from tests.servers import DATABASES, HubProcess, db_url, hub_env, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ async def test_queue_figures_are_the_same_on_every_hub(hub, hub2, rds, lang):
 async def test_due_timers_are_taken_by_exactly_one_of_many_racers(redis_url, rds, lang):
     """Many processes popping the same due deadlines: each deadline goes to exactly one."""
     # A database of its own: popping "due" deadlines there cannot take the running hubs' timers.
-    racers = [Redis.from_url(db_url(redis_url, 7)) for _ in range(6)]
+    racers = [Redis.from_url(db_url(redis_url, DATABASES["scaleout_timer_race"])) for _ in range(6)]
     kind = f"race-{lang}"
     base = time.time() + 10**6
     await racers[0].delete(keys.TIMERS)

@@ -19,11 +19,10 @@ from redis.asyncio import Redis
 
 from chat.config import parse_config
 from tests.clients import PASSWORD, create_agent, login_cookie
-from tests.servers import LIVECHAT, TEST_CONFIG, HubProcess, db_url, hub_env, wait_until
+from tests.servers import DATABASES, LIVECHAT, TEST_CONFIG, HubProcess, db_url, hub_env, wait_until
 from tests.test_transcripts_support import SmtpServer
 from transcripts.targets import due_at
 
-DB = 6
 # Tickets of the free plan are due two seconds after the customer wrote, so that a test sees
 # one breach; waiting tickets are solved after about two seconds without an answer.
 FAST = TEST_CONFIG.replace('[plans.free]\nhead_start = 0\n', '[plans.free]\nhead_start = 0\nfirst_response = "2s"\n') + """
@@ -125,14 +124,14 @@ def customer_reply(to: EmailMessage, sender: str, text: str) -> EmailMessage:
 
 @pytest.fixture(scope="module")
 def desk(redis_url, tmp_path_factory):
-    desk = Desk(redis_url, tmp_path_factory.mktemp("desk"), TEST_CONFIG, DB)
+    desk = Desk(redis_url, tmp_path_factory.mktemp("desk"), TEST_CONFIG, DATABASES["ticket_desk"])
     yield desk
     desk.stop()
 
 
 @pytest.fixture(scope="module")
 def fast_desk(redis_url, tmp_path_factory):
-    desk = Desk(redis_url, tmp_path_factory.mktemp("fast-desk"), FAST, DB + 1)
+    desk = Desk(redis_url, tmp_path_factory.mktemp("fast-desk"), FAST, DATABASES["ticket_desk_fast"])
     yield desk
     desk.stop()
 

@@ -16,10 +16,10 @@ from redis.asyncio import Redis
 
 from tests.clients import create_agent, login_cookie, visitor
 from tests.routing_helpers import token
-from tests.servers import LIVECHAT, HubProcess, db_url, eventually, hub_env
+from tests.servers import DATABASES, LIVECHAT, HubProcess, db_url, eventually, hub_env
 from tests.test_transcripts_support import SUPPORT, RecordingHandler, SmtpServer
 
-DB = 8
+DB = DATABASES["tickets_mail_guards"]
 CONFIG = """
 [plans.free]
 max_wait = 600

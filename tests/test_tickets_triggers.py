@@ -14,10 +14,10 @@ import pytest
 from chat import keys
 from chat.identity import sign
 from tests.clients import agent, visitor
-from tests.servers import TEST_SITE_SECRET, HubProcess, hub_env
+from tests.servers import DATABASES, TEST_SITE_SECRET, HubProcess, hub_env
 from tests.test_transcripts_support import SUPPORT, SmtpServer, eventually
 
-DB = 6
+DB = DATABASES["tickets_triggers"]
 CONFIG = """
 [plans.free]
 max_wait = 600

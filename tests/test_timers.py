@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from chat import keys, timers
-from tests.servers import db_url
+from tests.servers import DATABASES, db_url
 
 T = time.time() + 10**6  # any moment will do: these deadlines live in their own database
 
@@ -17,7 +17,7 @@ T = time.time() + 10**6  # any moment will do: these deadlines live in their own
 @pytest.fixture
 async def rds(redis_url):
     """A database of its own: the hubs of other tests run their timers in database 0."""
-    client = Redis.from_url(db_url(redis_url, 12))
+    client = Redis.from_url(db_url(redis_url, DATABASES["timers"]))
     await client.flushdb()
     yield client
     await client.aclose()

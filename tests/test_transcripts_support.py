@@ -27,9 +27,9 @@ from chat.chats import create_chat, update_chat
 from chat.config import load_config
 from chat.runtime import Runtime
 from chat.settings import Settings
-from tests.servers import db_url, eventually, free_port  # noqa: F401 - eventually is re-exported
+from tests.servers import DATABASES, db_url, eventually, free_port  # noqa: F401 - eventually is re-exported
 
-DB = 11  # this part's own Redis database (the hub and the core tests use 0)
+DB = DATABASES["transcripts"]  # this part's own Redis database (the hub and the core tests use 0)
 SUPPORT = "support@example.org"
 MAIL_FROM = "Example Support <help@example.org>"
 
