@@ -105,12 +105,61 @@ async def _ticket_life(redis: Redis, config: DeskConfig, dry_run: bool) -> list[
     return [f"{changed} tickets given a status, a response target and a place among due tickets"] if changed else []
 
 
+async def _scan(redis: Redis, pattern: str):
+    cursor = 0
+    while True:
+        cursor, found = await redis.scan(cursor, match=pattern, count=1000)
+        for key in found:
+            yield key.decode()
+        if not cursor:
+            return
+
+
+async def _resume_hashes(redis: Redis, config: DeskConfig, dry_run: bool) -> list[str]:
+    """A chat now names the hash of its resume token, so that a chat closed before its visitor
+    wrote anything can take its resume key with it; layout 1 kept only the key itself."""
+    changed = 0
+    async for key in _scan(redis, keys.resume("*")):
+        chat_id = await redis.get(key)
+        if chat_id is None or await redis.hexists(keys.chat(chat_id.decode()), "resume_hash"):
+            continue
+        if not await redis.exists(keys.chat(chat_id.decode())):
+            continue
+        changed += 1
+        if not dry_run:
+            await redis.hsetnx(keys.chat(chat_id.decode()), "resume_hash", key.rpartition(":")[2])
+    return [f"{changed} chats told the hash of their resume token"] if changed else []
+
+
+async def _session_lists(redis: Redis, config: DeskConfig, dry_run: bool) -> list[str]:
+    """Sessions are now listed per user, so that a role or password change ends them all;
+    list the sessions layout 1 left open under their users."""
+    changed = 0
+    prefix = keys.session("")
+    async for key in _scan(redis, keys.session("*")):
+        session_id = key[len(prefix):]
+        username, ttl = await redis.hget(key, "username"), await redis.ttl(key)
+        if username is None or await redis.sismember(keys.user_sessions(username.decode()), session_id):
+            continue
+        changed += 1
+        if not dry_run:
+            listed = keys.user_sessions(username.decode())
+            async with redis.pipeline(transaction=True) as pipe:
+                pipe.sadd(listed, session_id)
+                if ttl > 0:
+                    pipe.expire(listed, max(ttl, await redis.ttl(listed)))
+                await pipe.execute()
+    return [f"{changed} open sessions listed under their users"] if changed else []
+
+
 async def _layout_2(redis: Redis, config: DeskConfig, dry_run: bool) -> list[str]:
-    return [*await _seed_handling_average(redis, config, dry_run), *await _ticket_life(redis, config, dry_run)]
+    return [*await _seed_handling_average(redis, config, dry_run), *await _ticket_life(redis, config, dry_run),
+            *await _resume_hashes(redis, config, dry_run), *await _session_lists(redis, config, dry_run)]
 
 
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(2, "schema version recorded; ETA average seeded; tickets given their life and due times", _layout_2),
+    Migration(2, "schema version recorded; ETA average seeded; tickets given their life and due times; "
+                 "chats name their resume hash; sessions listed per user", _layout_2),
 )
 
 CURRENT = MIGRATIONS[-1].to if MIGRATIONS else 1
