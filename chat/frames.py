@@ -23,6 +23,7 @@ TOO_LONG = "too_long"
 RATE_LIMITED = "rate_limited"
 NOT_ALLOWED = "not_allowed"
 UNAVAILABLE = "unavailable"
+NOT_FOUND = "not_found"  # an HTTP API (the help centre) names a thing that does not exist
 LIMIT_REACHED = "limit_reached"  # a per-chat, per-address or per-process cap: nothing was stored
 
 # offline reasons beyond PROTOCOL.md's no_agents / closed_hours

@@ -199,7 +199,7 @@
   async function loadTickets() {
     let data;
     try {
-      const response = await fetch("/api/tickets?page=1&per_page=20&status=open&sort=due", {
+      const response = await fetch("/api/tickets?page=1&per_page=20&status=open&sort=newest", {
         credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" },
       });
       if (!response.ok) return;
@@ -231,7 +231,7 @@
     $("open-tickets").hidden = open.length === 0;
     $("open-tickets-empty").hidden = false;
     $("open-tickets-empty").textContent = open.length
-      ? (total > open.length ? "The " + open.length + " soonest due of " + total + " open tickets." : "")
+      ? (total > open.length ? "Newest " + open.length + " of " + total + " open tickets." : "")
       : "No open tickets.";
     $("open-tickets-empty").hidden = !$("open-tickets-empty").textContent;
     $("all-tickets").hidden = false;
