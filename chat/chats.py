@@ -30,6 +30,10 @@ async def create_chat(redis: Redis, fields: dict[str, Any], resume_ttl: int) -> 
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hset(keys.chat(chat_id), mapping=clean)
         pipe.set(keys.resume(clean["resume_hash"]), chat_id, ex=resume_ttl)
+        if fields.get("verified") is True and fields.get("email") and fields.get("plan"):
+            from transcripts.contact import email_hash  # one hashing of addresses for every index
+
+            pipe.set(keys.plan_by_email(email_hash(fields["email"])), fields["plan"], ex=resume_ttl)
         await pipe.execute()
     return chat_id, token
 

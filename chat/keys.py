@@ -128,6 +128,12 @@ def ticket_thread(ref: str) -> str:
     return f"{PREFIX}:ticket:{ref}:thread"
 
 
+def plan_by_email(email_hash: str) -> str:
+    """String with a TTL: the plan of the last verified customer seen with this address (an
+    identity token vouched for both), so a mail from that address is on the same plan."""
+    return f"{PREFIX}:plan-by-email:{email_hash}"
+
+
 def mail_in(fingerprint: str) -> str:
     """String with a TTL: the reference an incoming mail (by Message-ID, else its bytes) was
     stored in, so a mail delivered twice is stored once."""

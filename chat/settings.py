@@ -30,6 +30,7 @@ class Settings:
     mail_in_url: str | None = None   # LIVECHAT_MAIL_IN: smtp:// or lmtp:// listener of `livechat worker`
     imap_url: str | None = None      # LIVECHAT_IMAP_URL: the mailbox `livechat worker` polls
     help_dir: Path | None = None
+    reply_address: str = ""          # LIVECHAT_REPLY_ADDRESS: support+{token}@example.org, signed per ticket
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -40,6 +41,16 @@ class Settings:
     @property
     def sender(self) -> str:
         return self.mail_from or self.support_address
+
+
+def _reply_address(value: str) -> str:
+    from transcripts.reply_address import valid_template  # the address format has one home
+
+    value = value.strip()
+    if value and not valid_template(value):
+        raise SystemExit(f"LIVECHAT_REPLY_ADDRESS must be an address with {{token}} once in its local part, "
+                         f"such as support+{{token}}@example.org, not {value!r}")
+    return value
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -66,4 +77,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         mail_in_url=env.get("LIVECHAT_MAIL_IN") or None,
         imap_url=env.get("LIVECHAT_IMAP_URL") or None,
         help_dir=Path(env["LIVECHAT_HELP_DIR"]) if env.get("LIVECHAT_HELP_DIR") else None,
+        reply_address=_reply_address(env.get("LIVECHAT_REPLY_ADDRESS", "")),
     )

@@ -34,7 +34,8 @@ def desk(redis_url, tmp_path_factory, test_config_path):
         await client.aclose()
 
     asyncio.run(setup())
-    env = hub_env(url, root / "hub", test_config_path, SMTP_URL=smtp.url + "?starttls=never")
+    env = hub_env(url, root / "hub", test_config_path, SMTP_URL=smtp.url + "?starttls=never",
+                  LIVECHAT_REPLY_ADDRESS="support+{token}@example.org")
     hub = HubProcess(env, root / "hub").start()
     yield hub, smtp, env
     hub.terminate()
@@ -193,3 +194,42 @@ async def test_the_ticket_page_shows_the_reply_and_its_original(desk, lang):
     with urllib.request.urlopen(request, timeout=10) as response:
         page = response.read().decode()
     assert "Mail since" in page and "Still &lt;b&gt;broken&lt;/b&gt; today." in page and "Show original" in page
+
+
+async def test_a_reply_to_the_signed_address_lands_in_its_ticket_whoever_sends_it(desk, lang):
+    """The confirmation's signed Reply-To lets a reply from another address into its ticket."""
+    hub, smtp, env = desk
+    ref, confirmation = await chat_ticket(hub, smtp, lang, f"hal-{lang}@example.org")
+    assert confirmation["Reply-To"].startswith(f"support+{ref.lower()}-")
+    colleague = reply(confirmation, f"hal-work-{lang}@example.net", "Sending this from my work address.")
+    assert colleague["To"] == confirmation["Reply-To"]
+    assert mail_in(env, colleague).stdout.decode().split() == ["stored", ref]
+
+
+async def test_a_forged_signed_address_opens_a_ticket_of_its_own(desk, lang):
+    """A reply address whose signature does not match the reference is just another address."""
+    hub, smtp, env = desk
+    ref, confirmation = await chat_ticket(hub, smtp, lang, f"ivy-{lang}@example.org")
+    forged = reply(confirmation, f"mallory-{lang}@example.net", "Let me in.")
+    forged.replace_header("To", f"support+{ref.lower()}-aaaaaaaaaa@example.org")
+    del forged["In-Reply-To"], forged["References"]
+    outcome, other = mail_in(env, forged).stdout.decode().split()
+    assert outcome == "opened" and other != ref
+
+
+async def test_mail_from_a_verified_customers_address_is_on_their_plan(desk, lang):
+    """The plan of the last verified chat with an address carries over to its new mail ticket."""
+    hub, smtp, env = desk
+    address = f"vip-{lang}@example.org"
+    token = subprocess.run([LIVECHAT, "token", "--sub", f"vip-{lang}", "--plan", "visionary", "--email", address],
+                           env=env, capture_output=True, text=True, check=True).stdout.strip()
+    client, welcome = await visitor(hub, lang, identity=token)
+    assert welcome["verified"] is True
+    await client.close()
+    msg = EmailMessage()
+    msg["From"] = address
+    msg["Subject"] = "Follow-up"
+    msg["Message-ID"] = make_msgid(domain="customer.example")
+    msg.set_content("One more question.\n")
+    outcome, ref = mail_in(env, msg).stdout.decode().split()
+    assert outcome == "opened" and ticket(hub, ref)["plan"] == "visionary"

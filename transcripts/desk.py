@@ -36,7 +36,7 @@ from transcripts.contact import is_mailable
 from transcripts.mailer import OutgoingMail, agent_reply, conversation_message_id, solved_notice
 from transcripts.masking import mask
 from transcripts.targets import DUE_SOON, OPEN, PENDING, SOLVED, STATUSES, due_at
-from transcripts.tickets import load_ticket, ticket_fields
+from transcripts.tickets import customer_reply_to, load_ticket, ticket_fields
 
 MAX_REPLY_CHARS = 20_000
 
@@ -177,7 +177,8 @@ async def reply(rt: Runtime, ref: str, author: dict[str, str], text: str, intern
         if not is_mailable(current.get("email")):
             raise TicketError(409, "this ticket has no address to mail; add an internal note instead")
         token = secrets.token_hex(6)
-        mail = await asyncio.to_thread(agent_reply, current, entry, token, rt.settings)
+        mail = await asyncio.to_thread(agent_reply, {**current, "reply_to": customer_reply_to(rt, ref)}, entry, token,
+                                       rt.settings)
         entry["message_id"] = conversation_message_id(ref, "reply", token, rt.settings)
         entry["mail_id"] = mail.mail_id
 
@@ -238,8 +239,8 @@ async def solve_stale_pending(rt: Runtime) -> list[str]:
         since = ticket.get("pending_since")
         mail = None
         if is_mailable(ticket.get("email")) and since is not None:
-            mail = await asyncio.to_thread(solved_notice, ticket, f"{float(since):.0f}", rt.config.tickets.reopen_days,
-                                           rt.settings)
+            mail = await asyncio.to_thread(solved_notice, {**ticket, "reply_to": customer_reply_to(rt, ref)},
+                                           f"{float(since):.0f}", rt.config.tickets.reopen_days, rt.settings)
 
         def change(t: dict[str, Any]) -> dict[str, Any] | None:
             if t.get("status") != PENDING or t.get("pending_since") is None or float(t["pending_since"]) > cutoff:

@@ -32,6 +32,7 @@ _SUBJECT_REF = re.compile(rf"\[\s*({PREFIX}[{ALPHABET}]{{{LENGTH}}})\s*\]", re.I
 # Our own Message-IDs: <LC-XXXXXX.kind@domain> (transcripts.mailer.message_id).
 _OUR_MESSAGE_ID = re.compile(rf"^<?({PREFIX}[{ALPHABET}]{{{LENGTH}}})\.[a-z0-9.-]+@", re.IGNORECASE)
 _BULK = {"bulk", "list", "junk", "auto_reply"}
+_RECIPIENT_HEADERS = ("To", "Cc", "Delivered-To", "X-Original-To", "Envelope-To")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Inbound:
     text: str                    # the whole text body, masked
     answers: tuple[str, ...]     # references found in our Message-IDs of In-Reply-To / References
     subject_ref: str | None      # a reference tagged in the subject, [LC-XXXXXX]
+    recipients: tuple[str, ...]  # addresses it was sent to (To, Cc, Delivered-To, X-Original-To)
     automatic: bool              # auto-reply, bulk or list mail (RFC 3834): never answered, never reopens
     size: int
 
@@ -161,6 +163,7 @@ def parse(raw: bytes) -> Inbound:
         text=text,
         answers=_answers(msg),
         subject_ref=normalize_ref(found.group(1)) if found else None,
+        recipients=tuple(a for _, a in getaddresses([str(v) for h in _RECIPIENT_HEADERS for v in msg.get_all(h, [])]) if a),
         automatic=_automatic(msg),
         size=len(raw),
     )

@@ -24,11 +24,13 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from chat import keys
 from chat.runtime import Runtime
 from chat.stats import record_ticket
-from transcripts.contact import normalize_email
+from transcripts.contact import email_hash, normalize_email
 from transcripts.inbound import Inbound, parse
 from transcripts.mailer import envelope_address
+from transcripts.reply_address import ticket_of
 from transcripts.desk import add_customer_mail, too_late_to_reopen
 from transcripts.tickets import EMAIL, load_ticket, open_mail_ticket
 
@@ -51,12 +53,18 @@ def _retention_seconds(rt: Runtime) -> int:
     return max(86_400, int(rt.config.retention_days * 86_400))
 
 
-async def _thread_for(rt: Runtime, mail: Inbound) -> tuple[str | None, str | None]:
-    """(the ticket this mail continues, a solved ticket it answers too late to reopen), if
-    its sender is that ticket's contact."""
-    for ref in (*mail.answers, *([mail.subject_ref] if mail.subject_ref else [])):
+async def _thread_for(rt: Runtime, mail: Inbound, envelope: tuple[str, ...]) -> tuple[str | None, str | None]:
+    """(the ticket this mail continues, a solved ticket it answers too late to reopen): one
+    named by our Message-ID or its subject tag when the sender is its contact, or by a genuine
+    signed reply address whoever the sender."""
+    signed = (ticket_of([*envelope, *mail.recipients], rt.settings.reply_address, rt.secret)
+              if rt.settings.reply_address and rt.secret else None)
+    candidates = [(ref, False) for ref in mail.answers]
+    candidates += [(signed, True)] if signed else []
+    candidates += [(mail.subject_ref, False)] if mail.subject_ref else []
+    for ref, vouched in candidates:
         ticket = await load_ticket(rt.redis, ref)
-        if ticket and mail.sender and normalize_email(ticket.get("email")) == mail.sender:
+        if ticket and (vouched or (mail.sender and normalize_email(ticket.get("email")) == mail.sender)):
             if too_late_to_reopen(rt.config, ticket, rt.clock()) and not mail.automatic:
                 return None, ref
             return ref, None
@@ -67,9 +75,10 @@ def _own_addresses(rt: Runtime) -> set[str]:
     return {normalize_email(envelope_address(a)) for a in (rt.settings.support_address, rt.settings.sender) if a}
 
 
-async def take(rt: Runtime, raw: bytes) -> Taken:
-    """Store one RFC 5322 message. Raises redis errors when it cannot be stored, so that the
-    way in (an MTA pipe, an SMTP answer) can ask the sender to try again later."""
+async def take(rt: Runtime, raw: bytes, envelope: tuple[str, ...] = ()) -> Taken:
+    """Store one RFC 5322 message (`envelope`: the recipients the SMTP/LMTP client gave, when
+    known). Raises redis errors when it cannot be stored, so that the way in (an MTA pipe, an
+    SMTP answer) can ask the sender to try again later."""
     mail = await asyncio.to_thread(parse, raw)
     if mail.sender in _own_addresses(rt):
         log.info("mail from our own address ignored (a loop)")
@@ -78,7 +87,7 @@ async def take(rt: Runtime, raw: bytes) -> Taken:
     entry = {"kind": "mail_in", "from": mail.sender, "name": mail.sender_name, "subject": mail.subject,
              "text": mail.reply, "original": mail.text[:ORIGINAL_CHARS], "message_id": mail.message_id,
              "automatic": mail.automatic, "ts": now}
-    ref, previous = await _thread_for(rt, mail)
+    ref, previous = await _thread_for(rt, mail, envelope)
     if ref is not None:
         outcome = await add_customer_mail(rt, ref, mail.fingerprint, entry, _retention_seconds(rt))
         if outcome == "stored":
@@ -90,7 +99,9 @@ async def take(rt: Runtime, raw: bytes) -> Taken:
     if mail.automatic or not mail.sender:
         log.info("automatic or sender-less mail answering no ticket ignored")
         return Taken("ignored", reason="automatic" if mail.automatic else "no sender")
+    plan = await rt.redis.get(keys.plan_by_email(email_hash(mail.sender)))
     contact = {"name": mail.sender_name, "email": mail.sender, "subject": mail.subject,
+               **({"plan": plan.decode()} if plan and plan.decode() in rt.config.plans else {}),
                **({"previous_ref": previous} if previous else {})}
     first = {"kind": "mail_in", "text": mail.reply, "subject": mail.subject, "message_id": mail.message_id,
              "original": mail.text[:ORIGINAL_CHARS], "ts": now}

@@ -114,7 +114,7 @@ class IntakeHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         try:
-            taken = await take(self.rt, bytes(raw))
+            taken = await take(self.rt, bytes(raw), tuple(envelope.rcpt_tos))
         except (RedisError, OSError) as exc:
             log.warning("mail over %s not stored (%s); the sender was asked to retry", self.protocol,
                         type(exc).__name__)

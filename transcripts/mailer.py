@@ -141,7 +141,7 @@ def visitor_confirmation(ticket: dict[str, Any], settings: Settings, limits: Lim
     msg = _base(ref, "visitor", subject, ticket, settings)
     verified = bool(ticket.get("verified"))
     msg["To"] = _address(ticket)
-    msg["Reply-To"] = settings.support_address
+    msg["Reply-To"] = ticket.get("reply_to") or settings.support_address
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: auto-responders must not answer it
     context = _context(ticket, settings, limits)
     if not verified:
@@ -235,7 +235,7 @@ def _conversation_mail(ticket: dict[str, Any], kind: str, token: str, subject: s
     msg["Subject"] = subject
     msg["From"] = settings.sender
     msg["To"] = ticket["email"].strip()  # never a name chosen by whoever typed the address
-    msg["Reply-To"] = settings.support_address
+    msg["Reply-To"] = ticket.get("reply_to") or settings.support_address
     msg["Date"] = format_datetime(datetime.now(timezone.utc))
     msg["Message-ID"] = conversation_message_id(ref, kind, token, settings)
     in_reply_to, references = _thread_ids(ticket, settings)

@@ -12,10 +12,11 @@ nor a pointer without its ticket.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Callable
 
 import msgpack
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from chat import keys
@@ -26,6 +27,7 @@ from transcripts import outbox
 from transcripts.contact import email_hash, is_mailable, normalize_email
 from transcripts.mailer import OutgoingMail, mail_ids, ticket_mails
 from transcripts.refs import new_ref, normalize_ref
+from transcripts.reply_address import address_for
 from transcripts.targets import STATUSES, initial_fields
 
 TRIGGERS = ("offline", "max_wait", "visitor_left", "unresolved")
@@ -106,9 +108,18 @@ def _from_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
 CONFIRMATION_WINDOW = 86400  # seconds: [limits] confirmations_per_address_per_day counts per window
 
 
+def customer_reply_to(rt: Runtime, ref: str) -> str | None:
+    """The Reply-To of the customer's mails of a ticket: its signed reply address when
+    LIVECHAT_REPLY_ADDRESS is set (None: the support address)."""
+    template = rt.settings.reply_address
+    return address_for(template, rt.secret, ref) if template and rt.secret else None
+
+
 def _compose(ticket: dict[str, Any], rt: Runtime, confirm: bool) -> tuple[dict[str, bytes | str], list[OutgoingMail]]:
     """The ticket hash and its mails, ready to store (run in a thread)."""
-    return ticket_fields(ticket), ticket_mails(ticket, rt.settings, rt.config.limits, confirm=confirm)
+    mails = ticket_mails({**ticket, "reply_to": customer_reply_to(rt, ticket["ref"])}, rt.settings, rt.config.limits,
+                         confirm=confirm)
+    return ticket_fields(ticket), mails
 
 
 async def _confirmation_allowed(rt: Runtime, email: str) -> bool:
@@ -142,42 +153,60 @@ async def open_ticket(rt: Runtime, chat_id: str, trigger: str) -> str:
     transcript = await read_log(rt.redis, chat_id)
     email = chat.get("email", "").strip()
     confirm = is_mailable(email) and await _confirmation_allowed(rt, email)
+
+    def build(ref: str, now: float) -> dict[str, Any]:
+        return _ticket_from_chat(ref, chat_id, chat, transcript, trigger, now)
+
+    def claim(pipe: Pipeline, ref: str) -> None:
+        pipe.set(pointer, ref, nx=True)
+        pipe.hset(keys.chat(chat_id), "ticket", ref)
+
+    ref, _ = await _store_new(rt, pointer, build, claim, email, confirm)
+    return ref
+
+
+async def _store_new(rt: Runtime, guard: str, build: Callable[[str, float], dict[str, Any]],
+                     claim: Callable[[Pipeline, str], None], email: str, confirm: bool) -> tuple[str, bool]:
+    """Write a new ticket, its indexes and its mails in ONE optimistic transaction that also
+    claims `guard` (the chat's ticket pointer, or an incoming mail's fingerprint): a second
+    caller, even in another process at the same instant, either sees the guard or has its
+    EXEC aborted and then sees it. Returns (ref, made); made is False when the guard already
+    named a ticket (then ref is that one)."""
     async with rt.redis.pipeline(transaction=True) as pipe:
         for _ in range(MAX_ATTEMPTS):
             ref = new_ref()
             try:
-                await pipe.watch(pointer, keys.ticket(ref))
-                existing = await pipe.get(pointer)
+                await pipe.watch(guard, keys.ticket(ref))
+                existing = await pipe.get(guard)
                 if existing:
                     await pipe.reset()
-                    return existing.decode()
+                    return existing.decode(), False
                 if await pipe.exists(keys.ticket(ref)):
                     await pipe.reset()
                     continue  # reference already taken: draw another
                 now = rt.clock()
-                ticket = _ticket_from_chat(ref, chat_id, chat, transcript, trigger, now)
+                ticket = build(ref, now)
                 ticket.update(initial_fields(rt.config, ticket, now))
                 ticket["confirmation"] = "queued" if confirm else "limited" if is_mailable(email) else "none"
                 # Templates, MIME and packing the transcript are CPU work that grows with the
                 # chat: in a thread, so that every other socket of this hub is still served.
                 stored, mails = await asyncio.to_thread(_compose, ticket, rt, confirm)
                 pipe.multi()
-                pipe.set(pointer, ref, nx=True)
+                claim(pipe, ref)
                 pipe.hset(keys.ticket(ref), mapping=stored)
                 pipe.zadd(keys.TICKETS, {ref: now})
                 pipe.zadd(keys.tickets_by_status("open"), {ref: now})
                 pipe.zadd(keys.TICKETS_DUE, {ref: ticket["due_at"]})
                 if ticket["email"]:
                     pipe.sadd(keys.tickets_by_email(email_hash(ticket["email"])), ref)
-                pipe.hset(keys.chat(chat_id), "ticket", ref)
                 for mail in mails:
                     outbox.queue_mail(pipe, mail, now)
                 outbox.notify(pipe)
                 await pipe.execute()
-                return ref
+                return ref, True
             except WatchError:
-                continue  # someone else wrote the pointer (or took the reference): look again
-    raise RuntimeError(f"could not store a ticket for chat {chat_id!r} after {MAX_ATTEMPTS} attempts")
+                continue  # someone else wrote the guard (or took the reference): look again
+    raise RuntimeError(f"could not store a ticket after {MAX_ATTEMPTS} attempts")
 
 
 async def load_ticket(redis: Redis, ref: str) -> dict[str, Any] | None:
@@ -306,42 +335,14 @@ async def open_mail_ticket(rt: Runtime, fingerprint: str, contact: dict[str, str
         return seen.decode(), False
     email = contact.get("email", "")
     confirm = is_mailable(email) and await _confirmation_allowed(rt, email)
-    async with rt.redis.pipeline(transaction=True) as pipe:
-        for _ in range(MAX_ATTEMPTS):
-            ref = new_ref()
-            try:
-                await pipe.watch(seen_key, keys.ticket(ref))
-                seen = await pipe.get(seen_key)
-                if seen:
-                    await pipe.reset()
-                    return seen.decode(), False
-                if await pipe.exists(keys.ticket(ref)):
-                    await pipe.reset()
-                    continue
-                now = rt.clock()
-                ticket = {
-                    **_ticket_from_chat(ref, "", {"plan": next(iter(rt.config.plans), ""), "lang": "en", **contact},
-                                        [{"seq": 1, "from": "visitor", **first}], EMAIL, now),
-                    "channel": EMAIL,
-                    "subject": contact.get("subject", ""),
-                    **({"previous_ref": contact["previous_ref"]} if contact.get("previous_ref") else {}),
-                }
-                ticket.update(initial_fields(rt.config, ticket, now))
-                ticket["confirmation"] = "queued" if confirm else "limited" if is_mailable(email) else "none"
-                stored, mails = await asyncio.to_thread(_compose, ticket, rt, confirm)
-                pipe.multi()
-                pipe.set(seen_key, ref, ex=ttl)
-                pipe.hset(keys.ticket(ref), mapping=stored)
-                pipe.zadd(keys.TICKETS, {ref: now})
-                pipe.zadd(keys.tickets_by_status("open"), {ref: now})
-                pipe.zadd(keys.TICKETS_DUE, {ref: ticket["due_at"]})
-                if ticket["email"]:
-                    pipe.sadd(keys.tickets_by_email(email_hash(ticket["email"])), ref)
-                for mail in mails:
-                    outbox.queue_mail(pipe, mail, now)
-                outbox.notify(pipe)
-                await pipe.execute()
-                return ref, True
-            except WatchError:
-                continue
-    raise RuntimeError(f"could not store a ticket for mail {fingerprint[:12]} after {MAX_ATTEMPTS} attempts")
+
+    def build(ref: str, now: float) -> dict[str, Any]:
+        return {
+            **_ticket_from_chat(ref, "", {"plan": next(iter(rt.config.plans), ""), "lang": "en", **contact},
+                                [{"seq": 1, "from": "visitor", **first}], EMAIL, now),
+            "channel": EMAIL,
+            "subject": contact.get("subject", ""),
+            **({"previous_ref": contact["previous_ref"]} if contact.get("previous_ref") else {}),
+        }
+
+    return await _store_new(rt, seen_key, build, lambda pipe, ref: pipe.set(seen_key, ref, ex=ttl), email, confirm)
