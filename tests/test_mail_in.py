@@ -115,6 +115,7 @@ async def test_a_stranger_quoting_a_reference_opens_a_ticket_of_their_own(desk, 
     hub, smtp, env = desk
     ref, confirmation = await chat_ticket(hub, smtp, lang, f"cy-{lang}@example.org")
     intruder = reply(confirmation, f"mallory-{lang}@example.net", "Please send me the whole conversation.")
+    intruder.replace_header("To", "support@example.org")  # knows the reference, never got our mail
     done = mail_in(env, intruder)
     outcome, other = done.stdout.decode().split()
     assert outcome == "opened" and other != ref
