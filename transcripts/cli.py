@@ -12,6 +12,7 @@ from pathlib import Path
 from chat.runtime import Runtime
 from transcripts import outbox
 from transcripts.contact import is_mailable, normalize_email
+from transcripts.delivery import maildir_path
 from transcripts.erasure import erase_email
 from transcripts.export import FORMATS, BadTarget, find_conversation, render_doc
 
@@ -86,11 +87,12 @@ async def delete_command(rt: Runtime, args: argparse.Namespace) -> int:
     if not is_mailable(email):
         _err(f"{args.email!r} is not an email address")
         return 2
-    report = await erase_email(rt.redis, email)
+    report = await erase_email(rt.redis, email, maildir_path(rt.settings))
     print(f"erasure for {email}:")
     print(f"  chats deleted:   {len(report.chats)}" + (f" ({', '.join(report.chats)})" if report.chats else ""))
     print(f"  tickets deleted: {len(report.tickets)}" + (f" ({', '.join(report.tickets)})" if report.tickets else ""))
     print(f"  queued mails deleted: {len(report.mails)}" + (f" ({', '.join(report.mails)})" if report.mails else ""))
+    print(f"  mails deleted from the local Maildir: {report.mail_files}")
     if report.still_open:
         print(f"  still open, NOT deleted: {len(report.still_open)} ({', '.join(report.still_open)}); "
               "run this again once they are closed")

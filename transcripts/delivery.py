@@ -34,3 +34,10 @@ def backend_for(settings: Settings) -> Backend:
     if scheme in ("smtp", "smtps"):
         return SmtpBackend(parse_smtp_url(url))
     raise ValueError(f"SMTP_URL must start with smtp://, smtps:// or maildir:, not {url.split(':')[0]!r}")
+
+
+def maildir_path(settings: Settings) -> Path | None:
+    """The Maildir mail is written to (no SMTP_URL, or a maildir: one), else None: retention
+    and erasure purge it like everything else."""
+    backend = backend_for(settings)
+    return backend.path if isinstance(backend, MaildirBackend) else None

@@ -5,6 +5,7 @@ break the hub) and reported, so the request can be completed once they close."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from redis.asyncio import Redis
 
@@ -12,6 +13,7 @@ from chat import keys
 from transcripts import outbox
 from transcripts.archive import delete_chat
 from transcripts.contact import email_hash, normalize_email
+from transcripts.maildir import purge_maildir
 from transcripts.tickets import delete_ticket
 
 
@@ -23,6 +25,7 @@ class Erasure:
     chats: list[str] = field(default_factory=list)
     tickets: list[str] = field(default_factory=list)
     mails: list[str] = field(default_factory=list)
+    mail_files: int = 0  # mails removed from the local Maildir
     still_open: list[str] = field(default_factory=list)
 
 
@@ -52,8 +55,9 @@ async def _chats_with_email(redis: Redis, email: str) -> dict[str, str]:
     return found
 
 
-async def erase_email(redis: Redis, address: str) -> Erasure:
-    """Delete the chats (closed ones), tickets and queued mails of one email address."""
+async def erase_email(redis: Redis, address: str, maildir: Path | None = None) -> Erasure:
+    """Delete the chats (closed ones), tickets and queued mails of one email address, and
+    the mails to or about it in the local Maildir (when mail is written to one)."""
     email = normalize_email(address)
     report = Erasure(email)
     if not email:
@@ -70,6 +74,7 @@ async def erase_email(redis: Redis, address: str) -> Erasure:
             report.tickets.append(ref)
     await outbox.delete_mails(redis, mails)  # and any other mail about this address
     report.mails = mails
+    report.mail_files = await purge_maildir(maildir, refs=frozenset(report.tickets), addresses=frozenset({email}))
     if not report.still_open:
         await redis.delete(keys.chats_by_email(digest), keys.tickets_by_email(digest))
     return report

@@ -7,14 +7,17 @@ from __future__ import annotations
 from chat import keys
 from chat.runtime import Runtime
 from transcripts.archive import delete_chat
+from transcripts.delivery import maildir_path
+from transcripts.maildir import purge_maildir
 from transcripts.tickets import delete_ticket
 
 BATCH = 200
 
 
 async def purge_expired(rt: Runtime, now: float) -> int:
-    """Delete every chat closed, and every ticket opened, before now - retention; return how
-    many chats and tickets were deleted. ``now`` is injected (rt.clock() in production)."""
+    """Delete every chat closed, and every ticket opened, before now - retention, and the
+    mails written to a local Maildir before then; return how many chats, tickets and mail
+    files were deleted. ``now`` is injected (rt.clock() in production)."""
     cutoff = now - rt.config.retention_days * 86400.0
     purged = 0
     while True:
@@ -29,4 +32,4 @@ async def purge_expired(rt: Runtime, now: float) -> int:
             purged += await delete_ticket(rt.redis, raw.decode())
         if len(refs) < BATCH:
             break
-    return purged
+    return purged + await purge_maildir(maildir_path(rt.settings), older_than=cutoff)
