@@ -42,21 +42,6 @@ def origin_allowed(ws: WebSocket, rt: Runtime) -> bool:
     return parts.scheme in ("http", "https") and parts.netloc == host
 
 
-async def previous_tickets(rt: Runtime, email: str, limit: int = 10) -> list[dict[str, Any]]:
-    """Earlier tickets of a verified customer, newest first, for the agent's details panel."""
-    from transcripts.contact import email_hash
-    from transcripts.tickets import load_ticket
-
-    refs = [r.decode() for r in await rt.redis.smembers(keys.tickets_by_email(email_hash(email)))]
-    found = []
-    for ref in refs:
-        ticket = await load_ticket(rt.redis, ref)
-        if ticket:
-            found.append({k: ticket.get(k) for k in ("ref", "created_at", "status", "trigger")})
-    found.sort(key=lambda t: t.get("created_at") or 0, reverse=True)
-    return found[:limit]
-
-
 class AgentConnection(Connection):
     kind = "agent"
 
@@ -133,8 +118,11 @@ class AgentConnection(Connection):
             "waited_s": round(float(chat.get("assigned_at") or now) - float(chat.get("arrived_at") or now), 1),
             "started_at": float(chat.get("created_at") or now),
         }
-        if chat.get("verified") == "1" and chat.get("email"):
-            entry["tickets"] = await previous_tickets(self.rt, chat["email"])
+        if chat.get("verified") == "1":
+            from transcripts.tickets import earlier_tickets
+
+            earlier = await earlier_tickets(self.rt.redis, chat.get("sub", ""), chat.get("email", ""))
+            entry["tickets"], entry["unverified_tickets"] = earlier["verified"], earlier["unverified"]
         return entry
 
     async def _read_chat(self, chat_id: str) -> tuple[dict[str, str] | None, list[dict[str, Any]]]:

@@ -154,6 +154,12 @@ def outbox_mail(mail_id: str) -> str:
     return f"{PREFIX}:outbox:{mail_id}"
 
 
+def tickets_by_customer(sub_hash: str) -> str:
+    """Set of ticket refs of one verified customer (SHA-256 of the identity token's `sub`):
+    their own tickets, never those anyone filed under the same address."""
+    return f"{PREFIX}:tickets:by-customer:{sub_hash}"
+
+
 def tickets_by_email(email_hash: str) -> str:
     """Set of ticket refs for one visitor email (hashed), for history and erasure."""
     return f"{PREFIX}:tickets:by-email:{email_hash}"

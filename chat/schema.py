@@ -152,9 +152,33 @@ async def _session_lists(redis: Redis, config: DeskConfig, dry_run: bool) -> lis
     return [f"{changed} open sessions listed under their users"] if changed else []
 
 
+async def _customer_index(redis: Redis, config: DeskConfig, dry_run: bool) -> list[str]:
+    """A verified customer's earlier tickets are now found by their id, apart from what anyone
+    filed under the same address: give layout-1 tickets of verified chats their customer."""
+    from transcripts.contact import customer_hash
+
+    changed = 0
+    for raw in await redis.zrange(keys.TICKETS, 0, -1):
+        ref = raw.decode()
+        sub, chat_id, verified = await redis.hmget(keys.ticket(ref), ["sub", "chat_id", "verified"])
+        if sub is not None or verified != b"1" or not chat_id:
+            continue
+        customer = await redis.hget(keys.chat(chat_id.decode()), "sub")
+        if not customer:
+            continue
+        changed += 1
+        if not dry_run:
+            async with redis.pipeline(transaction=True) as pipe:
+                pipe.hset(keys.ticket(ref), "sub", customer)
+                pipe.sadd(keys.tickets_by_customer(customer_hash(customer.decode())), ref)
+                await pipe.execute()
+    return [f"{changed} tickets of verified customers indexed by customer"] if changed else []
+
+
 async def _layout_2(redis: Redis, config: DeskConfig, dry_run: bool) -> list[str]:
     return [*await _seed_handling_average(redis, config, dry_run), *await _ticket_life(redis, config, dry_run),
-            *await _resume_hashes(redis, config, dry_run), *await _session_lists(redis, config, dry_run)]
+            *await _resume_hashes(redis, config, dry_run), *await _session_lists(redis, config, dry_run),
+            *await _customer_index(redis, config, dry_run)]
 
 
 MIGRATIONS: tuple[Migration, ...] = (

@@ -24,3 +24,9 @@ def is_mailable(email: str | None) -> bool:
 def email_hash(email: str) -> str:
     """SHA-256 of the lower-cased address: the key suffix of chats_by_email/tickets_by_email."""
     return hashlib.sha256(normalize_email(email).encode("utf-8")).hexdigest()
+
+
+def customer_hash(sub: str) -> str:
+    """SHA-256 of a verified customer's id (the identity token's `sub`): the key suffix of
+    tickets_by_customer."""
+    return hashlib.sha256(sub.encode("utf-8")).hexdigest()

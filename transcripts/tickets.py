@@ -24,7 +24,7 @@ from chat.chatlog import read_log
 from chat.chats import load_chat
 from chat.runtime import Runtime
 from transcripts import outbox
-from transcripts.contact import email_hash, is_mailable, normalize_email
+from transcripts.contact import customer_hash, email_hash, is_mailable, normalize_email
 from transcripts.mailer import OutgoingMail, mail_ids, ticket_mails
 from transcripts.refs import new_ref, normalize_ref
 from transcripts.reply_address import address_for
@@ -53,6 +53,7 @@ def _ticket_from_chat(ref: str, chat_id: str, chat: dict[str, str], transcript: 
         "name": chat.get("name", ""),
         "email": chat.get("email", "").strip(),
         "verified": chat.get("verified") == "1",
+        "sub": chat.get("sub", "") if chat.get("verified") == "1" else "",
         "plan": chat.get("plan", ""),
         "lang": chat.get("lang", ""),
         "topic": chat.get("topic", ""),
@@ -199,6 +200,8 @@ async def _store_new(rt: Runtime, guard: str, build: Callable[[str, float], dict
                 pipe.zadd(keys.TICKETS_DUE, {ref: ticket["due_at"]})
                 if ticket["email"]:
                     pipe.sadd(keys.tickets_by_email(email_hash(ticket["email"])), ref)
+                if ticket.get("sub"):
+                    pipe.sadd(keys.tickets_by_customer(customer_hash(ticket["sub"])), ref)
                 for mail in mails:
                     outbox.queue_mail(pipe, mail, now)
                 outbox.notify(pipe)
@@ -299,8 +302,9 @@ async def list_tickets(redis: Redis, page: int, per_page: int = 50, status: str 
 async def delete_ticket(redis: Redis, ref: str) -> bool:
     """Remove a ticket, its indexes and its queued mails in one transaction (erasure,
     retention). True when this call deleted it (concurrent callers count it once)."""
-    raw_email = await redis.hget(keys.ticket(ref), "email")
+    raw_email, raw_sub = await redis.hmget(keys.ticket(ref), ["email", "sub"])
     email = normalize_email(raw_email.decode("utf-8", "replace") if raw_email else "")
+    sub = raw_sub.decode("utf-8", "replace") if raw_sub else ""
     queued = [m.decode() for m in await redis.zrange(keys.OUTBOX, 0, -1) if m.decode().startswith(f"{ref}.")]
     async with redis.pipeline(transaction=True) as pipe:
         pipe.delete(keys.ticket(ref))
@@ -312,6 +316,8 @@ async def delete_ticket(redis: Redis, ref: str) -> bool:
         pipe.zrem(keys.TICKETS_PENDING, ref)
         if email:
             pipe.srem(keys.tickets_by_email(email_hash(email)), ref)
+        if sub:
+            pipe.srem(keys.tickets_by_customer(customer_hash(sub)), ref)
         ids = sorted(set(mail_ids(ref)) | set(queued))
         pipe.zrem(keys.OUTBOX, *ids)
         pipe.zrem(keys.OUTBOX_FAILED, *ids)
@@ -346,3 +352,31 @@ async def open_mail_ticket(rt: Runtime, fingerprint: str, contact: dict[str, str
         }
 
     return await _store_new(rt, seen_key, build, lambda pipe, ref: pipe.set(seen_key, ref, ex=ttl), email, confirm)
+
+
+async def earlier_tickets(redis: Redis, sub: str, email: str, limit: int = 10) -> dict[str, list[dict[str, Any]]]:
+    """A verified customer's own earlier tickets (by their id), and apart from them the
+    tickets anyone filed under the same address without being verified: an agent must never
+    take the second for the first. Newest first, summaries only."""
+    own = {r.decode() for r in await redis.smembers(keys.tickets_by_customer(customer_hash(sub)))} if sub else set()
+    same_address = {r.decode() for r in await redis.smembers(keys.tickets_by_email(email_hash(email)))} if email else set()
+    fields = ["ref", "created_at", "status", "trigger", "subject", "verified", "sub"]
+    refs = sorted(own | same_address)
+    rows = []
+    if refs:
+        async with redis.pipeline(transaction=False) as pipe:
+            for ref in refs:
+                pipe.hmget(keys.ticket(ref), fields)
+            rows = await pipe.execute()
+    verified, unverified = [], []
+    for values in rows:
+        if values[0] is None:
+            continue
+        ticket = _from_hash({f.encode(): v for f, v in zip(fields, values) if v is not None})
+        ticket.pop("transcript", None)
+        mine = ticket["ref"] in own and ticket.pop("sub", "") == sub
+        ticket.pop("sub", None)
+        (verified if mine else unverified if not ticket.get("verified") else []).append(ticket)
+    for group in (verified, unverified):
+        group.sort(key=lambda t: t.get("created_at") or 0, reverse=True)
+    return {"verified": verified[:limit], "unverified": unverified[:limit]}

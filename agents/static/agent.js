@@ -124,6 +124,7 @@
     if (item.visitor) chat.visitor = item.visitor;
     if (item.status) chat.status = item.status;
     if (Array.isArray(item.tickets)) chat.tickets = item.tickets;
+    if (Array.isArray(item.unverified_tickets)) chat.unverifiedTickets = item.unverified_tickets;
     const since = item.started_at || item.assigned_at || item.arrived_at || item.created_at;
     if (since && fresh) chat.since = Number(since);
     if (typeof item.read_seq === "number") chat.readSeq = Math.max(chat.readSeq, item.read_seq);
@@ -308,7 +309,7 @@
     const list = LC.clear($("details"));
     const tickets = LC.clear($("tickets"));
     $("details-empty").hidden = !!chat;
-    $("tickets-empty").hidden = !!(chat && chat.tickets.length);
+    $("tickets-empty").hidden = !!(chat && (chat.tickets.length || (chat.unverifiedTickets || []).length));
     if (!chat) return;
     const v = chat.visitor;
     const rows = [
@@ -324,11 +325,16 @@
     for (const [label, text, node] of rows) {
       list.append(LC.el("dt", { text: label }), LC.el("dd", { class: label === "Page" ? "url" : "" }, node || text));
     }
-    for (const ticket of chat.tickets) {
+    const item = (ticket, note) => {
       const ref = typeof ticket === "string" ? ticket : ticket.ref;
       const when = ticket && ticket.created_at ? new Date(ticket.created_at * 1000).toLocaleDateString() : "";
       const what = (ticket && (ticket.subject || ticket.trigger || ticket.status)) || "";
-      tickets.append(LC.el("li", {}, LC.el("strong", { text: ref || "?" }), when ? " " + when : "", what ? " · " + what : ""));
+      return LC.el("li", { class: note ? "unverified" : "" }, LC.el("strong", { text: ref || "?" }),
+        when ? " " + when : "", what ? " · " + what : "", note ? " · " + note : "");
+    };
+    for (const ticket of chat.tickets) tickets.append(item(ticket, ""));
+    for (const ticket of chat.unverifiedTickets || []) {
+      tickets.append(item(ticket, "same address, not verified: may not be this customer"));
     }
   }
 
