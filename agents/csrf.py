@@ -56,7 +56,7 @@ def is_bare_client(conn: HTTPConnection) -> bool:
 
     Browsers attach Origin to every cross-origin POST and (Chromium, Firefox, Safari) to
     same-origin form POSTs as well, so a forged login post from another site always carries
-    one. Scripts and benchmarks written from PROTOCOL.md ("form fields username, password")
+    one. Scripts and benchmarks written from docs/protocol.md ("form fields username, password")
     send none of the three; for them the double-submit pair is not required. They still pass
     the login rate limit, and a login without the pair cannot be aimed at a victim's
     browser, which is all that login CSRF is about."""

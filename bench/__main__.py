@@ -4,7 +4,7 @@ bench/results/latest.json and bench/results/latency.svg.
 Every server (our hub, the baselines) is a child process pinned with its Redis to the first
 CPU; the load generator runs in separate processes pinned to the other CPU(s). Everything
 listens on 127.0.0.1 or a unix socket, every size is bounded, and the run stops by itself.
-See bench/options.py for the flags and README "Performance" for what each figure means.
+See bench/options.py for the flags and bench/README.md for what each figure means.
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ async def update_chat(redis: Redis, chat_id: str, **fields: Any) -> None:
 
 
 def visitor_profile(chat: dict[str, str]) -> dict[str, Any]:
-    """What an agent is shown about the visitor (PROTOCOL.md: name, email, plan, verified,
+    """What an agent is shown about the visitor (docs/protocol.md: name, email, plan, verified,
     lang, topic, page; plus the emergency flag)."""
     return {
         "name": chat.get("name", ""),

@@ -533,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from chat import log_privacy
 
-    log_privacy.install()  # before anything logs: no client address in any line (README "Privacy")
+    log_privacy.install()  # before anything logs: no client address in any line (docs/security.md)
     logging.basicConfig(level=os.environ.get("LIVECHAT_LOG_LEVEL", "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)

@@ -1,4 +1,4 @@
-"""The wire format of PROTOCOL.md: frame types, limits, and JSON / MessagePack coding.
+"""The wire format of docs/protocol.md: frame types, limits, and JSON / MessagePack coding.
 
 Inbound frames are validated here so that the socket handlers only see well-formed dicts.
 """
@@ -26,7 +26,7 @@ UNAVAILABLE = "unavailable"
 NOT_FOUND = "not_found"  # an HTTP API (the help centre) names a thing that does not exist
 LIMIT_REACHED = "limit_reached"  # a per-chat, per-address or per-process cap: nothing was stored
 
-# offline reasons beyond PROTOCOL.md's no_agents / closed_hours
+# offline reasons besides no_agents / closed_hours (docs/protocol.md lists them all)
 OFFLINE_BUSY = "busy"  # the desk holds [limits] max_waiting_chats already: leave a message
 
 # close codes

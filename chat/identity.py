@@ -1,4 +1,4 @@
-"""Identity tokens signed by the company's own site (PROTOCOL.md): the only source of a plan.
+"""Identity tokens signed by the company's own site (docs/protocol.md): the only source of a plan.
 
 token = b64url(payload) + "." + b64url(HMAC-SHA256(site_secret, b64url(payload)))
 """

@@ -1,4 +1,4 @@
-"""No client address in any log line: README "Privacy" promises that no IP address is kept,
+"""No client address in any log line: docs/security.md promises that no IP address is kept,
 and a log file is kept.
 
 The addresses do not come from our code alone. uvicorn starts its own lines with the client

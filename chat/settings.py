@@ -54,7 +54,7 @@ def _reply_address(value: str) -> str:
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read every LIVECHAT_* variable (documented in README.md) into one object."""
+    """Read every LIVECHAT_* variable (documented in docs/configuration.md) into one object."""
     env = os.environ if env is None else env
     origins = tuple(o.strip().rstrip("/") for o in env.get("LIVECHAT_ALLOWED_ORIGINS", "").split(",") if o.strip())
     fsync = env.get("LIVECHAT_REDIS_FSYNC", "always")

@@ -1,4 +1,4 @@
-"""/ws/visitor: a visitor's chat from hello to rating (PROTOCOL.md)."""
+"""/ws/visitor: a visitor's chat from hello to rating (docs/protocol.md)."""
 
 from __future__ import annotations
 

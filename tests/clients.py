@@ -1,4 +1,4 @@
-"""WebSocket and HTTP clients for the tests, written from PROTOCOL.md like any outside client."""
+"""WebSocket and HTTP clients for the tests, written from docs/protocol.md like any outside client."""
 
 from __future__ import annotations
 

@@ -83,7 +83,7 @@ def form(**fields: str) -> tuple[str, dict[str, str]]:
 
 
 async def post_login(base_url: str, username: str, password: str, **headers: str) -> Reply:
-    """A bare login POST (as a script written from PROTOCOL.md sends it), plus any headers."""
+    """A bare login POST (as a script written from docs/protocol.md sends it), plus any headers."""
     body, base = form(username=username, password=password)
     return await arequest(base_url, "POST", "/agent/login", body, {**base, **headers})
 

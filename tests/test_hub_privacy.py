@@ -1,4 +1,4 @@
-"""No client address in the hub's log, at any level (README "Privacy"). uvicorn names the
+"""No client address in the hub's log, at any level (docs/security.md). uvicorn names the
 client in lines of its own ('198.51.100.20:0 - "WebSocket /ws/visitor" [accepted]', at info
 level whatever access_log says) and the websockets library logs request headers at debug
 level; a hub behind a proxy gets the address from X-Forwarded-For. Here a hub runs at debug

@@ -33,7 +33,7 @@ def payload(**extra) -> dict:
 
 
 def test_token_format_is_b64url_payload_dot_b64url_hmac():
-    """sign() produces exactly PROTOCOL.md's format, without base64 padding."""
+    """sign() produces exactly docs/protocol.md's format, without base64 padding."""
     body = {"sub": "user-42", "plan": "plus", "exp": 1732300000, "name": "Zoë"}
     tok = sign("k", body)
     head, mac = tok.split(".")
@@ -49,7 +49,7 @@ def test_valid_token_gives_sub_plan_name_and_email():
 
 
 def test_token_minted_by_hand_like_a_site_backend_is_accepted():
-    """A token built with nothing but hmac/base64/json (as the README shows) verifies."""
+    """A token built with nothing but hmac/base64/json (as docs/routing.md shows) verifies."""
     body = b64url(json.dumps({"sub": "7", "plan": "plus", "exp": int(NOW) + 60}).encode())
     mac = b64url(hmac.new(b"k", body.encode(), hashlib.sha256).digest())
     assert verify("k", f"{body}.{mac}", PLANS, NOW).plan == "plus"

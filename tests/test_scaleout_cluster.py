@@ -3,7 +3,8 @@
 routing keys to another, and each Lua script and transaction of the chat core runs there.
 
 The hub itself does not run on Cluster yet (it uses a plain client, and the accounts,
-tickets and outbox make multi-slot transactions): README "Running in production" says what is missing."""
+tickets and outbox make multi-slot transactions): docs/operations.md, "Redis Sentinel and Redis
+Cluster", says what is missing."""
 
 from __future__ import annotations
 

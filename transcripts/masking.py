@@ -1,8 +1,8 @@
 """Mask secrets a visitor types into a chat before the message is stored: payment card
 numbers and passwords. Agents, transcripts and ticket mails only ever see the placeholder.
 
-Best effort, not a guarantee: it catches the ways people usually write these (README "Masked
-secrets"), not every way a determined visitor could spell one.
+Best effort, not a guarantee: it catches the ways people usually write these (docs/tickets.md,
+"Masked secrets"), not every way a determined visitor could spell one.
 
 Called by the hub for every message, on the event loop, so the work per message is small and
 bounded whatever the text: ordinary text costs two quick scans (for long digit runs and for

@@ -2,7 +2,7 @@
 """Print the Subresource Integrity hashes (sha384) of widget.js and widget.css.
 
 Needs nothing but Python: run it on the files you serve, after every upgrade, and paste the
-result into the embedding tag's integrity="..." attribute (see README, "Embedding the widget").
+result into the embedding tag's integrity="..." attribute (see docs/widget.md, "Subresource Integrity").
 
     python3 widget/sri.py            # the files next to this script
     python3 widget/sri.py FILE...    # any files
