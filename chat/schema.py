@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
@@ -79,30 +80,45 @@ async def _seed_handling_average(redis: Redis, config: DeskConfig, dry_run: bool
 
 
 async def _ticket_life(redis: Redis, config: DeskConfig, dry_run: bool) -> list[str]:
-    """Layout 1 tickets were only ever `open`, with no due time: give each the life fields of
-    the ticket desk (waiting for us since it was made, its plan's first-response target) and
-    put it in the index of due tickets."""
+    """Layout 1 tickets had no life: two mails, then the conversation went on by email outside
+    the desk. Give each the ticket desk's fields. One made within `[tickets] pending_days` is
+    `open`, waiting for us since it was made, due under its plan's first-response target; an
+    older one is taken as handled and becomes `solved` now (a reply within `reopen_days`
+    reopens it), so an upgraded desk does not open on a wall of long-breached tickets."""
     from transcripts.targets import initial_fields  # the rule of targets has one home
 
-    refs = [r.decode() for r in await redis.zrange(keys.TICKETS, 0, -1)]
-    changed = 0
-    for ref in refs:
-        fields = await redis.hmget(keys.ticket(ref), ["status", "due_at", "plan", "emergency", "created_at"])
-        status, due, plan, emergency, created = (v.decode() if v is not None else None for v in fields)
-        if status is None or due is not None:
+    now = time.time()
+    opened = solved = 0
+    for raw in await redis.zrange(keys.TICKETS, 0, -1):
+        ref = raw.decode()
+        fields = await redis.hmget(keys.ticket(ref), ["status", "due_at", "solved_at", "plan", "emergency",
+                                                      "created_at"])
+        status, due, done, plan, emergency, created = (v.decode() if v is not None else None for v in fields)
+        if status is None or due is not None or done is not None:
             continue  # purged meanwhile, or already migrated
-        changed += 1
+        created_at = float(created or 0)
+        recent = now - created_at < config.tickets.pending_days * 86400
+        opened, solved = opened + recent, solved + (not recent)
         if dry_run:
             continue
-        created_at = float(created or 0)
-        life = initial_fields(config, {"plan": plan, "emergency": emergency == "1"}, created_at)
+        life = {"assignee": "", "awaiting_since": repr(created_at), "first_response_at": "", "pending_since": "",
+                "channel": "chat"}
         async with redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.ticket(ref), mapping={
-                "status": "open", "assignee": "", "awaiting_since": repr(created_at), "first_response_at": "",
-                "pending_since": "", "solved_at": "", "channel": "chat", "due_at": repr(life["due_at"])})
-            pipe.zadd(keys.TICKETS_DUE, {ref: life["due_at"]})
+            if recent:
+                due_at = initial_fields(config, {"plan": plan, "emergency": emergency == "1"}, created_at)["due_at"]
+                pipe.hset(keys.ticket(ref), mapping={**life, "status": "open", "solved_at": "", "due_at": repr(due_at)})
+                pipe.zadd(keys.TICKETS_DUE, {ref: due_at})
+            else:
+                pipe.hset(keys.ticket(ref), mapping={**life, "status": "solved", "solved_at": repr(now), "due_at": ""})
+                pipe.zrem(keys.tickets_by_status("open"), ref)
+                pipe.zadd(keys.tickets_by_status("solved"), {ref: created_at})
             await pipe.execute()
-    return [f"{changed} tickets given a status, a response target and a place among due tickets"] if changed else []
+    changes = []
+    if opened:
+        changes.append(f"{opened} tickets given a status, a response target and a place among due tickets")
+    if solved:
+        changes.append(f"{solved} tickets older than pending_days taken as handled (solved)")
+    return changes
 
 
 async def _scan(redis: Redis, pattern: str):

@@ -12,6 +12,7 @@ from chat import keys
 from transcripts import cli
 from transcripts.archive import archive_chat
 from transcripts.contact import email_hash
+from transcripts import desk
 from transcripts.retention import purge_expired
 from transcripts.tickets import load_ticket, open_ticket
 from tests.test_transcripts_support import (  # noqa: F401 - fixtures
@@ -130,7 +131,8 @@ async def test_delete_refuses_something_that_is_not_an_email(rt, tdb):
 
 
 async def test_retention_purges_only_what_is_older_than_the_period(rt, tdb):
-    """With an injected clock, chats closed and tickets opened before now - 30 days go, newer stay."""
+    """With an injected clock, chats closed and tickets solved before now - 30 days go; newer
+    ones, and a ticket still open however old, stay."""
     now = time.time()
     old_chat = await make_chat(tdb, status="closed", closed_at=repr(now - 40 * DAY))
     await archive_chat(rt, old_chat)
@@ -138,10 +140,14 @@ async def test_retention_purges_only_what_is_older_than_the_period(rt, tdb):
     await archive_chat(rt, new_chat)
     rt.clock = lambda: now - 31 * DAY
     old_ref = await open_ticket(rt, await make_chat(tdb), "offline")
+    await desk.update(rt, old_ref, status="solved")
+    still_open = await open_ticket(rt, await make_chat(tdb), "offline")
     rt.clock = lambda: now
     new_ref = await open_ticket(rt, await make_chat(tdb), "offline")
+    await desk.update(rt, new_ref, status="solved")
 
     assert await purge_expired(rt, now) == 2
+    assert await load_ticket(tdb, still_open)
     assert not await tdb.exists(keys.chat(old_chat), keys.chat_log(old_chat))
     assert await tdb.exists(keys.chat(new_chat), keys.chat_log(new_chat))
     assert await load_ticket(tdb, old_ref) is None and await load_ticket(tdb, new_ref)

@@ -9,15 +9,16 @@ from chat.runtime import Runtime
 from transcripts.archive import delete_chat
 from transcripts.delivery import maildir_path
 from transcripts.maildir import purge_maildir
+from transcripts.targets import SOLVED
 from transcripts.tickets import delete_ticket
 
 BATCH = 200
 
 
 async def purge_expired(rt: Runtime, now: float) -> int:
-    """Delete every chat closed, and every ticket opened, before now - retention, and the
-    mails written to a local Maildir before then; return how many chats, tickets and mail
-    files were deleted. ``now`` is injected (rt.clock() in production)."""
+    """Delete every chat closed, and every ticket solved, before now - retention (a ticket
+    still open or waiting for the customer is kept, however old), and the mails written to a
+    local Maildir before then; return how many chats, tickets and mail files were deleted. ``now`` is injected (rt.clock() in production)."""
     cutoff = now - rt.config.retention_days * 86400.0
     purged = 0
     while True:
@@ -26,10 +27,15 @@ async def purge_expired(rt: Runtime, now: float) -> int:
             purged += await delete_chat(rt.redis, raw.decode())
         if len(ids) < BATCH:
             break
-    while True:
-        refs = await rt.redis.zrangebyscore(keys.TICKETS, "-inf", cutoff, start=0, num=BATCH)
+    start = 0
+    while True:  # solved tickets (indexed by creation, which comes before the solving)
+        refs = await rt.redis.zrangebyscore(keys.tickets_by_status(SOLVED), "-inf", cutoff, start=start, num=BATCH)
         for raw in refs:
-            purged += await delete_ticket(rt.redis, raw.decode())
+            solved_at = await rt.redis.hget(keys.ticket(raw.decode()), "solved_at")
+            if solved_at and float(solved_at) < cutoff:
+                purged += await delete_ticket(rt.redis, raw.decode())
+            else:
+                start += 1  # solved recently (or reopened meanwhile): kept, look past it
         if len(refs) < BATCH:
             break
     return purged + await purge_maildir(maildir_path(rt.settings), older_than=cutoff)
