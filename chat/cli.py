@@ -418,6 +418,10 @@ def cmd_mail_in(args: argparse.Namespace) -> int:
         print("livechat mail-in: no message on standard input", file=sys.stderr)
         return 65  # EX_DATAERR: nothing to retry
     settings, config = _load(args)
+    if len(raw) > config.mail_in.max_bytes:
+        print(f"livechat mail-in: the mail is {len(raw)} bytes, over [mail_in] max_bytes ({config.mail_in.max_bytes})",
+              file=sys.stderr)
+        return 65  # EX_DATAERR: the MTA bounces it to its sender, as an SMTP 552 would
 
     async def run(url: str) -> int:
         redis = redis_client(url)

@@ -116,8 +116,9 @@ help_query_chars = 1000       # a longer help search is refused with `too_long` 
 help_article_bytes = 262144   # a larger article file is skipped (with a warning naming it)
 
 [mail_in]
-max_bytes = 10485760          # a mail over this size is refused (SMTP/LMTP 552; left unread in the IMAP box)
+max_bytes = 26214400          # a mail over this size is refused (SMTP/LMTP 552; left unread in the IMAP box; mail-in exit 65)
 max_recipients = 100          # RCPT commands accepted for one SMTP/LMTP mail; past it 452
+attachment_bytes = 10485760   # attachments kept with the ticket per mail; past it the rest is noted as dropped
 """
 
 DEMO_OVERRIDES = {"hours": ALWAYS}
@@ -196,10 +197,12 @@ class TicketPolicy:
 class MailIn:
     """Guards of the mail listener and the IMAP poller (`livechat worker`): a mail is held
     in memory whole until it is stored, so its size is capped; the recipient cap bounds one
-    SMTP/LMTP transaction (RFC 5321 asks servers to take at least 100)."""
+    SMTP/LMTP transaction (RFC 5321 asks servers to take at least 100); the attachments of one
+    mail are kept (in Redis, with the ticket) up to a total size, the rest noted as dropped."""
 
-    max_bytes: int = 10 * 1024 * 1024
+    max_bytes: int = 25 * 1024 * 1024
     max_recipients: int = 100
+    attachment_bytes: int = 10 * 1024 * 1024  # kept with the ticket per mail (the screenshots customers send)
 
 
 @dataclass(frozen=True)

@@ -128,6 +128,12 @@ def ticket_thread(ref: str) -> str:
     return f"{PREFIX}:ticket:{ref}:thread"
 
 
+def ticket_files(ref: str) -> str:
+    """Hash attachment id -> bytes: files customers mailed with a ticket (kept up to
+    [mail_in] attachment_bytes per mail, deleted with the ticket)."""
+    return f"{PREFIX}:ticket:{ref}:files"
+
+
 def plan_by_email(email_hash: str) -> str:
     """String with a TTL: the plan of the last verified customer seen with this address (an
     identity token vouched for both), so a mail from that address is on the same plan."""

@@ -34,7 +34,9 @@ def desk(redis_url, tmp_path_factory, test_config_path):
         await client.aclose()
 
     asyncio.run(setup())
-    env = hub_env(url, root / "hub", test_config_path, SMTP_URL=smtp.url + "?starttls=never",
+    config = root / "desk.toml"
+    config.write_text(test_config_path.read_text() + "\n[mail_in]\nattachment_bytes = 2000\n")
+    env = hub_env(url, root / "hub", config, SMTP_URL=smtp.url + "?starttls=never",
                   LIVECHAT_REPLY_ADDRESS="support+{token}@example.org")
     hub = HubProcess(env, root / "hub").start()
     yield hub, smtp, env
@@ -234,3 +236,47 @@ async def test_mail_from_a_verified_customers_address_is_on_their_plan(desk, lan
     msg.set_content("One more question.\n")
     outcome, ref = mail_in(env, msg).stdout.decode().split()
     assert outcome == "opened" and ticket(hub, ref)["plan"] == "visionary"
+
+
+def with_attachments(sender: str, *files: tuple[str, str, bytes]) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["Subject"] = "Screenshot of the error"
+    msg["Message-ID"] = make_msgid(domain="customer.example")
+    msg.set_content("Here is what I see.\n")
+    for name, content_type, data in files:
+        maintype, subtype = content_type.split("/")
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+    return msg
+
+
+async def test_an_attachment_is_kept_and_served_only_as_a_download(desk, lang):
+    """A mailed file is kept with the ticket and comes back byte for byte, as a download."""
+    hub, smtp, env = desk
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+    outcome, ref = mail_in(env, with_attachments(f"kai-{lang}@example.org", ("error.png", "image/png", png),
+                                                 ("logo.svg", "image/svg+xml", svg))).stdout.decode().split()
+    files = {f["name"]: f for f in ticket(hub, ref)["messages"][0]["attachments"]}
+    assert set(files) == {"error.png", "logo.svg"} and files["error.png"]["size"] == len(png)
+    cookie = login_cookie(hub, "boss", PASSWORD)
+    for name, data in (("error.png", png), ("logo.svg", svg)):
+        request = urllib.request.Request(f"{hub.base_url}/api/tickets/{ref}/attachments/{files[name]['id']}",
+                                         headers={"Cookie": cookie})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.read() == data
+            assert response.headers["Content-Disposition"].startswith("attachment;")
+            assert response.headers["Content-Type"] == "application/octet-stream"
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_attachments_over_the_cap_are_dropped_and_the_mail_kept(desk, lang):
+    """Past [mail_in] attachment_bytes the mail is stored and the file named as dropped."""
+    hub, smtp, env = desk
+    big = b"x" * 3000  # the module's desk keeps 2,000 bytes of attachments per mail
+    outcome, ref = mail_in(env, with_attachments(f"lea-{lang}@example.org", ("small.txt", "text/plain", b"ok"),
+                                                 ("dump.bin", "application/octet-stream", big))).stdout.decode().split()
+    first = ticket(hub, ref)["messages"][0]
+    assert outcome == "opened" and first["text"] == "Here is what I see."
+    assert [f["name"] for f in first["attachments"]] == ["small.txt"]
+    assert [(f["name"], f["size"]) for f in first["dropped"]] == [("dump.bin", 3000)]

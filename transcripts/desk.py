@@ -108,7 +108,8 @@ def _customer_wrote(config: DeskConfig, ticket: dict[str, Any], now: float) -> d
     return fields
 
 
-async def add_customer_mail(rt: Runtime, ref: str, fingerprint: str, entry: dict[str, Any], ttl: int) -> str:
+async def add_customer_mail(rt: Runtime, ref: str, fingerprint: str, entry: dict[str, Any], ttl: int,
+                            files: dict[str, bytes] | None = None) -> str:
     """Add a customer's mail to the thread, once per fingerprint, and (unless a machine sent
     it) put the ticket back on our side, all in one transaction. Returns "stored",
     "duplicate:<ref>" (this mail was stored before, there) or "gone" (purged meanwhile)."""
@@ -131,6 +132,8 @@ async def add_customer_mail(rt: Runtime, ref: str, fingerprint: str, entry: dict
                 _apply(pipe, ref, ticket, fields)
                 pipe.set(seen_key, ref, ex=ttl)
                 pipe.rpush(keys.ticket_thread(ref), msgpack.packb(entry))
+                if files:
+                    pipe.hset(keys.ticket_files(ref), mapping=files)
                 pipe.publish(keys.TICKETS_CHANNEL, msgpack.packb({"type": "ticket", "ref": ref}))
                 await pipe.execute()
                 return "stored"
@@ -263,13 +266,16 @@ def messages(ticket: dict[str, Any]) -> list[dict[str, Any]]:
     mail in and out and every note."""
     first_kind = "mail_in" if ticket.get("channel") == "email" else "chat"
     out = [{"id": f"t{m.get('seq', i)}", "kind": m.get("kind", first_kind), "from": m.get("from", ""),
-            "text": m.get("text", ""), "ts": m.get("ts", 0)} for i, m in enumerate(ticket.get("transcript", []), 1)]
+            "text": m.get("text", ""), "ts": m.get("ts", 0), "attachments": m.get("attachments", []),
+            **({"dropped": m["dropped"]} if m.get("dropped") else {})}
+           for i, m in enumerate(ticket.get("transcript", []), 1)]
     for entry in ticket.get("thread", []):
         out.append({"id": str(entry["id"]), "kind": entry.get("kind", "mail_in"), "from": entry.get("from", ""),
                     "name": entry.get("name", ""), "text": entry.get("text", ""), "ts": entry.get("ts", 0),
                     **({"original": entry["original"]} if "original" in entry else {}),
                     **({"automatic": True} if entry.get("automatic") else {}),
-                    "attachments": []})
+                    **({"dropped": entry["dropped"]} if entry.get("dropped") else {}),
+                    "attachments": entry.get("attachments", [])})
     return out
 
 

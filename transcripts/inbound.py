@@ -36,6 +36,13 @@ _RECIPIENT_HEADERS = ("To", "Cc", "Delivered-To", "X-Original-To", "Envelope-To"
 
 
 @dataclass(frozen=True)
+class Attachment:
+    name: str          # the file name the sender gave, made one printable line
+    content_type: str  # as declared (never trusted: files are only ever served as downloads)
+    data: bytes
+
+
+@dataclass(frozen=True)
 class Inbound:
     message_id: str              # as the sender wrote it ("" when missing)
     fingerprint: str             # what makes a redelivery recognisable: the Message-ID, or the bytes
@@ -49,6 +56,7 @@ class Inbound:
     recipients: tuple[str, ...]  # addresses it was sent to (To, Cc, Delivered-To, X-Original-To)
     automatic: bool              # auto-reply, bulk or list mail (RFC 3834): never answered, never reopens
     size: int
+    attachments: tuple[Attachment, ...] = ()
 
 
 def clean_line(value: str | None, limit: int = 200) -> str:
@@ -119,6 +127,20 @@ def strip_reply(text: str) -> str:
     return "\n".join(lines).strip() or text.strip()
 
 
+def _attachments(msg: EmailMessage) -> tuple[Attachment, ...]:
+    found = []
+    for part in msg.iter_attachments():
+        if part.is_multipart():
+            continue
+        try:
+            data = part.get_payload(decode=True) or b""
+        except (LookupError, ValueError, AssertionError):
+            continue
+        name = clean_line(part.get_filename() or "", 150) or "attachment"
+        found.append(Attachment(name.replace("/", "_").replace("\\", "_"), clean_line(part.get_content_type(), 100), data))
+    return tuple(found)
+
+
 def _ids(value: str | None) -> list[str]:
     return re.findall(r"<[^<>\s]+>", value or "")
 
@@ -166,4 +188,5 @@ def parse(raw: bytes) -> Inbound:
         recipients=tuple(a for _, a in getaddresses([str(v) for h in _RECIPIENT_HEADERS for v in msg.get_all(h, [])]) if a),
         automatic=_automatic(msg),
         size=len(raw),
+        attachments=_attachments(msg),
     )

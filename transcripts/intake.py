@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from dataclasses import dataclass
 
 from chat import keys
@@ -75,6 +76,22 @@ def _own_addresses(rt: Runtime) -> set[str]:
     return {normalize_email(envelope_address(a)) for a in (rt.settings.support_address, rt.settings.sender) if a}
 
 
+def _files(mail: Inbound, cap: int) -> tuple[list[dict], list[dict], dict[str, bytes]]:
+    """(kept, dropped, id -> bytes): the attachments kept with the ticket, in the mail's order,
+    until their total reaches the cap; the others are named in the thread as dropped."""
+    kept, dropped, blobs, total = [], [], {}, 0
+    for attachment in mail.attachments:
+        meta = {"name": attachment.name, "type": attachment.content_type, "size": len(attachment.data)}
+        if total + len(attachment.data) > cap:
+            dropped.append({**meta, "reason": f"over the {cap // (1024 * 1024) or 1} MB kept per mail"})
+            continue
+        total += len(attachment.data)
+        file_id = secrets.token_hex(8)
+        kept.append({"id": file_id, **meta})
+        blobs[file_id] = attachment.data
+    return kept, dropped, blobs
+
+
 async def take(rt: Runtime, raw: bytes, envelope: tuple[str, ...] = ()) -> Taken:
     """Store one RFC 5322 message (`envelope`: the recipients the SMTP/LMTP client gave, when
     known). Raises redis errors when it cannot be stored, so that the way in (an MTA pipe, an
@@ -84,12 +101,14 @@ async def take(rt: Runtime, raw: bytes, envelope: tuple[str, ...] = ()) -> Taken
         log.info("mail from our own address ignored (a loop)")
         return Taken("ignored", reason="loop")
     now = rt.clock()
-    entry = {"kind": "mail_in", "from": mail.sender, "name": mail.sender_name, "subject": mail.subject,
+    kept, dropped, blobs = _files(mail, rt.config.mail_in.attachment_bytes)
+    attached = {**({"attachments": kept} if kept else {}), **({"dropped": dropped} if dropped else {})}
+    entry = {**attached, "kind": "mail_in", "from": mail.sender, "name": mail.sender_name, "subject": mail.subject,
              "text": mail.reply, "original": mail.text[:ORIGINAL_CHARS], "message_id": mail.message_id,
              "automatic": mail.automatic, "ts": now}
     ref, previous = await _thread_for(rt, mail, envelope)
     if ref is not None:
-        outcome = await add_customer_mail(rt, ref, mail.fingerprint, entry, _retention_seconds(rt))
+        outcome = await add_customer_mail(rt, ref, mail.fingerprint, entry, _retention_seconds(rt), blobs)
         if outcome == "stored":
             log.info("mail stored in ticket %s%s", ref, " (automatic)" if mail.automatic else "")
             return Taken("stored", ref)
@@ -103,9 +122,9 @@ async def take(rt: Runtime, raw: bytes, envelope: tuple[str, ...] = ()) -> Taken
     contact = {"name": mail.sender_name, "email": mail.sender, "subject": mail.subject,
                **({"plan": plan.decode()} if plan and plan.decode() in rt.config.plans else {}),
                **({"previous_ref": previous} if previous else {})}
-    first = {"kind": "mail_in", "text": mail.reply, "subject": mail.subject, "message_id": mail.message_id,
+    first = {**attached, "kind": "mail_in", "text": mail.reply, "subject": mail.subject, "message_id": mail.message_id,
              "original": mail.text[:ORIGINAL_CHARS], "ts": now}
-    ref, made = await open_mail_ticket(rt, mail.fingerprint, contact, first, _retention_seconds(rt))
+    ref, made = await open_mail_ticket(rt, mail.fingerprint, contact, first, _retention_seconds(rt), blobs)
     if not made:
         return Taken("duplicate", ref)
     await record_ticket(rt.redis, EMAIL, now)

@@ -308,7 +308,7 @@ async def delete_ticket(redis: Redis, ref: str) -> bool:
     queued = [m.decode() for m in await redis.zrange(keys.OUTBOX, 0, -1) if m.decode().startswith(f"{ref}.")]
     async with redis.pipeline(transaction=True) as pipe:
         pipe.delete(keys.ticket(ref))
-        pipe.delete(keys.ticket_thread(ref))
+        pipe.delete(keys.ticket_thread(ref), keys.ticket_files(ref))
         pipe.zrem(keys.TICKETS, ref)
         for s in STATUSES:
             pipe.zrem(keys.tickets_by_status(s), ref)
@@ -330,7 +330,7 @@ async def delete_ticket(redis: Redis, ref: str) -> bool:
 # --- tickets from mail ------------------------------------------------------------------
 
 async def open_mail_ticket(rt: Runtime, fingerprint: str, contact: dict[str, str], first: dict[str, Any],
-                           ttl: int) -> tuple[str, bool]:
+                           ttl: int, files: dict[str, bytes] | None = None) -> tuple[str, bool]:
     """A new ticket from a mail that answers none (channel `email`): the mail is its first
     message, and the customer and the support inbox are mailed as for a chat ticket, all in
     one transaction with the mail's fingerprint. Returns (ref, made): made is False when this
@@ -351,7 +351,12 @@ async def open_mail_ticket(rt: Runtime, fingerprint: str, contact: dict[str, str
             **({"previous_ref": contact["previous_ref"]} if contact.get("previous_ref") else {}),
         }
 
-    return await _store_new(rt, seen_key, build, lambda pipe, ref: pipe.set(seen_key, ref, ex=ttl), email, confirm)
+    def claim(pipe: Pipeline, ref: str) -> None:
+        pipe.set(seen_key, ref, ex=ttl)
+        if files:
+            pipe.hset(keys.ticket_files(ref), mapping=files)
+
+    return await _store_new(rt, seen_key, build, claim, email, confirm)
 
 
 async def earlier_tickets(redis: Redis, sub: str, email: str, limit: int = 10) -> dict[str, list[dict[str, Any]]]:
@@ -380,3 +385,16 @@ async def earlier_tickets(redis: Redis, sub: str, email: str, limit: int = 10) -
     for group in (verified, unverified):
         group.sort(key=lambda t: t.get("created_at") or 0, reverse=True)
     return {"verified": verified[:limit], "unverified": unverified[:limit]}
+
+
+async def attachment(redis: Redis, ref: str, file_id: str) -> tuple[dict[str, Any], bytes] | None:
+    """One file a customer mailed with a ticket: its description (name, type, size) and bytes."""
+    ticket = await load_ticket(redis, ref)
+    if ticket is None:
+        return None
+    for message in [*ticket.get("transcript", []), *ticket.get("thread", [])]:
+        for meta in message.get("attachments", []):
+            if meta.get("id") == file_id:
+                data = await redis.hget(keys.ticket_files(ticket["ref"]), file_id)
+                return (meta, data) if data is not None else None
+    return None

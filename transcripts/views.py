@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -19,7 +20,7 @@ from transcripts import desk
 from transcripts.refs import normalize_ref
 from transcripts.targets import STATUSES, breached
 from transcripts.templating import render, transcript_rows
-from transcripts.tickets import ORDERS, list_tickets, load_ticket
+from transcripts.tickets import ORDERS, attachment, list_tickets, load_ticket
 
 # Personal data: never cached, never framed, no scripts, no referrer leaks.
 HEADERS = {
@@ -185,9 +186,29 @@ async def ticket_update(request: Request) -> Response:
     return JSONResponse(_detail(ticket, rt.clock()), headers=HEADERS)
 
 
+async def ticket_attachment(request: Request) -> Response:
+    """GET /api/tickets/{ref}/attachments/{id}: a file a customer mailed, as a download only
+    (never shown inline: a mailed HTML or SVG file must not run in the desk's origin)."""
+    session = await _session(request)
+    if not isinstance(session, Session):
+        return session
+    ref = normalize_ref(request.path_params["ref"])
+    found = await attachment(request.app.state.rt.redis, ref, request.path_params["file_id"]) if ref else None
+    if found is None:
+        return _error(request, 404, "no such attachment")
+    meta, data = found
+    name = meta.get("name") or "attachment"
+    ascii_name = "".join(c if c.isalnum() or c in "._- " else "_" for c in name)[:100] or "attachment"
+    return Response(data, media_type="application/octet-stream", headers=HEADERS | {
+        "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+    })
+
+
 routes = [
     Route("/api/tickets", ticket_list, methods=["GET"]),
     Route("/api/tickets/{ref}", ticket_detail, methods=["GET"]),
     Route("/api/tickets/{ref}", ticket_update, methods=["PATCH"]),
     Route("/api/tickets/{ref}/messages", ticket_message, methods=["POST"]),
+    Route("/api/tickets/{ref}/attachments/{file_id}", ticket_attachment, methods=["GET"]),
 ]
