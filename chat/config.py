@@ -84,6 +84,7 @@ days = 30               # closed chats and tickets are purged after this many da
 reopen_days = 14              # a reply to a solved ticket within this many days reopens it; later, a new linked ticket
 pending_days = 7              # a ticket waiting for the customer this long is solved (with a short mail)
 emergency_response = "1h"     # response target of an emergency ticket, counted 24/7
+plan_lookup_url = ""          # your site's endpoint that answers {"plan": …} for a mail's sender (signed POST); "" = none
 
 [limits]
 new_chats_per_minute = 60     # new visitor chats one client address may start per minute (0 = no limit; loopback never limited)
@@ -191,6 +192,7 @@ class TicketPolicy:
     reopen_days: float = 14.0
     pending_days: float = 7.0
     emergency_response: float = 3600.0
+    plan_lookup_url: str = ""  # asked for the plan of a new mail ticket's sender (transcripts/plan_lookup.py)
 
 
 @dataclass(frozen=True)
@@ -272,7 +274,14 @@ def _tickets(raw: dict[str, Any], source: str) -> TicketPolicy:
         reopen_days=_number(raw, "reopen_days", "tickets", source, default.reopen_days),
         pending_days=_number(raw, "pending_days", "tickets", source, default.pending_days),
         emergency_response=_duration(raw, "emergency_response", "tickets", source, default.emergency_response),
+        plan_lookup_url=_http_url(raw.get("plan_lookup_url", default.plan_lookup_url), "tickets.plan_lookup_url", source),
     )
+
+
+def _http_url(value: Any, key: str, source: str) -> str:
+    if not isinstance(value, str) or (value and not value.startswith(("https://", "http://"))):
+        raise ConfigError(source, key, f"must be an http(s) URL or \"\", got {value!r}")
+    return value
 
 
 def _limits(raw: dict[str, Any], source: str) -> Limits:

@@ -4,7 +4,9 @@ when the sender is the ticket's contact; new mail opens a ticket; machines get n
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
+import threading
 import subprocess
 import urllib.request
 from email.message import EmailMessage
@@ -14,10 +16,41 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.clients import PASSWORD, create_agent, login_cookie, visitor
-from tests.servers import DATABASES, LIVECHAT, HubProcess, db_url, free_port, hub_env, wait_until
+from tests.servers import DATABASES, LIVECHAT, TEST_SITE_SECRET, HubProcess, db_url, free_port, hub_env, wait_until
+from transcripts.plan_lookup import signature
 from tests.test_transcripts_support import SmtpServer
 
 DB = DATABASES["mail_in"]  # this module's own database: its hub's outbox and tickets meet nobody else's
+
+
+class PlanSite:
+    """The company's own site answering plan lookups: a real HTTP server on loopback that
+    checks the desk's signature and knows one customer's plan."""
+
+    def __init__(self, plans: dict[str, str]):
+        site = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                signed = self.headers.get("X-Livechat-Signature") == signature(TEST_SITE_SECRET, body)
+                site.asked.append((json.loads(body)["email"], signed))
+                plan = plans.get(json.loads(body)["email"]) if signed else None
+                self.send_response(200 if plan else 404)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(json.dumps({"plan": plan} if plan else {}).encode())
+
+            def log_message(self, *args):
+                pass
+
+        self.asked: list[tuple[str, bool]] = []
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/plan"
+
+    def stop(self) -> None:
+        self.server.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +67,17 @@ def desk(redis_url, tmp_path_factory, test_config_path):
         await client.aclose()
 
     asyncio.run(setup())
+    site = PlanSite({"pro@example.org": "professional"})
     config = root / "desk.toml"
-    config.write_text(test_config_path.read_text() + "\n[mail_in]\nattachment_bytes = 2000\n")
+    config.write_text(test_config_path.read_text() + "\n[mail_in]\nattachment_bytes = 2000\n"
+                      f'\n[tickets]\nplan_lookup_url = "{site.url}"\n')
     env = hub_env(url, root / "hub", config, SMTP_URL=smtp.url + "?starttls=never",
                   LIVECHAT_REPLY_ADDRESS="support+{token}@example.org")
     hub = HubProcess(env, root / "hub").start()
     yield hub, smtp, env
     hub.terminate()
     smtp.stop()
+    site.stop()
 
 
 def mail_in(env: dict[str, str], message: EmailMessage | bytes) -> subprocess.CompletedProcess:
@@ -280,3 +316,16 @@ async def test_attachments_over_the_cap_are_dropped_and_the_mail_kept(desk, lang
     assert outcome == "opened" and first["text"] == "Here is what I see."
     assert [f["name"] for f in first["attachments"]] == ["small.txt"]
     assert [(f["name"], f["size"]) for f in first["dropped"]] == [("dump.bin", 3000)]
+
+
+def test_the_sites_plan_lookup_sets_a_new_mail_tickets_plan(desk):
+    """The site, asked with a POST it can verify (it answers only signed ones), names the sender's plan; others get the lowest."""
+    hub, smtp, env = desk
+    for sender, plan in (("pro@example.org", "professional"), ("nobody-known@example.org", "free")):
+        msg = EmailMessage()
+        msg["From"] = sender
+        msg["Subject"] = "Plan please"
+        msg["Message-ID"] = make_msgid(domain="customer.example")
+        msg.set_content("Which plan am I on?\n")
+        outcome, ref = mail_in(env, msg).stdout.decode().split()
+        assert ticket(hub, ref)["plan"] == plan

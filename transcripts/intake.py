@@ -31,6 +31,7 @@ from chat.stats import record_ticket
 from transcripts.contact import email_hash, normalize_email
 from transcripts.inbound import Inbound, parse
 from transcripts.mailer import envelope_address
+from transcripts.plan_lookup import plan_of
 from transcripts.reply_address import ticket_of
 from transcripts.desk import add_customer_mail, too_late_to_reopen
 from transcripts.tickets import EMAIL, load_ticket, open_mail_ticket
@@ -70,6 +71,15 @@ async def _thread_for(rt: Runtime, mail: Inbound, envelope: tuple[str, ...]) -> 
                 return None, ref
             return ref, None
     return None, None
+
+
+async def _plan_of_sender(rt: Runtime, sender: str) -> str | None:
+    """The plan of the last verified chat with this address, else what the site's plan
+    lookup answers, else None (the lowest plan)."""
+    known = await rt.redis.get(keys.plan_by_email(email_hash(sender)))
+    if known and known.decode() in rt.config.plans:
+        return known.decode()
+    return await plan_of(rt.config.tickets.plan_lookup_url, rt.settings.site_secret, sender, rt.config.plans)
 
 
 def _own_addresses(rt: Runtime) -> set[str]:
@@ -118,9 +128,8 @@ async def take(rt: Runtime, raw: bytes, envelope: tuple[str, ...] = ()) -> Taken
     if mail.automatic or not mail.sender:
         log.info("automatic or sender-less mail answering no ticket ignored")
         return Taken("ignored", reason="automatic" if mail.automatic else "no sender")
-    plan = await rt.redis.get(keys.plan_by_email(email_hash(mail.sender)))
     contact = {"name": mail.sender_name, "email": mail.sender, "subject": mail.subject,
-               **({"plan": plan.decode()} if plan and plan.decode() in rt.config.plans else {}),
+               **({"plan": plan} if (plan := await _plan_of_sender(rt, mail.sender)) else {}),
                **({"previous_ref": previous} if previous else {})}
     first = {**attached, "kind": "mail_in", "text": mail.reply, "subject": mail.subject, "message_id": mail.message_id,
              "original": mail.text[:ORIGINAL_CHARS], "ts": now}
