@@ -24,6 +24,9 @@ RATE_LIMITED = "rate_limited"
 NOT_ALLOWED = "not_allowed"
 UNAVAILABLE = "unavailable"
 LIMIT_REACHED = "limit_reached"  # a per-chat, per-address or per-process cap: nothing was stored
+# HTTP API error codes (`{"error": message, "code": ...}`)
+BAD_QUERY = "bad_query"              # a query parameter is missing or malformed (/api/reports)
+RANGE_TOO_LONG = "range_too_long"    # a report range longer than [reports] keep_days
 
 # offline reasons beyond PROTOCOL.md's no_agents / closed_hours
 OFFLINE_BUSY = "busy"  # the desk holds [limits] max_waiting_chats already: leave a message
