@@ -21,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 from agents import canned, csrf, login_limit
 from agents.accounts import check_password
 from agents.sessions import COOKIE, Session, close_session, open_session, read_session
+from chat import reports
 from chat.runtime import Runtime
 from chat.snapshot import list_agents, queue_snapshot
 
@@ -191,6 +192,19 @@ async def supervisor_page(request: Request) -> Response:
     return _page(request, "supervisor.html", session=session, field=csrf.FIELD)
 
 
+async def reports_page(request: Request) -> Response:
+    """GET /supervisor/reports: figures over time, charts drawn by the page (supervisors)."""
+    session = await read_session(_rt(request), request.cookies)
+    if session is None:
+        return RedirectResponse("/agent/login", status_code=303)
+    if not session.is_supervisor:
+        return _page(request, "forbidden.html", 403, session=session, field=csrf.FIELD)
+    rt = _rt(request)
+    return _page(request, "reports.html", session=session, field=csrf.FIELD, groups=reports.GROUPS,
+                 intervals=reports.INTERVALS, tz=str(rt.config.report_tz.key),
+                 today=reports.today_in(rt.config, rt.clock()).isoformat())
+
+
 # --- JSON APIs ---------------------------------------------------------------------
 
 
@@ -223,6 +237,35 @@ async def api_agents(request: Request) -> Response:
     agents = await list_agents(_rt(request))
     fields = ("username", "name", "status", "load", "capacity", "langs", "topics")
     return _json({"agents": [{k: a[k] for k in fields} for a in agents if a["status"] != "offline"]})
+
+
+async def _report(request: Request) -> dict[str, Any] | JSONResponse:
+    session = await _api_session(request, supervisor=True)
+    if isinstance(session, JSONResponse):
+        return session
+    rt, params = _rt(request), request.query_params
+    try:
+        query = reports.parse_query(rt.config, params.get("from"), params.get("to"), params.get("group"),
+                                    params.get("interval"), reports.today_in(rt.config, rt.clock()))
+    except reports.ReportError as exc:
+        return _json({"error": exc.message, "code": exc.code}, 400)
+    return await reports.build_report(rt.redis, rt.config, query)
+
+
+async def api_reports(request: Request) -> Response:
+    """GET /api/reports?from=&to=&group=&interval=: figures over time as JSON (supervisors)."""
+    report = await _report(request)
+    return report if isinstance(report, JSONResponse) else _json(report)
+
+
+async def api_reports_csv(request: Request) -> Response:
+    """GET /api/reports.csv?...: the same rows as CSV, one per interval x group (supervisors)."""
+    report = await _report(request)
+    if isinstance(report, JSONResponse):
+        return report
+    name = f"livechat-report-{report['from']}-{report['to']}-{report['group'] or 'all'}-{report['interval']}.csv"
+    return Response(reports.to_csv(report), media_type="text/csv; charset=utf-8",
+                    headers={"Cache-Control": "no-store", "Content-Disposition": f'attachment; filename="{name}"'})
 
 
 async def api_canned(request: Request) -> Response:
@@ -261,6 +304,9 @@ routes = [
     Route("/agent/logout", logout, methods=["POST"]),
     Route("/agent", agent_page, methods=["GET"]),
     Route("/supervisor", supervisor_page, methods=["GET"]),
+    Route("/supervisor/reports", reports_page, methods=["GET"]),
+    Route("/api/reports", api_reports, methods=["GET"]),
+    Route("/api/reports.csv", api_reports_csv, methods=["GET"]),
     Route("/api/queue", api_queue, methods=["GET"]),
     Route("/api/agents", api_agents, methods=["GET"]),
     Route("/api/canned", api_canned, methods=["GET"]),

@@ -14,7 +14,7 @@ from starlette.websockets import WebSocket
 
 from agents.accounts import Account, load_account
 from agents.sessions import read_session
-from chat import chats, frames, keys, lifecycle
+from chat import chats, frames, keys, lifecycle, rollups
 from chat.chatlog import ChatGone, read_log
 from chat.connection import Connection
 from chat.feed import ChatFeed
@@ -54,6 +54,7 @@ class AgentConnection(Connection):
         self.session_id = session_id
         self.status = "away"
         self.feeds: dict[str, ChatFeed] = {}
+        self.replied: set[str] = set()  # chats this socket wrote in (the first reply is recorded once)
 
     @property
     def hub(self):
@@ -80,6 +81,8 @@ class AgentConnection(Connection):
         self.status = previous if previous in ("online", "away") else ("online" if rt.demo else "away")
         await write_agent(rt.redis, account.username, {**account.profile(), "status": self.status})
         await rt.redis.zadd(keys.AGENTS_SEEN, {account.username: rt.clock()})
+        if self.status == "online":
+            await rollups.agent_online(rt, account.username, rt.clock())
         await self.hub.add_agent(self)
         held = sorted(c.decode() for c in await rt.redis.smembers(keys.agent_chats(account.username)))
         entries = []
@@ -262,6 +265,9 @@ class AgentConnection(Connection):
             feed = self.feeds.get(chat_id)
             if feed:
                 feed.push(msgpack.unpackb(raw), raw)
+            if chat_id not in self.replied:  # the reports' time to first reply (once per chat, whichever socket)
+                self.replied.add(chat_id)
+                await rollups.chat_first_reply(rt, chat_id, self.account.username, rt.clock())
         elif kind == "typing":
             chat_id = self._held(frame)
             await lifecycle.publish(rt, keys.chat_channel(chat_id),
@@ -310,6 +316,10 @@ class AgentConnection(Connection):
         profile["status"] = status
         await write_agent(rt.redis, self.account.username, profile)
         self.status = status
+        if status == "online":
+            await rollups.agent_online(rt, self.account.username, rt.clock())
+        else:
+            await rollups.agent_offline(rt, self.account.username, rt.clock())
         self.send({"type": "status", "status": status})  # the sender's confirmation does not depend on pub/sub
         await lifecycle.publish(rt, keys.agent_channel(self.account.username), {"type": "status", "status": status})
         await lifecycle.queue_changed(rt, work=status == "online")

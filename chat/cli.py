@@ -21,6 +21,7 @@ from chat.embedded_redis import EmbeddedRedis
 from chat.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from chat.runtime import Runtime
     from transcripts.imap_in import ImapMailbox
     from transcripts.listener import ListenAddress
 
@@ -400,6 +401,23 @@ def cmd_async(args: argparse.Namespace) -> int:
         return asyncio.run(run(url))
 
 
+async def report(rt: "Runtime", args: argparse.Namespace) -> int:
+    """`livechat report`: the figures of /api/reports on standard output, JSON or CSV (for cron)."""
+    import json
+
+    from chat import reports
+
+    try:
+        query = reports.parse_query(rt.config, args.start, args.end, args.group, args.interval,
+                                    reports.today_in(rt.config, time.time()))
+    except reports.ReportError as exc:
+        print(f"livechat report: {exc.message}", file=sys.stderr)
+        return 2
+    result = await reports.build_report(rt.redis, rt.config, query)
+    sys.stdout.write(reports.to_csv(result) if args.csv else json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 EX_TEMPFAIL = 75  # sysexits.h: the MTA keeps the mail and tries again later
 
 
@@ -516,6 +534,14 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="bring the data in Redis to this release's layout")
     migrate.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
     migrate.set_defaults(run=cmd_migrate)
+
+    rep = sub.add_parser("report", help="figures over time (waits, replies, targets, CSAT) as JSON or CSV")
+    rep.add_argument("--from", dest="start", help="first day, YYYY-MM-DD in [reports] tz (default: 6 days before --to)")
+    rep.add_argument("--to", dest="end", help="last day, YYYY-MM-DD (default: today)")
+    rep.add_argument("--group", choices=("plan", "lang", "topic", "channel", "agent"), default=None)
+    rep.add_argument("--interval", choices=("hour", "day", "week", "month"), default="day")
+    rep.add_argument("--csv", action="store_true", help="CSV, one line per interval x group")
+    rep.set_defaults(func=report)
 
     token = sub.add_parser("token", help="print an identity token signed with the site secret")
     token.add_argument("--sub", required=True)

@@ -116,6 +116,10 @@ help_requests_per_minute = 120  # help searches and article events one client ad
 help_query_chars = 1000       # a longer help search is refused with `too_long` (the widget sends the first 500)
 help_article_bytes = 262144   # a larger article file is skipped (with a warning naming it)
 
+[reports]
+keep_days = 400               # hourly report rollups (counts and histograms, no personal data) are kept ~13 months
+# tz = "Europe/Brussels"      # time zone of reports (days, weeks, busiest hours); default: the office schedule's, else UTC
+
 [mail_in]
 max_bytes = 26214400          # a mail over this size is refused (SMTP/LMTP 552; left unread in the IMAP box; mail-in exit 65)
 max_recipients = 100          # RCPT commands accepted for one SMTP/LMTP mail; past it 452
@@ -208,6 +212,16 @@ class MailIn:
 
 
 @dataclass(frozen=True)
+class Reports:
+    """Reports over time (chat/rollups.py, chat/reports.py): the hourly rollups hold no
+    personal data, so they may outlive `[retention] days`; ``tz`` ("" = the office
+    schedule's time zone, else UTC) is where a report's days, weeks and hours begin."""
+
+    keep_days: float = 400.0
+    tz: str = ""
+
+
+@dataclass(frozen=True)
 class DeskConfig:
     plans: dict[str, Plan]
     schedules: dict[str, Schedule]
@@ -218,6 +232,15 @@ class DeskConfig:
     limits: Limits = field(default_factory=Limits)
     tickets: TicketPolicy = field(default_factory=TicketPolicy)
     mail_in: MailIn = field(default_factory=MailIn)
+    reports: Reports = field(default_factory=Reports)
+
+    @property
+    def report_tz(self) -> ZoneInfo:
+        """The time zone reports are read in: `[reports] tz`, else the office schedule's, else UTC."""
+        if self.reports.tz:
+            return ZoneInfo(self.reports.tz)
+        office = self.schedules.get("office")
+        return office.tz if office is not None else ZoneInfo("UTC")
 
     @property
     def lowest_plan(self) -> Plan:
@@ -227,7 +250,7 @@ class DeskConfig:
         return self.plans.get(name or "", self.lowest_plan)
 
 
-SECTIONS = ("plans", "schedules", "emergency", "timing", "retention", "limits", "tickets", "mail_in")
+SECTIONS = ("plans", "schedules", "emergency", "timing", "retention", "limits", "tickets", "mail_in", "reports")
 PLAN_KEYS = ("head_start", "max_wait", "hours", "live_chat", "first_response", "next_response")
 SCHEDULE_KEYS = ("tz", "days", "opens", "closes", "holidays")
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -322,6 +345,22 @@ def _mail_in(raw: dict[str, Any], source: str) -> MailIn:
     if values["max_bytes"] < 65536:
         raise ConfigError(source, "mail_in.max_bytes", "must be at least 65536 (an ordinary mail with its headers)")
     return MailIn(**values)
+
+
+def _reports(raw: dict[str, Any], source: str) -> Reports:
+    _known(raw, tuple(Reports.__dataclass_fields__), "reports", source)
+    keep = _number(raw, "keep_days", "reports", source, Reports().keep_days)
+    if keep < 1:
+        raise ConfigError(source, "reports.keep_days", "must be at least 1 (a day's report must outlive the day)")
+    tz = raw.get("tz", "")
+    if not isinstance(tz, str):
+        raise ConfigError(source, "reports.tz", f"must be a time zone name like \"Europe/Brussels\", got {tz!r}")
+    if tz:
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ConfigError(source, "reports.tz", f"unknown time zone {tz!r}") from None
+    return Reports(keep_days=keep, tz=tz)
 
 
 def _known(table: dict[str, Any], allowed: tuple[str, ...], where: str, source: str) -> None:
@@ -432,6 +471,7 @@ def parse_config(text: str, source: str = "<built-in>") -> DeskConfig:
         limits=_limits(raw.get("limits", {}), source),
         tickets=_tickets(raw.get("tickets", {}), source),
         mail_in=_mail_in(raw.get("mail_in", {}), source),
+        reports=_reports(raw.get("reports", {}), source),
     )
 
 

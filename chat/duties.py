@@ -9,7 +9,7 @@ import logging
 
 from redis.exceptions import RedisError
 
-from chat import keys, lifecycle, timers
+from chat import keys, lifecycle, rollups, timers
 from chat.cancellation import raise_if_cancelled
 from chat.chats import load_chat
 from chat.queue import Queue
@@ -109,6 +109,7 @@ class Duties:
             if requeued is None:
                 continue
             log.info("agent %s gone past grace; %d chats back in the queue", username, len(requeued))
+            await rollups.agent_offline(rt, username, cutoff)  # its time online ended when it was last seen
             for chat_id in requeued:  # its sockets, if a paused hub wakes up, are told `released`
                 try:
                     await lifecycle.requeued(rt, chat_id, previous_agent=username)

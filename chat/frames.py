@@ -25,6 +25,9 @@ NOT_ALLOWED = "not_allowed"
 UNAVAILABLE = "unavailable"
 NOT_FOUND = "not_found"  # an HTTP API (the help centre) names a thing that does not exist
 LIMIT_REACHED = "limit_reached"  # a per-chat, per-address or per-process cap: nothing was stored
+# HTTP API error codes (`{"error": message, "code": ...}`)
+BAD_QUERY = "bad_query"              # a query parameter is missing or malformed (/api/reports)
+RANGE_TOO_LONG = "range_too_long"    # a report range longer than [reports] keep_days
 
 # offline reasons besides no_agents / closed_hours (docs/protocol.md lists them all)
 OFFLINE_BUSY = "busy"  # the desk holds [limits] max_waiting_chats already: leave a message

@@ -227,3 +227,24 @@ def help_gaps(lang: str) -> str:
 def help_gaps_unmatched(lang: str) -> str:
     """Zset "terms" -> count: the subset of help_gaps for which no article was suggested."""
     return f"{PREFIX}:help:gaps:{lang}:none"
+
+
+# --- reports over time (chat/rollups.py, chat/reports.py): {r} -------------------------
+# Every key of the reports shares the tag {r}, so that one script can test an event's marker
+# and add to the hour buckets it touches, on Redis Cluster too.
+
+ROLLUP_TOTALS = f"{PREFIX}:{{r}}:rollup:all"       # hash: all-time counters and histograms by plan (/metrics), no TTL
+AGENTS_ONLINE_SINCE = f"{PREFIX}:{{r}}:online-since"  # hash username -> when the agent went online (hours online)
+
+
+def rollup(hour: str) -> str:
+    """Hash with a TTL of [reports] keep_days: counters and histogram buckets of one UTC hour
+    (``YYYYMMDDHH``), field ``metric|dimension:value``. No personal data: no name, address,
+    text or chat id, so it outlives the retention purge."""
+    return f"{PREFIX}:{{r}}:rollup:{hour}"
+
+
+def rollup_mark(kind: str, event_id: str) -> str:
+    """String with a TTL of [retention] days: this event (kind + chat id or ticket reference)
+    is counted in the rollups already, so that two hubs recording it count it once."""
+    return f"{PREFIX}:{{r}}:mark:{kind}:{event_id}"

@@ -10,7 +10,7 @@ from typing import Any
 import msgpack
 from redis.exceptions import NoScriptError
 
-from chat import keys, stats, timers
+from chat import keys, rollups, stats, timers
 from chat.chats import load_chat, update_chat
 from chat.queue import AgentSkills
 from chat.runtime import Runtime
@@ -51,6 +51,7 @@ async def enqueue(rt: Runtime, chat_id: str, chat: dict[str, str]) -> None:
         score=score, arrived_at=arrived, emergency=emergency,
     )
     await timers.schedule(rt.redis, timers.MAX_WAIT, chat_id, arrived + plan.max_wait)
+    await rollups.chat_queued(rt, chat_id, chat, arrived)
     await queue_changed(rt, work=True)
 
 
@@ -67,7 +68,7 @@ async def go_offline(rt: Runtime, chat_id: str, reason: str) -> None:
 async def assigned(rt: Runtime, chat_id: str, username: str, agent_name: str) -> None:
     """After a successful claim: record it and tell the visitor and the agent's sockets."""
     now = rt.clock()
-    first, arrived = await rt.redis.hmget(keys.chat(chat_id), "assigned_at", "arrived_at")
+    first, arrived, *dims = await rt.redis.hmget(keys.chat(chat_id), "assigned_at", "arrived_at", "plan", "lang", "topic")
     # One round trip: each write would otherwise wait for its own fsync.
     async with rt.redis.pipeline(transaction=False) as pipe:
         pipe.hset(keys.chat(chat_id), mapping={"status": "active", "agent": username, "agent_name": agent_name,
@@ -75,7 +76,10 @@ async def assigned(rt: Runtime, chat_id: str, username: str, agent_name: str) ->
         pipe.hdel(keys.chat(chat_id), "wait_offered")  # an offer made while waiting ends with the wait
         pipe.zrem(keys.TIMERS, *timers.cancel_all_members(chat_id))
         if not first:
-            stats.add_assignment(pipe, max(0.0, now - float(arrived or now)), now)
+            waited = max(0.0, now - float(arrived or now))
+            stats.add_assignment(pipe, waited, now)
+            chat = {k: v.decode() for k, v in zip(("plan", "lang", "topic"), dims) if v is not None}
+            rollups.chat_assigned_on(pipe, rt, chat_id, chat, username, waited, now)
         pipe.publish(keys.chat_channel(chat_id),
                      msgpack.packb({"type": "assigned", "agent": {"name": agent_name, "username": username}}))
         pipe.publish(keys.agent_channel(username), msgpack.packb({"type": "assigned", "chat_id": chat_id}))
@@ -161,6 +165,7 @@ async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None,
         pipe.zrem(keys.VISITORS_SEEN, chat_id)
         if chat.get("assigned_at"):
             stats.add_handled(pipe, max(0.0, now - float(chat["assigned_at"])), now)
+            rollups.chat_closed_on(pipe, rt, chat_id, chat, now)
         if silent:
             for key in (keys.chat(chat_id), keys.chat_log(chat_id), keys.chat_client_ids(chat_id),
                         keys.chat_ticket(chat_id)):
@@ -203,6 +208,7 @@ async def make_ticket(rt: Runtime, chat_id: str, trigger: str, holder: str = "")
     await publish(rt, keys.chat_channel(chat_id), event)
     if await close(rt, chat_id, "ticket", ref):
         await stats.record_ticket(rt.redis, trigger, rt.clock())
+        await rollups.ticket_made(rt, ref, {**chat, "channel": "chat"}, trigger, rt.clock())
     return ref
 
 
@@ -213,6 +219,8 @@ async def visitor_left(rt: Runtime, chat_id: str) -> None:
         return
     wrote = int(chat.get("visitor_msgs") or 0) > 0
     status = chat.get("status")
+    if status == "queued":
+        await rollups.chat_abandoned(rt, chat_id, chat, rt.clock())
     if status == "offline" and wrote:
         await make_ticket(rt, chat_id, "offline")
     elif status == "queued" and wrote:

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from chat.rollups import DURATION_BUCKETS, read_totals
 from chat.runtime import Runtime
 from chat.snapshot import queue_snapshot
 from chat.stats import read_stats
@@ -104,6 +105,23 @@ def wait_buckets(stats: dict[str, float]) -> list[tuple[str, dict, float]]:
     return [("_bucket", {"le": b}, v) for b, v in zip(WAIT_BUCKETS, values)]
 
 
+def plan_histogram(totals: dict[str, float], name: str, plans: list[str]) -> list[tuple[str, dict, float]]:
+    """Cumulative bucket, _sum and _count samples per plan of one rollup histogram (the
+    all-time copy of chat/rollups.py, whose buckets each count only their own values)."""
+    samples: list[tuple[str, dict, float]] = []
+    for plan in plans:
+        dim = f"plan:{plan}"
+        running = 0.0
+        for bound in DURATION_BUCKETS:
+            running += totals.get(f"{name}.le{bound}|{dim}", 0.0)
+            samples.append(("_bucket", {"plan": plan, "le": str(bound)}, running))
+        count = totals.get(f"{name}.n|{dim}", 0.0)
+        samples.append(("_bucket", {"plan": plan, "le": "+Inf"}, max(count, running)))
+        samples.append(("_sum", {"plan": plan}, totals.get(f"{name}.sum|{dim}", 0.0)))
+        samples.append(("_count", {"plan": plan}, count))
+    return samples
+
+
 async def render(rt: Runtime) -> str:
     """The whole exposition for this process."""
     out = Exposition()
@@ -176,6 +194,19 @@ async def render(rt: Runtime) -> str:
         "livechat_tickets_total", "counter", "Email tickets made, by what triggered them.",
         [("", {"trigger": t}, stats.get(f"tickets:{t}", 0)) for t in sorted(triggers)],
     )
+    totals = await read_totals(rt.redis)
+    plans = list(rt.config.plans)
+    plans += sorted({f.rpartition("|plan:")[2] for f in totals if "|plan:" in f} - set(plans))
+    out.family("livechat_plan_wait_seconds", "histogram",
+               "Time from a chat's arrival to its first assignment, by the visitor's plan.",
+               plan_histogram(totals, "wait", plans))
+    out.family("livechat_plan_first_reply_seconds", "histogram",
+               "Time from a chat's assignment to the agent's first message, by the visitor's plan.",
+               plan_histogram(totals, "first_reply", plans))
+    out.family("livechat_chats_abandoned_total", "counter", "Chats whose visitor left while waiting, by plan.",
+               [("", {"plan": plan}, totals.get(f"abandoned|plan:{plan}", 0.0)) for plan in plans])
+    out.family("livechat_ratings_total", "counter", "Satisfaction ratings visitors gave, by score (1 to 5).",
+               [("", {"score": str(s)}, totals.get(f"rating.{s}|all", 0.0)) for s in range(1, 6)])
     return out.text()
 
 

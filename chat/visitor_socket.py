@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
-from chat import chats, frames, keys, lifecycle, timers
+from chat import chats, frames, keys, lifecycle, rollups, timers
 from chat.chatlog import ChatFull, ChatGone
 from chat.connection import Closed, Connection, is_loopback, new_chat_allowed
 from chat.feed import ChatFeed
@@ -389,7 +389,10 @@ class VisitorConnection(Connection):
         await chats.update_chat(self.rt.redis, self.chat_id, rating_comment=masked(comment))
         from chat.stats import record_rating
 
-        await record_rating(self.rt.redis, score, self.rt.clock())
+        now = self.rt.clock()
+        await record_rating(self.rt.redis, score, now)
+        await rollups.chat_rated(self.rt, self.chat_id, await chats.load_chat(self.rt.redis, self.chat_id) or {},
+                                 score, now)
         self.send({"type": "rated", "score": score})
 
     async def _contact(self, frame: dict[str, Any]) -> None:

@@ -64,7 +64,8 @@ heartbeat = 0.2
 DATABASES = {
     "tickets_triggers": 6, "scaleout_timer_race": 10, "tickets_mail_guards": 8, "hostile_caps_ceiling": 9,
     "transcripts": 11, "timers": 12, "mail_in": 13, "ticket_desk": 14, "ticket_desk_fast": 15,
-    "maildir": 5,
+    "maildir": 4,
+    "reports": 5, "reports_day": 7,
 }
 
 

@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
-from chat import keys
+from chat import keys, rollups
 from chat.config import DeskConfig
 from chat.runtime import Runtime
 from transcripts import outbox
@@ -91,6 +91,8 @@ async def _transition(rt: Runtime, ref: str, change: Change,
                     return ticket
                 pipe.multi()
                 _apply(pipe, ref, ticket, fields)
+                if fields.get("status") == SOLVED and ticket.get("status") != SOLVED:
+                    rollups.ticket_solved_on(pipe, rt, ref, ticket, float(fields.get("solved_at") or rt.clock()))
                 if extra is not None:
                     extra(pipe, {**ticket, **fields})
                 pipe.publish(keys.TICKETS_CHANNEL, msgpack.packb({"type": "ticket", "ref": ref}))
@@ -185,9 +187,14 @@ async def reply(rt: Runtime, ref: str, author: dict[str, str], text: str, intern
         entry["message_id"] = conversation_message_id(ref, "reply", token, rt.settings)
         entry["mail_id"] = mail.mail_id
 
+    answered: list[dict[str, Any]] = []  # the ticket as this answer found it, when it was waiting for us
+
     def change(ticket: dict[str, Any]) -> dict[str, Any]:
+        answered.clear()
         if internal:
             return {"updated_at": now} if status is None else {**_status_fields(rt.config, ticket, status, now)}
+        if ticket.get("status") == OPEN:
+            answered.append(ticket)
         fields = {"updated_at": now}
         if not ticket.get("first_response_at"):
             fields["first_response_at"] = now
@@ -202,6 +209,8 @@ async def reply(rt: Runtime, ref: str, author: dict[str, str], text: str, intern
         if mail is not None:
             outbox.queue_mail(pipe, mail, now)
             outbox.notify(pipe)
+        if answered:  # counted in the reports with the reply itself, once
+            rollups.ticket_response_on(pipe, rt, ref, token, answered[0], author["username"], now)
 
     await _transition(rt, ref, change, extra)
     return entry

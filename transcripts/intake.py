@@ -25,7 +25,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 
-from chat import keys
+from chat import keys, rollups
 from chat.runtime import Runtime
 from chat.stats import record_ticket
 from transcripts.contact import email_hash, normalize_email
@@ -137,5 +137,8 @@ async def take(rt: Runtime, raw: bytes, envelope: tuple[str, ...] = ()) -> Taken
     if not made:
         return Taken("duplicate", ref)
     await record_ticket(rt.redis, EMAIL, now)
+    plan, lang, topic = await rt.redis.hmget(keys.ticket(ref), ["plan", "lang", "topic"])
+    await rollups.ticket_made(rt, ref, {"plan": (plan or b"").decode(), "lang": (lang or b"").decode(),
+                                        "topic": (topic or b"").decode(), "channel": EMAIL}, EMAIL, now)
     log.info("mail opened ticket %s", ref)
     return Taken("opened", ref)
