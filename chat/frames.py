@@ -24,6 +24,13 @@ RATE_LIMITED = "rate_limited"
 NOT_ALLOWED = "not_allowed"
 UNAVAILABLE = "unavailable"
 LIMIT_REACHED = "limit_reached"  # a per-chat, per-address or per-process cap: nothing was stored
+NOT_FOUND = "not_found"  # HTTP APIs: no such thing (or none this caller may know of)
+
+# ticket frames on the agent socket (docs/protocol.md 4.1, 4.2)
+TICKET_CHANGED = "ticket_changed"  # hub -> agent: a ticket was made or changed; fetch it again
+TICKET_VIEWING = "ticket_viewing"  # agent -> hub: I have this ticket open (and am or am not replying)
+TICKET_VIEWERS = "ticket_viewers"  # hub -> agents: who has a ticket open now
+TICKET_VIEWERS_SHOWN = 20  # viewers listed in one ticket_viewers frame
 
 # offline reasons beyond PROTOCOL.md's no_agents / closed_hours
 OFFLINE_BUSY = "busy"  # the desk holds [limits] max_waiting_chats already: leave a message

@@ -64,6 +64,7 @@ heartbeat = 0.2
 DATABASES = {
     "tickets_triggers": 6, "scaleout_timer_race": 10, "tickets_mail_guards": 8, "hostile_caps_ceiling": 9,
     "transcripts": 11, "timers": 12, "mail_in": 13, "ticket_desk": 14, "ticket_desk_fast": 15,
+    "ticket_inbox": 4, "ticket_inbox_browser": 5,
 }
 
 

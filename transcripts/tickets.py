@@ -173,6 +173,7 @@ async def open_ticket(rt: Runtime, chat_id: str, trigger: str) -> str:
                 for mail in mails:
                     outbox.queue_mail(pipe, mail, now)
                 outbox.notify(pipe)
+                pipe.publish(keys.TICKETS_CHANNEL, msgpack.packb({"type": "ticket", "ref": ref}))
                 await pipe.execute()
                 return ref
             except WatchError:
@@ -340,6 +341,7 @@ async def open_mail_ticket(rt: Runtime, fingerprint: str, contact: dict[str, str
                 for mail in mails:
                     outbox.queue_mail(pipe, mail, now)
                 outbox.notify(pipe)
+                pipe.publish(keys.TICKETS_CHANNEL, msgpack.packb({"type": "ticket", "ref": ref}))
                 await pipe.execute()
                 return ref, True
             except WatchError:
