@@ -262,7 +262,9 @@ def messages(ticket: dict[str, Any]) -> list[dict[str, Any]]:
     mail in and out and every note."""
     first_kind = "mail_in" if ticket.get("channel") == "email" else "chat"
     out = [{"id": f"t{m.get('seq', i)}", "kind": m.get("kind", first_kind), "from": m.get("from", ""),
-            "text": m.get("text", ""), "ts": m.get("ts", 0)} for i, m in enumerate(ticket.get("transcript", []), 1)]
+            "text": m.get("text", ""), "ts": m.get("ts", 0), **({"name": m["name"]} if m.get("name") else {}),
+            **({"original": m["original"]} if "original" in m else {})}
+           for i, m in enumerate(ticket.get("transcript", []), 1)]
     for entry in ticket.get("thread", []):
         out.append({"id": str(entry["id"]), "kind": entry.get("kind", "mail_in"), "from": entry.get("from", ""),
                     "name": entry.get("name", ""), "text": entry.get("text", ""), "ts": entry.get("ts", 0),

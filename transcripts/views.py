@@ -77,6 +77,17 @@ def _detail(ticket: dict[str, Any], now: float) -> dict[str, Any]:
     return {**ticket, "breached": breached(ticket, now), "messages": desk.messages(ticket)}
 
 
+async def _with_history(rt: Any, detail: dict[str, Any]) -> dict[str, Any]:
+    """The customer panel's earlier tickets: only for a verified customer (an address typed
+    into the widget proves nothing, and must not show someone else's tickets)."""
+    from chat.agent_socket import previous_tickets
+
+    previous: list[dict[str, Any]] = []
+    if detail.get("verified") and detail.get("email"):
+        previous = [t for t in await previous_tickets(rt, detail["email"], 11) if t["ref"] != detail["ref"]][:10]
+    return {**detail, "previous": previous}
+
+
 async def ticket_detail(request: Request) -> Response:
     session = await _session(request)
     if not isinstance(session, Session):
@@ -90,7 +101,7 @@ async def ticket_detail(request: Request) -> Response:
         rows = transcript_rows(ticket["transcript"], ticket.get("name", ""))
         context: dict[str, Any] = {**ticket, "rows": rows, "link": ""}
         return HTMLResponse(render("ticket_page.html", **context), headers=HTML_HEADERS)
-    return JSONResponse(_detail(ticket, rt.clock()), headers=HEADERS)
+    return JSONResponse(await _with_history(rt, _detail(ticket, rt.clock())), headers=HEADERS)
 
 
 async def ticket_list(request: Request) -> Response:
