@@ -5,20 +5,27 @@ ticket calls."""
 from __future__ import annotations
 
 import asyncio
+import re
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 import websockets
 
 from tests.clients import Client
+from tests.dashboard_helpers import Reply, fake_address, request
 from tests.servers import DATABASES, TEST_CONFIG
-from tests.test_ticket_desk import Desk
+from tests.test_ticket_desk import Desk, customer_reply
 
-INBOX = TEST_CONFIG
+INBOX = TEST_CONFIG + """
+[limits]
+ticket_requests_per_minute = 5
+"""
+LINK = re.compile(r"http://127\.0\.0\.1:\d+/t/LC-[A-Z0-9]{6}/[A-Za-z0-9_-]{22}")
 
 
 @pytest.fixture(scope="module")
 def desk(redis_url, tmp_path_factory):
-    desk = Desk(redis_url, tmp_path_factory.mktemp("inbox"), INBOX, DATABASES["ticket_inbox"])
+    desk = Desk(redis_url, tmp_path_factory.mktemp("inbox"), INBOX, DATABASES["ticket_inbox"], public=True)
     yield desk
     desk.stop()
 
@@ -78,3 +85,95 @@ async def test_viewing_an_unknown_ticket_is_refused(desk):
     error = await sam.expect("error")
     assert error["code"] == "not_found" and error["refused"] == "ticket_viewing"
     await sam.close()
+
+
+# --- the private ticket page ------------------------------------------------------------
+
+
+def body_of(mail) -> str:
+    return mail.get_body(("plain",)).get_content()
+
+
+def page_path(mail) -> str:
+    """The private page a mail links to (path only)."""
+    found = LINK.search(body_of(mail))
+    assert found, body_of(mail)
+    return urlsplit(found.group(0)).path
+
+
+def get(desk: Desk, path: str, **headers: str) -> Reply:
+    return request(desk.hub.base_url, "GET", path, headers=headers)
+
+
+def post_reply(desk: Desk, path: str, text: str, **headers: str) -> Reply:
+    return request(desk.hub.base_url, "POST", path, urlencode({"text": text}),
+                   {"Content-Type": "application/x-www-form-urlencoded", **headers})
+
+
+def test_the_confirmation_links_the_private_page_and_says_when_we_answer(desk, lang):
+    """The confirmation mail carries the private link and the plan's response time."""
+    sender = f"opa-{lang}@example.org"
+    desk.new_ticket(sender)
+    confirmation = desk.mails_to(sender, 1)[0]
+    assert get(desk, page_path(confirmation)).status == 200
+    assert "We answer within 48 hours." in body_of(confirmation)
+
+
+def test_the_private_page_shows_the_thread_without_notes(desk, lang):
+    """The page shows the customer's mail and the answer, never the internal note, under a strict CSP."""
+    sender = f"pat-{lang}@example.org"
+    ref = desk.new_ticket(sender, "Invoices are empty since Monday.")
+    desk.call("POST", f"/api/tickets/{ref}/messages", {"text": "Customer on legacy billing.", "internal": True}, user="sam")
+    desk.call("POST", f"/api/tickets/{ref}/messages", {"text": "Fixed: please download it again."}, user="sam")
+    mails = desk.mails_to(sender, 2)
+    page = get(desk, page_path(mails[1]))
+    assert page.status == 200 and "Invoices are empty since Monday." in page.text
+    assert "Fixed: please download it again." in page.text and "legacy billing" not in page.text
+    assert all("legacy billing" not in body_of(m) for m in mails)
+    assert "script-src" not in page.header("Content-Security-Policy") and "default-src 'none'" in page.header("Content-Security-Policy")
+    assert page.header("X-Robots-Tag") == "noindex, nofollow" and page.header("Set-Cookie") is None
+    assert "<script" not in page.text and "We answered and are waiting for your reply." in page.text
+
+
+def test_a_reply_on_the_private_page_reopens_the_ticket(desk, lang):
+    """A message sent with the page's form joins the thread as web_in and makes the ticket open again."""
+    sender = f"quin-{lang}@example.org"
+    ref = desk.new_ticket(sender)
+    desk.call("PATCH", f"/api/tickets/{ref}", {"status": "solved"}, user="sam")
+    path = page_path(desk.mails_to(sender, 1)[0])
+    sent = post_reply(desk, path, "It broke again this morning.")
+    assert sent.status == 303 and sent.header("Location") == path + "?sent=1"
+    ticket = desk.ticket(ref)
+    assert ticket["status"] == "open" and ticket["due_at"]
+    assert ticket["messages"][-1]["kind"] == "web_in" and ticket["messages"][-1]["text"] == "It broke again this morning."
+    assert "It broke again this morning." in get(desk, path + "?sent=1").text
+
+
+def test_a_wrong_or_revoked_link_gets_404_and_no_hint(desk, lang):
+    """A bad token, an unknown reference and a revoked link all get the same bare 404."""
+    sender = f"rae-{lang}@example.org"
+    ref = desk.new_ticket(sender)
+    path = page_path(desk.mails_to(sender, 1)[0])
+    token = path.rsplit("/", 1)[1]
+    wrong = get(desk, f"/t/{ref}/{token[:-2]}xx")
+    unknown = get(desk, f"/t/LC-ZZZZZZ/{token}")
+    assert wrong.status == unknown.status == 404 and wrong.body == unknown.body and ref not in wrong.text
+    assert post_reply(desk, f"/t/{ref}/{token[:-2]}xx", "hello").status == 404
+    status, _ = desk.call("POST", f"/api/tickets/{ref}/link/revoke", {}, user="sam")
+    assert status == 200
+    revoked = get(desk, path)
+    assert revoked.status == 404 and revoked.body == wrong.body
+    desk.call("POST", f"/api/tickets/{ref}/messages", {"text": "Here is a new link."}, user="sam")
+    fresh = page_path(desk.mails_to(sender, 2)[1])
+    assert fresh != path and get(desk, fresh).status == 200
+
+
+def test_the_private_page_is_rate_limited_per_address(desk, lang):
+    """Past [limits] ticket_requests_per_minute one address gets 429, another is still served."""
+    sender = f"sol-{lang}@example.org"
+    desk.new_ticket(sender)
+    path = page_path(desk.mails_to(sender, 1)[0])
+    address = fake_address()
+    codes = [get(desk, path, **{"X-Forwarded-For": address}).status for _ in range(6)]
+    assert codes == [200] * 5 + [429]
+    assert get(desk, path, **{"X-Forwarded-For": fake_address()}).status == 200

@@ -18,9 +18,11 @@ from tests.dashboard_helpers import (
     context,  # noqa: F401 - fixture
     desk_ready,
     screenshot,
+    track_errors,
 )
 from tests.servers import DATABASES, TEST_CONFIG
 from tests.test_ticket_desk import Desk
+from tests.test_ticket_inbox import LINK
 
 expect.set_options(timeout=TIMEOUT * 1000)
 
@@ -32,7 +34,7 @@ FAST = TEST_CONFIG.replace('[plans.free]\nhead_start = 0\n',
 
 @pytest.fixture(scope="module")
 def desk(redis_url, tmp_path_factory):
-    desk = Desk(redis_url, tmp_path_factory.mktemp("inbox-browser"), FAST, DATABASES["ticket_inbox_browser"])
+    desk = Desk(redis_url, tmp_path_factory.mktemp("inbox-browser"), FAST, DATABASES["ticket_inbox_browser"], public=True)
     yield desk
     desk.stop()
 
@@ -110,3 +112,26 @@ async def test_two_agents_on_one_ticket_see_each_other(desk, lang, context, brow
     await expect(kim.locator("#ticket-viewers")).to_have_text("Sam is viewing this ticket")
     await other.close()
     await expect(sam.locator("#ticket-viewers")).to_be_hidden()
+
+
+async def test_the_private_page_shows_the_thread_and_takes_a_reply(desk, lang, context):
+    """The customer opens the link from the answer, sees it (not the note), and replies with the form: the ticket reopens."""
+    sender = f"sue-{lang}@example.org"
+    ref = await mail_ticket(desk, sender, "Two-factor codes never arrive.")
+    for body in ({"text": "Old phone number on file.", "internal": True}, {"text": "We reset your phone number; try again."}):
+        await asyncio.to_thread(desk.call, "POST", f"/api/tickets/{ref}/messages", body, "sam")
+    answer = (await asyncio.to_thread(desk.mails_to, sender, 2))[1]
+    link = LINK.search(answer.get_body(("plain",)).get_content()).group(0)
+    page = await context.new_page()
+    errors = track_errors(page)
+    await page.goto(link)
+    await expect(page.locator(".thread")).to_contain_text("We reset your phone number; try again.")
+    await expect(page.locator(".thread")).not_to_contain_text("Old phone number")
+    await expect(page.locator(".status")).to_contain_text("waiting for your reply")
+    await page.get_by_label("Add a message").fill("Still nothing, and I tried twice.")
+    await page.get_by_role("button", name="Send").click()
+    await expect(page.locator(".notice")).to_have_text("Thank you: your message is with your request.")
+    await expect(page.locator(".thread .entry").last).to_contain_text("Still nothing, and I tried twice.")
+    await expect(page.locator(".status")).to_contain_text("We are on it")
+    await screenshot(page, "private-page", full_page=True)
+    assert desk.ticket(ref)["status"] == "open" and errors == []

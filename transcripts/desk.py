@@ -33,6 +33,7 @@ from chat.config import DeskConfig
 from chat.runtime import Runtime
 from transcripts import outbox
 from transcripts.contact import is_mailable
+from transcripts.customer_link import page_link, promise
 from transcripts.mailer import OutgoingMail, agent_reply, conversation_message_id, solved_notice
 from transcripts.masking import mask
 from transcripts.targets import DUE_SOON, OPEN, PENDING, SOLVED, STATUSES, due_at
@@ -138,6 +139,32 @@ async def add_customer_mail(rt: Runtime, ref: str, fingerprint: str, entry: dict
                 continue
 
 
+async def add_customer_message(rt: Runtime, ref: str, text: str, kind: str) -> dict[str, Any]:
+    """A customer's message from the private page (`web_in`) or the widget (`widget_in`):
+    into the thread, and the ticket back on our side (reopened if solved), as a mail does,
+    in one transaction. Returns the thread entry; TicketError when empty, too long or gone."""
+    text = mask((text or "").replace("\r\n", "\n").strip())
+    if not text:
+        raise TicketError(400, "text is empty")
+    if len(text) > MAX_REPLY_CHARS:
+        raise TicketError(413, f"text is longer than {MAX_REPLY_CHARS} characters")
+    now = rt.clock()
+    entry = {"kind": kind, "from": "customer", "text": text, "ts": now}
+
+    def extra(pipe: Pipeline, _: dict[str, Any]) -> None:
+        pipe.rpush(keys.ticket_thread(ref), msgpack.packb(entry))
+
+    await _transition(rt, ref, lambda ticket: _customer_wrote(rt.config, ticket, now), extra)
+    return entry
+
+
+async def revoke_link(rt: Runtime, ref: str) -> dict[str, Any]:
+    """Every private link of this ticket stops working (its link version moves on); the
+    customer gets a new one with the next mail, or by asking from the widget."""
+    now = rt.clock()
+    return await _transition(rt, ref, lambda t: {"link_version": int(t.get("link_version") or 0) + 1, "updated_at": now})
+
+
 def too_late_to_reopen(config: DeskConfig, ticket: dict[str, Any], now: float) -> bool:
     """A reply this long after the ticket was solved starts a new ticket (linked to it)."""
     solved_at = ticket.get("solved_at")
@@ -177,7 +204,8 @@ async def reply(rt: Runtime, ref: str, author: dict[str, str], text: str, intern
         if not is_mailable(current.get("email")):
             raise TicketError(409, "this ticket has no address to mail; add an internal note instead")
         token = secrets.token_hex(6)
-        mail = await asyncio.to_thread(agent_reply, current, entry, token, rt.settings)
+        mail = await asyncio.to_thread(agent_reply, current, entry, token, rt.settings, page_link(rt, current),
+                                       promise(rt.config, current, answered=True))
         entry["message_id"] = conversation_message_id(ref, "reply", token, rt.settings)
         entry["mail_id"] = mail.mail_id
 
@@ -239,7 +267,7 @@ async def solve_stale_pending(rt: Runtime) -> list[str]:
         mail = None
         if is_mailable(ticket.get("email")) and since is not None:
             mail = await asyncio.to_thread(solved_notice, ticket, f"{float(since):.0f}", rt.config.tickets.reopen_days,
-                                           rt.settings)
+                                           rt.settings, page_link(rt, ticket), promise(rt.config, ticket, answered=True))
 
         def change(t: dict[str, Any]) -> dict[str, Any] | None:
             if t.get("status") != PENDING or t.get("pending_since") is None or float(t["pending_since"]) > cutoff:

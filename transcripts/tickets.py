@@ -24,6 +24,7 @@ from chat.chats import load_chat
 from chat.runtime import Runtime
 from transcripts import outbox
 from transcripts.contact import email_hash, is_mailable, normalize_email
+from transcripts.customer_link import page_link, promise
 from transcripts.mailer import OutgoingMail, mail_ids, ticket_mails
 from transcripts.refs import new_ref, normalize_ref
 from transcripts.targets import STATUSES, initial_fields
@@ -107,8 +108,10 @@ CONFIRMATION_WINDOW = 86400  # seconds: [limits] confirmations_per_address_per_d
 
 
 def _compose(ticket: dict[str, Any], rt: Runtime, confirm: bool) -> tuple[dict[str, bytes | str], list[OutgoingMail]]:
-    """The ticket hash and its mails, ready to store (run in a thread)."""
-    return ticket_fields(ticket), ticket_mails(ticket, rt.settings, rt.config.limits, confirm=confirm)
+    """The ticket hash and its mails, ready to store (run in a thread). The confirmation
+    links to the ticket's private page and says when to expect an answer."""
+    return ticket_fields(ticket), ticket_mails(ticket, rt.settings, rt.config.limits, confirm=confirm,
+                                               page_link=page_link(rt, ticket), promise=promise(rt.config, ticket))
 
 
 async def _confirmation_allowed(rt: Runtime, email: str) -> bool:

@@ -196,9 +196,25 @@ async def ticket_update(request: Request) -> Response:
     return JSONResponse(_detail(ticket, rt.clock()), headers=HEADERS)
 
 
+async def ticket_revoke_link(request: Request) -> Response:
+    """POST /api/tickets/{ref}/link/revoke: every private link of the ticket stops working
+    (the customer's next mail carries a new one)."""
+    change = await _change(request)
+    if isinstance(change, Response):
+        return change
+    _, ref, _ = change
+    rt = request.app.state.rt
+    try:
+        ticket = await desk.revoke_link(rt, ref)
+    except desk.TicketError as exc:
+        return JSONResponse({"error": exc.message}, exc.status, headers=HEADERS)
+    return JSONResponse({"ref": ref, "link_version": int(ticket.get("link_version") or 0)}, headers=HEADERS)
+
+
 routes = [
     Route("/api/tickets", ticket_list, methods=["GET"]),
     Route("/api/tickets/{ref}", ticket_detail, methods=["GET"]),
     Route("/api/tickets/{ref}", ticket_update, methods=["PATCH"]),
     Route("/api/tickets/{ref}/messages", ticket_message, methods=["POST"]),
+    Route("/api/tickets/{ref}/link/revoke", ticket_revoke_link, methods=["POST"]),
 ]

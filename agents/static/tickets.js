@@ -11,10 +11,10 @@ const me = document.body.dataset.username;
 const csrf = document.body.dataset.csrf;
 const DUE_SOON = 3600; // seconds: amber within the hour (transcripts/targets.py DUE_SOON)
 const VIEWING_EVERY = 10000; // ms between two ticket_viewing frames ([timing] ticket_viewing_ttl is 30 s)
-const CUSTOMER_KINDS = new Set(["mail_in", "web_in", "chat"]);
+const CUSTOMER_KINDS = new Set(["mail_in", "web_in", "widget_in", "chat"]);
 const KIND_LABELS = {
   chat: "Chat", mail_in: "Mail from the customer", mail_out: "Answer (mailed)", note: "Internal note",
-  web_in: "From the ticket page",
+  web_in: "From the ticket page", widget_in: "From the chat widget",
 };
 
 let tickets = []; // summaries as listed
@@ -372,6 +372,15 @@ $("ticket-composer").addEventListener("submit", (event) => {
 $("ticket-note").addEventListener("change", renderComposerMode);
 $("ticket-set-status").addEventListener("change", () => change({ status: $("ticket-set-status").value }));
 $("ticket-set-assignee").addEventListener("change", () => change({ assignee: $("ticket-set-assignee").value }));
+$("ticket-revoke").addEventListener("click", async () => {
+  if (!open || !confirm("Revoke the customer's private link to " + open.ref + "? The next mail to them carries a new one.")) return;
+  try {
+    await api("POST", "/api/tickets/" + open.ref + "/link/revoke", {});
+    desk.toast("The private link of " + open.ref + " is revoked.", "ok");
+  } catch (err) {
+    desk.toast(err.message, "error");
+  }
+});
 
 // Canned replies: "/" and a shortcut, as in the chats.
 function cannedToken() {
