@@ -5,15 +5,18 @@ ticket calls."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import time
 from urllib.parse import urlencode, urlsplit
 
 import pytest
 import websockets
 
+from chat.identity import sign
 from tests.clients import Client
 from tests.dashboard_helpers import Reply, fake_address, request
-from tests.servers import DATABASES, TEST_CONFIG
+from tests.servers import DATABASES, TEST_CONFIG, TEST_SITE_SECRET
 from tests.test_ticket_desk import Desk, customer_reply
 
 INBOX = TEST_CONFIG + """
@@ -177,3 +180,57 @@ def test_the_private_page_is_rate_limited_per_address(desk, lang):
     codes = [get(desk, path, **{"X-Forwarded-For": address}).status for _ in range(6)]
     assert codes == [200] * 5 + [429]
     assert get(desk, path, **{"X-Forwarded-For": fake_address()}).status == 200
+
+
+# --- the widget's ticket calls ---------------------------------------------------------------
+
+
+def widget_call(desk: Desk, path: str, body: dict, **headers: str) -> Reply:
+    """A call as the widget makes it: cross-origin, text/plain JSON, no cookie."""
+    return request(desk.hub.base_url, "POST", path, json.dumps(body),
+                   {"Content-Type": "text/plain;charset=UTF-8", "Origin": "https://shop.example", **headers})
+
+
+def test_i_have_a_reference_answers_the_same_whether_or_not_it_matches(desk, lang):
+    """A wrong address or reference gets the very answer a right one gets; only the right one is mailed, to the ticket's address."""
+    sender = f"tom-{lang}@example.org"
+    ref = desk.new_ticket(sender)
+    desk.mails_to(sender, 1)
+    wrong = widget_call(desk, "/api/widget/ticket-link", {"ref": ref, "email": f"eve-{lang}@example.org"})
+    unknown = widget_call(desk, "/api/widget/ticket-link", {"ref": "LC-ZZZZZZ", "email": sender})
+    right = widget_call(desk, "/api/widget/ticket-link", {"ref": ref.lower(), "email": sender.upper()})
+    assert wrong.status == unknown.status == right.status == 202 and wrong.body == unknown.body == right.body
+    assert right.header("Access-Control-Allow-Origin") == "*"
+    link_mail = desk.mails_to(sender, 2)[1]
+    assert ref in link_mail["Subject"] and get(desk, page_path(link_mail)).status == 200
+    assert desk.smtp.to(f"eve-{lang}@example.org") == []
+
+
+def test_i_have_a_reference_is_rate_limited_per_address(desk, lang):
+    """Past [limits] ticket_links_per_hour one address gets 429 rate_limited."""
+    address = fake_address()
+    codes = [widget_call(desk, "/api/widget/ticket-link", {"ref": "LC-ZZZZZZ", "email": f"x-{lang}@example.org"},
+                         **{"X-Forwarded-For": address}) for _ in range(6)]
+    assert [c.status for c in codes] == [202] * 5 + [429] and codes[-1].json()["error"] == "rate_limited"
+
+
+def test_a_verified_customer_lists_and_answers_their_tickets(desk, lang):
+    """With the site's identity token the widget gets the customer's open tickets (no notes) and adds a message."""
+    sender = f"uma-{lang}@example.org"
+    ref = desk.new_ticket(sender, "Calendar invites arrive twice.")
+    desk.call("POST", f"/api/tickets/{ref}/messages", {"text": "Duplicate sync job.", "internal": True}, user="sam")
+    desk.call("POST", f"/api/tickets/{ref}/messages", {"text": "Which client do you use?"}, user="sam")
+    token = sign(TEST_SITE_SECRET, {"sub": "u-7", "email": sender, "plan": "free", "exp": int(time.time()) + 600})
+    listed = widget_call(desk, "/api/widget/tickets", {"identity": token})
+    assert listed.status == 200
+    (ticket,) = listed.json()["tickets"]
+    assert ticket["ref"] == ref and ticket["status"] == "pending"
+    assert [m["text"] for m in ticket["messages"]] == ["Calendar invites arrive twice.", "Which client do you use?"]
+    added = widget_call(desk, f"/api/widget/tickets/{ref}/messages", {"identity": token, "text": "Thunderbird 128."})
+    assert added.status == 201 and added.json()["status"] == "open"
+    assert desk.ticket(ref)["messages"][-1]["kind"] == "widget_in"
+    other = sign(TEST_SITE_SECRET, {"sub": "u-8", "email": f"vic-{lang}@example.org", "plan": "free",
+                                    "exp": int(time.time()) + 600})
+    assert widget_call(desk, "/api/widget/tickets", {"identity": other}).json()["tickets"] == []
+    assert widget_call(desk, f"/api/widget/tickets/{ref}/messages", {"identity": other, "text": "hi"}).status == 404
+    assert widget_call(desk, "/api/widget/tickets", {"identity": token + "x"}).status == 401

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 
 import pytest
 from playwright.async_api import Page, expect
 
+from chat.identity import sign
 from tests.clients import PASSWORD
 from tests.dashboard_helpers import (
     TIMEOUT,
@@ -20,9 +22,10 @@ from tests.dashboard_helpers import (
     screenshot,
     track_errors,
 )
-from tests.servers import DATABASES, TEST_CONFIG
+from tests.servers import DATABASES, TEST_CONFIG, TEST_SITE_SECRET
 from tests.test_ticket_desk import Desk
 from tests.test_ticket_inbox import LINK
+from tests.widget_helpers import Widget, host_page, host_site  # noqa: F401 - fixture
 
 expect.set_options(timeout=TIMEOUT * 1000)
 
@@ -135,3 +138,52 @@ async def test_the_private_page_shows_the_thread_and_takes_a_reply(desk, lang, c
     await expect(page.locator(".status")).to_contain_text("We are on it")
     await screenshot(page, "private-page", full_page=True)
     assert desk.ticket(ref)["status"] == "open" and errors == []
+
+
+async def open_widget(page: Page, host_site, desk: Desk, lang: str, **kwargs) -> Widget:
+    url = host_site.add(f"/{lang}/tickets.html", host_page(desk.hub.base_url, lang, **kwargs))
+    await page.goto(url)
+    widget = Widget(page)
+    await widget.launcher.click()
+    return widget
+
+
+async def test_i_have_a_reference_mails_a_link_and_shows_nothing_else(desk, lang, context, host_site):
+    """The widget's "I have a reference" shows a neutral answer, no thread; the link arrives by mail."""
+    sender = f"val-{lang}@example.org"
+    ref = await mail_ticket(desk, sender, "Quota warnings every hour.")
+    page = await context.new_page()
+    errors = track_errors(page)
+    widget = await open_widget(page, host_site, desk, lang)
+    tix = page.locator("livechat-widget div.tix")
+    await widget.form.get_by_role("button", name="I have a reference").click()
+    await tix.get_by_label("Reference (e.g. LC-7K3F9Q)").fill(ref)
+    await tix.get_by_label("The email address of the request").fill(sender)
+    await tix.get_by_role("button", name="Email me the link").click()
+    await expect(tix.locator(".tnote")).to_have_text("If this reference belongs to this address, we have mailed a link to it.")
+    await expect(tix).not_to_contain_text("Quota warnings")
+    link_mail = (await asyncio.to_thread(desk.mails_to, sender, 2))[1]
+    assert ref in link_mail["Subject"] and LINK.search(link_mail.get_body(("plain",)).get_content())
+    assert [e for e in errors if "404" not in e] == []  # the host site has no favicon
+
+
+async def test_a_verified_customer_sees_their_tickets_in_the_widget(desk, lang, context, host_site):
+    """A signed-in customer opens "My tickets", reads the answer and adds a message that reaches the ticket."""
+    sender = f"wes-{lang}@example.org"
+    ref = await mail_ticket(desk, sender, "Sieve filters stopped working.")
+    await asyncio.to_thread(desk.call, "POST", f"/api/tickets/{ref}/messages", {"text": "Did you change the rule order?"}, "sam")
+    token = sign(TEST_SITE_SECRET, {"sub": "u-9", "name": "Wes", "email": sender, "plan": "free", "exp": int(time.time()) + 600})
+    page = await context.new_page()
+    widget = await open_widget(page, host_site, desk, lang, attrs=f'data-identity="{token}"')
+    await widget.form.get_by_role("button", name="My tickets").click()
+    item = page.locator(f"livechat-widget .tone[data-ref='{ref}']")
+    await item.locator("summary").click()
+    await expect(item.locator(".tlog")).to_contain_text("Did you change the rule order?")
+    await item.get_by_label("Add a message").fill("No, but I renamed a folder.")
+    await item.get_by_role("button", name="Send").click()
+    item = page.locator(f"livechat-widget .tone[data-ref='{ref}']")
+    await expect(item.locator("summary")).to_contain_text("open")
+    await item.locator("summary").click()
+    await expect(item.locator(".tlog")).to_contain_text("No, but I renamed a folder.")
+    await widget.screenshot("widget-tickets")
+    assert desk.ticket(ref)["messages"][-1]["kind"] == "widget_in"

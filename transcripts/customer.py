@@ -29,7 +29,7 @@ from transcripts.templating import render
 
 RATE_WINDOW = 60  # seconds: [limits] ticket_requests_per_minute counts per window
 MAX_FORM_BYTES = 128 * 1024  # a reply form (the text is capped at desk.MAX_REPLY_CHARS)
-PUBLIC_KINDS = ("chat", "mail_in", "mail_out", "web_in")  # never "note": internal notes stay inside
+PUBLIC_KINDS = ("chat", "mail_in", "mail_out", "web_in", "widget_in")  # never "note": internal notes stay inside
 
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; "
        "frame-ancestors 'none'")
@@ -105,7 +105,7 @@ def _page(rt: Runtime, ticket: dict[str, Any], notice: str = "", status: int = 2
     name = ticket.get("name") or ""
     rows = []
     for m in public_messages(ticket):
-        mine = m["kind"] in ("mail_in", "web_in") or (m["kind"] == "chat" and m["from"] == "visitor")
+        mine = m["kind"] in ("mail_in", "web_in", "widget_in") or (m["kind"] == "chat" and m["from"] == "visitor")
         rows.append({"mine": mine, "who": words["you"] if mine else (m.get("name") or words["support"]),
                      "text": m["text"], "ts": m["ts"], "kind": m["kind"]})
     body = render("customer_ticket.html", w=words, ref=ticket["ref"], lang=_lang(ticket), status=ticket.get("status", "open"),

@@ -300,3 +300,23 @@ def solved_notice(ticket: dict[str, Any], token: str, reopen_days: float, settin
         text += f"\n-- \n{after}"
     return _conversation_mail(ticket, "solved", token, subject.format(ref=ticket["ref"]), text, settings,
                               automatic=True)
+
+
+LINK_TEXTS = {
+    "en": ("[{ref}] The link to your request",
+           "Hello,\n\nSomeone (we hope you) asked for the link to your request {ref}.\n\n{after}\n"
+           "If it was not you, ignore this mail: the link only ever reaches this address.\n\n{team}\n"),
+    "fr": ("[{ref}] Le lien vers votre demande",
+           "Bonjour,\n\nQuelqu'un (vous, espérons-le) a demandé le lien vers votre demande {ref}.\n\n{after}\n"
+           "Si ce n'était pas vous, ignorez ce message : le lien n'est envoyé qu'à cette adresse.\n\n{team}\n"),
+}
+
+
+def page_link_mail(ticket: dict[str, Any], token: str, settings: Settings, page_link: str, promise: str) -> OutgoingMail:
+    """The private link of a ticket, mailed on request from the widget ("I have a reference"):
+    only ever to the ticket's own address, threaded with the conversation."""
+    lang = _lang(ticket)
+    subject, body = LINK_TEXTS.get(lang, LINK_TEXTS["en"])
+    team = header_text(parseaddr(settings.sender)[0]) or TEAM_SIGNATURES.get(lang, TEAM_SIGNATURES["en"])
+    text = body.format(ref=ticket["ref"], after=_after(lang, page_link, promise), team=team)
+    return _conversation_mail(ticket, "link", token, subject.format(ref=ticket["ref"]), text, settings, automatic=True)
