@@ -179,7 +179,7 @@ async def agent_page(request: Request) -> Response:
         return RedirectResponse("/agent/login", status_code=303)
     if rt.demo:
         await canned.seed_demo(rt.redis)
-    return _page(request, "agent.html", session=session, field=csrf.FIELD)
+    return _page(request, "agent.html", session=session, field=csrf.FIELD, plans=list(rt.config.plans))
 
 
 async def supervisor_page(request: Request) -> Response:

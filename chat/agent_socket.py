@@ -14,7 +14,7 @@ from starlette.websockets import WebSocket
 
 from agents.accounts import Account, load_account
 from agents.sessions import read_session
-from chat import chats, frames, keys, lifecycle, rollups
+from chat import chats, frames, keys, lifecycle, rollups, ticket_presence
 from chat.chatlog import ChatGone, read_log
 from chat.connection import Connection
 from chat.feed import ChatFeed
@@ -55,6 +55,7 @@ class AgentConnection(Connection):
         self.status = "away"
         self.feeds: dict[str, ChatFeed] = {}
         self.replied: set[str] = set()  # chats this socket wrote in (the first reply is recorded once)
+        self.viewing: str | None = None  # the ticket this dashboard has open (ticket_viewing)
 
     @property
     def hub(self):
@@ -306,8 +307,26 @@ class AgentConnection(Connection):
                 ok, reason = await lifecycle.transfer_to_agent(rt, chat_id, to, holder=self.account.username)
                 if not ok:
                     raise FrameError(frames.NOT_ALLOWED, f"transfer refused: {reason}")
+        elif kind == frames.TICKET_VIEWING:
+            await self._ticket_viewing(frame)
         else:
             raise FrameError(frames.BAD_FRAME, f"unknown frame type {kind[:40]!r}")
+
+    async def _ticket_viewing(self, frame: dict[str, Any]) -> None:
+        """`ticket_viewing` {ref, replying}: this agent has the ticket open (repeated while it
+        stays open); a null or empty ref: no ticket open any more."""
+        from transcripts.refs import normalize_ref
+
+        raw = frames.text_field(frame, "ref", limit=40, one_line=True)
+        replying = frames.bool_field(frame, "replying", False)
+        ref = normalize_ref(raw) if raw else None
+        if raw and (ref is None or not await self.rt.redis.exists(keys.ticket(ref))):
+            raise FrameError(frames.NOT_FOUND, "no such ticket")
+        if self.viewing and self.viewing != ref:
+            await ticket_presence.set_viewing(self.rt, self.viewing, self.account.username, self.account.name, False)
+        self.viewing = ref
+        if ref:
+            await ticket_presence.set_viewing(self.rt, ref, self.account.username, self.account.name, True, replying)
 
     async def _set_status(self, status: str) -> None:
         rt = self.rt
@@ -325,6 +344,12 @@ class AgentConnection(Connection):
         await lifecycle.queue_changed(rt, work=status == "online")
 
     async def detach(self) -> None:
+        if self.viewing:
+            viewing, self.viewing = self.viewing, None
+            try:
+                await ticket_presence.set_viewing(self.rt, viewing, self.account.username, self.account.name, False)
+            except RedisError:
+                pass  # the entry lapses by itself after [timing] ticket_viewing_ttl
         for chat_id in list(self.feeds):
             await self._drop_chat(chat_id)
         await self.hub.remove_agent(self)

@@ -174,7 +174,7 @@ def create_app(settings: Settings, config: DeskConfig, redis_url: str, demo: boo
         *visitor_socket.routes,
         *agent_socket.routes,
     ]
-    for module in ("agents.views", "transcripts.views", "chat.supervisor_socket", "chat.metrics",
-                   "helpcentre.views"):
+    for module in ("agents.views", "transcripts.views", "transcripts.customer", "transcripts.widget_tickets",
+                   "chat.supervisor_socket", "chat.metrics", "helpcentre.views"):
         routes += optional_routes(module)
     return Starlette(routes=routes, lifespan=lifespan)

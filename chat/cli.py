@@ -187,6 +187,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.demo:
             settings, creds = _demo_setup(settings, redis_url)
             base = f"http://{args.host}:{args.port}"
+            # Mails link to the customer's private ticket page: on the demo, at this address.
+            from dataclasses import replace
+
+            settings = replace(settings, public_url=settings.public_url or base)
             print(
                 f"\n  livechat demo is running\n"
                 f"  Demo site with the widget:  {base}/\n"

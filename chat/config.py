@@ -76,6 +76,7 @@ hello_timeout = 10      # seconds a new visitor socket has to send its hello bef
 header_timeout = 10     # seconds a client has to send a whole HTTP request head before 408 and close (0 = none)
 silent_chat_ttl = 300   # a chat closed before its visitor wrote anything is deleted this long after closing
 help_reload = 10        # how often hubs look for added, edited or removed help articles
+ticket_viewing_ttl = 30 # seconds an agent shows as viewing a ticket unless its dashboard says so again
 
 [retention]
 days = 30               # closed chats and tickets are purged after this many days
@@ -115,6 +116,8 @@ login_verifications_per_address = 4   # and from one address; more get 429 at on
 help_requests_per_minute = 120  # help searches and article events one client address may make per minute (0 = no limit)
 help_query_chars = 1000       # a longer help search is refused with `too_long` (the widget sends the first 500)
 help_article_bytes = 262144   # a larger article file is skipped (with a warning naming it)
+ticket_requests_per_minute = 30   # private ticket page views and replies, and widget ticket calls, per client address (0 = no limit)
+ticket_links_per_hour = 5     # "I have a reference" requests one client address may make per hour (0 = no limit)
 
 [reports]
 keep_days = 400               # hourly report rollups (counts and histograms, no personal data) are kept ~13 months
@@ -148,6 +151,7 @@ class Timing:
     header_timeout: float = 10.0
     silent_chat_ttl: float = 300.0
     help_reload: float = 10.0
+    ticket_viewing_ttl: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -189,6 +193,10 @@ class Limits:
     help_requests_per_minute: int = 120
     help_query_chars: int = 1000
     help_article_bytes: int = 262144
+    # The customer's side of tickets (transcripts/customer.py): the private page and the
+    # widget's ticket calls per address and minute; links mailed on request per address and hour.
+    ticket_requests_per_minute: int = 30
+    ticket_links_per_hour: int = 5
 
 
 @dataclass(frozen=True)
@@ -461,6 +469,8 @@ def parse_config(text: str, source: str = "<built-in>") -> DeskConfig:
         raise ConfigError(source, "timing.hello_timeout", "must be more than 0 seconds")
     if "help_reload" in timing and _number(timing, "help_reload", "timing", source, 10) == 0:
         raise ConfigError(source, "timing.help_reload", "must be more than 0 seconds")
+    if "ticket_viewing_ttl" in timing and _number(timing, "ticket_viewing_ttl", "timing", source, 30) < 1:
+        raise ConfigError(source, "timing.ticket_viewing_ttl", "must be at least 1 second")
     return DeskConfig(
         plans=plans,
         schedules=schedules,

@@ -29,6 +29,13 @@ LIMIT_REACHED = "limit_reached"  # a per-chat, per-address or per-process cap: n
 BAD_QUERY = "bad_query"              # a query parameter is missing or malformed (/api/reports)
 RANGE_TOO_LONG = "range_too_long"    # a report range longer than [reports] keep_days
 
+
+# ticket frames on the agent socket (docs/protocol.md 4.1, 4.2)
+TICKET_CHANGED = "ticket_changed"  # hub -> agent: a ticket was made or changed; fetch it again
+TICKET_VIEWING = "ticket_viewing"  # agent -> hub: I have this ticket open (and am or am not replying)
+TICKET_VIEWERS = "ticket_viewers"  # hub -> agents: who has a ticket open now
+TICKET_VIEWERS_SHOWN = 20  # viewers listed in one ticket_viewers frame
+
 # offline reasons besides no_agents / closed_hours (docs/protocol.md lists them all)
 OFFLINE_BUSY = "busy"  # the desk holds [limits] max_waiting_chats already: leave a message
 

@@ -65,6 +65,7 @@ class Hub:
     async def start(self) -> None:
         bus = self.rt.bus
         await bus.subscribe(keys.QUEUE_CHANNEL, self._on_queue_event)
+        await bus.subscribe(keys.TICKETS_CHANNEL, self._on_ticket_event)
         bus.on_reconnect(self._resync_all)
         self._tasks = [
             asyncio.create_task(self._positions_loop(), name="positions"),
@@ -121,6 +122,7 @@ class Hub:
             self._resyncing = asyncio.create_task(self._resync_states(), name="resync-states")
         self.kick_dispatch()
         self._dirty.set()
+        self._to_agents({"type": frames.TICKET_CHANGED, "ref": None})  # ticket news was lost: look again
 
     async def _resync_states(self) -> None:
         """Events published while the bus was away (a chat assigned, closed, transferred)
@@ -204,6 +206,25 @@ class Hub:
         if event.get("work"):
             self.kick_dispatch()
         self._dirty.set()
+
+    # --- tickets ------------------------------------------------------------------------
+
+    def _on_ticket_event(self, channel: str, data: bytes) -> None:
+        """One subscription per hub: a ticket was made or changed (transcripts/desk.py), or
+        who has one open changed (chat/ticket_presence.py); every agent dashboard here hears it."""
+        event = msgpack.unpackb(data)
+        kind, ref = event.get("type"), event.get("ref")
+        if not isinstance(ref, str):
+            return
+        if kind == "ticket":
+            self._to_agents({"type": frames.TICKET_CHANGED, "ref": ref})
+        elif kind == "viewers":
+            self._to_agents({"type": frames.TICKET_VIEWERS, "ref": ref, "viewers": event.get("viewers") or []})
+
+    def _to_agents(self, frame: dict[str, Any]) -> None:
+        for conns in list(self.agents.values()):
+            for conn in list(conns):
+                conn.send(frame)
 
     # --- waiting visitors: place in line and ETA ------------------------------------
 

@@ -140,6 +140,12 @@ def plan_by_email(email_hash: str) -> str:
     return f"{PREFIX}:plan-by-email:{email_hash}"
 
 
+def ticket_viewers(ref: str) -> str:
+    """Hash with a short TTL: username -> msgpack {name, replying, until} of the agents who
+    have this ticket open ([timing] ticket_viewing_ttl), shared by every hub."""
+    return f"{PREFIX}:ticket:{ref}:viewers"
+
+
 def mail_in(fingerprint: str) -> str:
     """String with a TTL: the reference an incoming mail (by Message-ID, else its bytes) was
     stored in, so a mail delivered twice is stored once."""
@@ -203,6 +209,18 @@ def confirmations(email_hash: str) -> str:
     """Counter with a one-day TTL: ticket confirmations mailed to one address (hashed)
     ([limits] confirmations_per_address_per_day)."""
     return f"{PREFIX}:limit:confirmations:{email_hash}"
+
+
+def ticket_requests(who: str) -> str:
+    """Counter with a 60 s TTL: private ticket page and widget ticket requests of one hashed
+    client address ([limits] ticket_requests_per_minute)."""
+    return f"{PREFIX}:limit:ticket-requests:{who}"
+
+
+def ticket_links(who: str) -> str:
+    """Counter with a one-hour TTL: "I have a reference" requests of one hashed client
+    address ([limits] ticket_links_per_hour)."""
+    return f"{PREFIX}:limit:ticket-links:{who}"
 
 
 def new_chats(who: str) -> str:

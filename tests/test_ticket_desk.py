@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from chat.config import parse_config
 from tests.clients import PASSWORD, create_agent, login_cookie
-from tests.servers import DATABASES, LIVECHAT, TEST_CONFIG, HubProcess, db_url, hub_env, wait_until
+from tests.servers import DATABASES, LIVECHAT, TEST_CONFIG, HubProcess, db_url, free_port, hub_env, wait_until
 from tests.test_transcripts_support import SmtpServer
 from transcripts.targets import due_at
 
@@ -34,7 +34,7 @@ pending_days = 0.00002
 class Desk:
     """A hub on its own database with a real SMTP server; an agent and a supervisor."""
 
-    def __init__(self, redis_url: str, root, config: str, db: int):
+    def __init__(self, redis_url: str, root, config: str, db: int, public: bool = False):
         self.smtp = SmtpServer().start()
         self.url = db_url(redis_url, db)
         path = root / "desk.toml"
@@ -49,8 +49,10 @@ class Desk:
             await client.aclose()
 
         asyncio.run(setup())
-        self.env = hub_env(self.url, root / "hub", path, SMTP_URL=self.smtp.url + "?starttls=never")
-        self.hub = HubProcess(self.env, root / "hub").start()
+        port = free_port()
+        extra = {"LIVECHAT_PUBLIC_URL": f"http://127.0.0.1:{port}"} if public else {}  # mails link the private page
+        self.env = hub_env(self.url, root / "hub", path, SMTP_URL=self.smtp.url + "?starttls=never", **extra)
+        self.hub = HubProcess(self.env, root / "hub", port=port).start()
         self.cookies: dict[str, tuple[str, str]] = {}
 
     def stop(self) -> None:

@@ -33,6 +33,7 @@ from chat.config import DeskConfig
 from chat.runtime import Runtime
 from transcripts import outbox
 from transcripts.contact import is_mailable
+from transcripts.customer_link import page_link, promise
 from transcripts.mailer import OutgoingMail, agent_reply, conversation_message_id, solved_notice
 from transcripts.masking import mask
 from transcripts.targets import DUE_SOON, OPEN, PENDING, SOLVED, STATUSES, due_at
@@ -143,6 +144,32 @@ async def add_customer_mail(rt: Runtime, ref: str, fingerprint: str, entry: dict
                 continue
 
 
+async def add_customer_message(rt: Runtime, ref: str, text: str, kind: str) -> dict[str, Any]:
+    """A customer's message from the private page (`web_in`) or the widget (`widget_in`):
+    into the thread, and the ticket back on our side (reopened if solved), as a mail does,
+    in one transaction. Returns the thread entry; TicketError when empty, too long or gone."""
+    text = mask((text or "").replace("\r\n", "\n").strip())
+    if not text:
+        raise TicketError(400, "text is empty")
+    if len(text) > MAX_REPLY_CHARS:
+        raise TicketError(413, f"text is longer than {MAX_REPLY_CHARS} characters")
+    now = rt.clock()
+    entry = {"kind": kind, "from": "customer", "text": text, "ts": now}
+
+    def extra(pipe: Pipeline, _: dict[str, Any]) -> None:
+        pipe.rpush(keys.ticket_thread(ref), msgpack.packb(entry))
+
+    await _transition(rt, ref, lambda ticket: _customer_wrote(rt.config, ticket, now), extra)
+    return entry
+
+
+async def revoke_link(rt: Runtime, ref: str) -> dict[str, Any]:
+    """Every private link of this ticket stops working (its link version moves on); the
+    customer gets a new one with the next mail, or by asking from the widget."""
+    now = rt.clock()
+    return await _transition(rt, ref, lambda t: {"link_version": int(t.get("link_version") or 0) + 1, "updated_at": now})
+
+
 def too_late_to_reopen(config: DeskConfig, ticket: dict[str, Any], now: float) -> bool:
     """A reply this long after the ticket was solved starts a new ticket (linked to it)."""
     solved_at = ticket.get("solved_at")
@@ -183,7 +210,7 @@ async def reply(rt: Runtime, ref: str, author: dict[str, str], text: str, intern
             raise TicketError(409, "this ticket has no address to mail; add an internal note instead")
         token = secrets.token_hex(6)
         mail = await asyncio.to_thread(agent_reply, {**current, "reply_to": customer_reply_to(rt, ref)}, entry, token,
-                                       rt.settings)
+                                       rt.settings, page_link(rt, current), promise(rt.config, current, answered=True))
         entry["message_id"] = conversation_message_id(ref, "reply", token, rt.settings)
         entry["mail_id"] = mail.mail_id
 
@@ -252,7 +279,8 @@ async def solve_stale_pending(rt: Runtime) -> list[str]:
         mail = None
         if is_mailable(ticket.get("email")) and since is not None:
             mail = await asyncio.to_thread(solved_notice, {**ticket, "reply_to": customer_reply_to(rt, ref)},
-                                           f"{float(since):.0f}", rt.config.tickets.reopen_days, rt.settings)
+                                           f"{float(since):.0f}", rt.config.tickets.reopen_days, rt.settings,
+                                           page_link(rt, ticket), promise(rt.config, ticket, answered=True))
 
         def change(t: dict[str, Any]) -> dict[str, Any] | None:
             if t.get("status") != PENDING or t.get("pending_since") is None or float(t["pending_since"]) > cutoff:
@@ -276,7 +304,9 @@ def messages(ticket: dict[str, Any]) -> list[dict[str, Any]]:
     first_kind = "mail_in" if ticket.get("channel") == "email" else "chat"
     out = [{"id": f"t{m.get('seq', i)}", "kind": m.get("kind", first_kind), "from": m.get("from", ""),
             "text": m.get("text", ""), "ts": m.get("ts", 0), "attachments": m.get("attachments", []),
-            **({"dropped": m["dropped"]} if m.get("dropped") else {})}
+            **({"dropped": m["dropped"]} if m.get("dropped") else {}),
+            **({"name": m["name"]} if m.get("name") else {}),
+            **({"original": m["original"]} if "original" in m else {})}
            for i, m in enumerate(ticket.get("transcript", []), 1)]
     for entry in ticket.get("thread", []):
         out.append({"id": str(entry["id"]), "kind": entry.get("kind", "mail_in"), "from": entry.get("from", ""),

@@ -111,6 +111,8 @@ def _context(ticket: dict[str, Any], settings: Settings, limits: Limits) -> dict
         "earlier": earlier,
         "team": header_text(parseaddr(settings.sender)[0]) or TEAM_SIGNATURES.get(_lang(ticket), TEAM_SIGNATURES["en"]),
         "link": _ticket_link(ticket, settings),
+        "page_link": "",  # the customer's private page (transcripts/customer.py), when known
+        "promise": "",  # when to expect an answer, in the customer's language
     }
 
 
@@ -132,9 +134,11 @@ def _address(ticket: dict[str, Any]) -> Address:
     return Address(display_name=name, addr_spec=ticket["email"].strip())
 
 
-def visitor_confirmation(ticket: dict[str, Any], settings: Settings, limits: Limits) -> EmailMessage:
+def visitor_confirmation(ticket: dict[str, Any], settings: Settings, limits: Limits, page_link: str = "",
+                         promise: str = "") -> EmailMessage:
     """The visitor's receipt: reference in the subject, transcript in the body, an invitation
-    to add details by replying; Reply-To is the support inbox so a reply lands there."""
+    to add details by replying (or on the private page), when to expect an answer; Reply-To
+    is the support inbox so a reply lands there."""
     ref = ticket["ref"]
     lang = _lang(ticket)
     subject = f"[{ref}] {VISITOR_SUBJECTS.get(lang, VISITOR_SUBJECTS['en'])}"
@@ -150,6 +154,7 @@ def visitor_confirmation(ticket: dict[str, Any], settings: Settings, limits: Lim
         # carry someone's words into a stranger's inbox. The ticket keeps everything.
         context.update(name="", rows=[], earlier=0)
     context["show_transcript"] = verified
+    context.update(page_link=page_link, promise=promise)
     msg.set_content(render(pick_template("visitor_confirmation", "txt", lang), **context))
     msg.add_alternative(render(pick_template("visitor_confirmation", "html", lang), **context), subtype="html")
     return msg
@@ -173,7 +178,8 @@ def inbox_ticket(ticket: dict[str, Any], settings: Settings, limits: Limits) -> 
     return msg
 
 
-def ticket_mails(ticket: dict[str, Any], settings: Settings, limits: Limits, *, confirm: bool = True) -> list[OutgoingMail]:
+def ticket_mails(ticket: dict[str, Any], settings: Settings, limits: Limits, *, confirm: bool = True,
+                 page_link: str = "", promise: str = "") -> list[OutgoingMail]:
     """The mails one new ticket sends: the visitor's confirmation (only with a usable email
     address, and unless ``confirm`` is False: the address reached its daily cap) and the
     support inbox's copy (always), composed and serialised. CPU work (templates, MIME,
@@ -183,7 +189,7 @@ def ticket_mails(ticket: dict[str, Any], settings: Settings, limits: Limits, *, 
     about = email_hash(ticket["email"]) if ticket.get("email") else ""
     mails = []
     if confirm and is_mailable(ticket.get("email")):
-        message = visitor_confirmation(ticket, settings, limits)
+        message = visitor_confirmation(ticket, settings, limits, page_link, promise)
         mails.append(OutgoingMail(mail_id(ref, "visitor"), "visitor", ref, sender, (ticket["email"].strip(),), about,
                                   message.as_bytes(policy=POLICY)))
     message = inbox_ticket(ticket, settings, limits)
@@ -197,6 +203,10 @@ def ticket_mails(ticket: dict[str, Any], settings: Settings, limits: Limits, *, 
 REPLY_FOOTERS = {
     "en": "To add anything, reply to this mail (keep {ref} in the subject).",
     "fr": "Pour ajouter quoi que ce soit, répondez à ce message (gardez {ref} dans l'objet).",
+}
+PAGE_LINES = {
+    "en": "Follow your request, or add to it, on its private page:\n{link}",
+    "fr": "Suivez votre demande, ou complétez-la, sur sa page privée :\n{link}",
 }
 SOLVED_TEXTS = {
     "en": ("[{ref}] Your request is solved",
@@ -258,21 +268,55 @@ def _reply_subject(ticket: dict[str, Any]) -> str:
     return f"Re: [{ref}] {subject}"
 
 
-def agent_reply(ticket: dict[str, Any], entry: dict[str, Any], token: str, settings: Settings) -> OutgoingMail:
+def _after(lang: str, page_link: str, promise: str) -> str:
+    """The lines under a mail's footer: when to expect an answer, and the private page."""
+    lines = [promise] if promise else []
+    if page_link:
+        lines.append(PAGE_LINES.get(lang, PAGE_LINES["en"]).format(link=page_link))
+    return "".join(f"{line}\n" for line in lines)
+
+
+def agent_reply(ticket: dict[str, Any], entry: dict[str, Any], token: str, settings: Settings,
+                page_link: str = "", promise: str = "") -> OutgoingMail:
     """An agent's answer to the customer, threaded under the conversation (composed in a
     thread: the caller runs it off the event loop)."""
     lang = _lang(ticket)
     team = header_text(parseaddr(settings.sender)[0]) or TEAM_SIGNATURES.get(lang, TEAM_SIGNATURES["en"])
     footer = REPLY_FOOTERS.get(lang, REPLY_FOOTERS["en"]).format(ref=ticket["ref"])
-    body = f"{entry['text']}\n\n{header_text(entry.get('name'), 100)}\n{team}\n\n-- \n{footer}\n"
+    body = (f"{entry['text']}\n\n{header_text(entry.get('name'), 100)}\n{team}\n\n-- \n{footer}\n"
+            + _after(lang, page_link, promise))
     return _conversation_mail(ticket, "reply", token, _reply_subject(ticket), body, settings, automatic=False)
 
 
-def solved_notice(ticket: dict[str, Any], token: str, reopen_days: float, settings: Settings) -> OutgoingMail:
+def solved_notice(ticket: dict[str, Any], token: str, reopen_days: float, settings: Settings,
+                  page_link: str = "", promise: str = "") -> OutgoingMail:
     """The short mail of a ticket solved because the customer did not answer."""
     lang = _lang(ticket)
     subject, body = SOLVED_TEXTS.get(lang, SOLVED_TEXTS["en"])
     team = header_text(parseaddr(settings.sender)[0]) or TEAM_SIGNATURES.get(lang, TEAM_SIGNATURES["en"])
     text = body.format(ref=ticket["ref"], days=int(reopen_days), team=team)
+    after = _after(lang, page_link, promise)
+    if after:
+        text += f"\n-- \n{after}"
     return _conversation_mail(ticket, "solved", token, subject.format(ref=ticket["ref"]), text, settings,
                               automatic=True)
+
+
+LINK_TEXTS = {
+    "en": ("[{ref}] The link to your request",
+           "Hello,\n\nSomeone (we hope you) asked for the link to your request {ref}.\n\n{after}\n"
+           "If it was not you, ignore this mail: the link only ever reaches this address.\n\n{team}\n"),
+    "fr": ("[{ref}] Le lien vers votre demande",
+           "Bonjour,\n\nQuelqu'un (vous, espérons-le) a demandé le lien vers votre demande {ref}.\n\n{after}\n"
+           "Si ce n'était pas vous, ignorez ce message : le lien n'est envoyé qu'à cette adresse.\n\n{team}\n"),
+}
+
+
+def page_link_mail(ticket: dict[str, Any], token: str, settings: Settings, page_link: str, promise: str) -> OutgoingMail:
+    """The private link of a ticket, mailed on request from the widget ("I have a reference"):
+    only ever to the ticket's own address, threaded with the conversation."""
+    lang = _lang(ticket)
+    subject, body = LINK_TEXTS.get(lang, LINK_TEXTS["en"])
+    team = header_text(parseaddr(settings.sender)[0]) or TEAM_SIGNATURES.get(lang, TEAM_SIGNATURES["en"])
+    text = body.format(ref=ticket["ref"], after=_after(lang, page_link, promise), team=team)
+    return _conversation_mail(ticket, "link", token, subject.format(ref=ticket["ref"]), text, settings, automatic=True)

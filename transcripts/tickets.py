@@ -25,6 +25,7 @@ from chat.chats import load_chat
 from chat.runtime import Runtime
 from transcripts import outbox
 from transcripts.contact import customer_hash, email_hash, is_mailable, normalize_email
+from transcripts.customer_link import page_link, promise
 from transcripts.mailer import OutgoingMail, mail_ids, ticket_mails
 from transcripts.refs import new_ref, normalize_ref
 from transcripts.reply_address import address_for
@@ -117,9 +118,10 @@ def customer_reply_to(rt: Runtime, ref: str) -> str | None:
 
 
 def _compose(ticket: dict[str, Any], rt: Runtime, confirm: bool) -> tuple[dict[str, bytes | str], list[OutgoingMail]]:
-    """The ticket hash and its mails, ready to store (run in a thread)."""
+    """The ticket hash and its mails, ready to store (run in a thread). The confirmation
+    links to the ticket's private page and says when to expect an answer."""
     mails = ticket_mails({**ticket, "reply_to": customer_reply_to(rt, ticket["ref"])}, rt.settings, rt.config.limits,
-                         confirm=confirm)
+                         confirm=confirm, page_link=page_link(rt, ticket), promise=promise(rt.config, ticket))
     return ticket_fields(ticket), mails
 
 
@@ -205,6 +207,7 @@ async def _store_new(rt: Runtime, guard: str, build: Callable[[str, float], dict
                 for mail in mails:
                     outbox.queue_mail(pipe, mail, now)
                 outbox.notify(pipe)
+                pipe.publish(keys.TICKETS_CHANNEL, msgpack.packb({"type": "ticket", "ref": ref}))
                 await pipe.execute()
                 return ref, True
             except WatchError:

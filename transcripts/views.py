@@ -78,6 +78,17 @@ def _detail(ticket: dict[str, Any], now: float) -> dict[str, Any]:
     return {**ticket, "breached": breached(ticket, now), "messages": desk.messages(ticket)}
 
 
+async def _with_history(rt: Any, detail: dict[str, Any]) -> dict[str, Any]:
+    """The customer panel's earlier tickets: only for a verified customer (an address typed
+    into the widget proves nothing, and must not show someone else's tickets)."""
+    from chat.agent_socket import previous_tickets
+
+    previous: list[dict[str, Any]] = []
+    if detail.get("verified") and detail.get("email"):
+        previous = [t for t in await previous_tickets(rt, detail["email"], 11) if t["ref"] != detail["ref"]][:10]
+    return {**detail, "previous": previous}
+
+
 async def ticket_detail(request: Request) -> Response:
     session = await _session(request)
     if not isinstance(session, Session):
@@ -91,7 +102,7 @@ async def ticket_detail(request: Request) -> Response:
         rows = transcript_rows(ticket["transcript"], ticket.get("name", ""))
         context: dict[str, Any] = {**ticket, "rows": rows, "link": ""}
         return HTMLResponse(render("ticket_page.html", **context), headers=HTML_HEADERS)
-    return JSONResponse(_detail(ticket, rt.clock()), headers=HEADERS)
+    return JSONResponse(await _with_history(rt, _detail(ticket, rt.clock())), headers=HEADERS)
 
 
 async def ticket_list(request: Request) -> Response:
@@ -205,10 +216,26 @@ async def ticket_attachment(request: Request) -> Response:
     })
 
 
+async def ticket_revoke_link(request: Request) -> Response:
+    """POST /api/tickets/{ref}/link/revoke: every private link of the ticket stops working
+    (the customer's next mail carries a new one)."""
+    change = await _change(request)
+    if isinstance(change, Response):
+        return change
+    _, ref, _ = change
+    rt = request.app.state.rt
+    try:
+        ticket = await desk.revoke_link(rt, ref)
+    except desk.TicketError as exc:
+        return JSONResponse({"error": exc.message}, exc.status, headers=HEADERS)
+    return JSONResponse({"ref": ref, "link_version": int(ticket.get("link_version") or 0)}, headers=HEADERS)
+
+
 routes = [
     Route("/api/tickets", ticket_list, methods=["GET"]),
     Route("/api/tickets/{ref}", ticket_detail, methods=["GET"]),
     Route("/api/tickets/{ref}", ticket_update, methods=["PATCH"]),
     Route("/api/tickets/{ref}/messages", ticket_message, methods=["POST"]),
     Route("/api/tickets/{ref}/attachments/{file_id}", ticket_attachment, methods=["GET"]),
+    Route("/api/tickets/{ref}/link/revoke", ticket_revoke_link, methods=["POST"]),
 ]

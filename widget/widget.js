@@ -32,7 +32,7 @@
       closed: "This chat has ended.", rateq: "How did we do?", scale: "1 = poor, 5 = excellent",
       comment: "Comment (optional)", rate: "Send rating", thanks: "Thank you for your feedback.",
       again: "New chat", signed: "Signed in as {n}.", lost: "Your earlier chat could not be restored, so a new one was started.",
-      unread: "new message",
+      unread: "new message", refq: "I have a reference", mine: "My tickets",
     },
     fr: {
       lang: "Français", launch: "Discuter avec nous", title: "Chat d'assistance", hide: "Réduire", end: "Terminer",
@@ -53,7 +53,7 @@
       closed: "Cette discussion est terminée.", rateq: "Votre avis sur notre aide ?", scale: "1 = mauvais, 5 = excellent",
       comment: "Commentaire (facultatif)", rate: "Envoyer la note", thanks: "Merci pour votre avis.",
       again: "Nouvelle discussion", signed: "Connecté en tant que {n}.", lost: "Votre discussion précédente n'a pas pu être restaurée : une nouvelle a commencé.",
-      unread: "nouveau message",
+      unread: "nouveau message", refq: "J'ai une référence", mine: "Mes demandes",
     },
   };
   const TOPICS = ["account", "technical", "security", "billing", "other", "emergency"];
@@ -127,7 +127,8 @@
   const helpBox = h("div", { class: "sugg", hidden: true }); // article suggestions, filled by widget/help.js
   const rows = { n: field(t("name"), fName), e: field(t("email"), fEmail), l: field(t("language"), fLang) };
   const pre = h("form", { class: "pre", onsubmit: start }, h("p", null, t("intro")), signed, rows.n, rows.e,
-    field(t("topic"), fTopic), rows.l, field(t("question"), fQ), h("p", { id: "lc-hint", class: "hint" }, t("hint")), helpBox, h("button", { type: "submit" }, t("start")));
+    field(t("topic"), fTopic), rows.l, field(t("question"), fQ), h("p", { id: "lc-hint", class: "hint" }, t("hint")), helpBox, h("button", { type: "submit" }, t("start")),
+    btn(t(identity() ? "mine" : "refq"), () => loadTix(), "alt tix"));
 
   const log = h("ol", { class: "log", role: "log", "aria-live": "polite", "aria-label": t("title") });
   const typing = h("p", { class: "typing", hidden: true });
@@ -168,6 +169,10 @@
   const loadHelp = () => help || (help = import(HUB + "/widget/help.js").then((m) => m.default({ HUB, UI, h, btn, root, panel,
     q: fQ, box: helpBox, lang: () => (D.chatLang ? UI : fLang.value), submit: () => pre.requestSubmit(), focus: focusIn }))
     .catch(() => { help = null; }));
+  // Tickets (widget/tickets.js: "I have a reference", a verified customer's tickets): loaded on demand only.
+  let tix = null;
+  const loadTix = () => (tix = tix || import(HUB + "/widget/tickets.js").then((m) => m.default({ HUB, UI, h, btn, field, mailInput, root, pre, identity }))
+    .catch(() => { tix = null; })).then((o) => o && o.open());
   const HELP_LINK = new RegExp(HUB.replace(/\W/g, "\\$&") + "/help/([a-z0-9-]+)/([a-z0-9-]+)");
 
   // ---- connection ----

@@ -26,6 +26,8 @@
   let typingStopTimer = null;
   let typingChat = null;
   let welcomed = false;
+  let ticketBadge = 0; // new tickets and customer replies not seen yet (tickets.js)
+  const tell = (name, detail) => document.dispatchEvent(new CustomEvent(name, { detail }));
 
   // --- sound and title ----------------------------------------------------------
 
@@ -65,6 +67,7 @@
   function updateTitle() {
     let count = 0;
     for (const chat of chats.values()) count += chat.unread || (chat.isNew ? 1 : 0);
+    count += ticketBadge;
     document.title = (count ? "(" + count + ") " : "") + baseTitle;
     $("chat-count").textContent = chats.size ? String(chats.size) : "";
   }
@@ -407,6 +410,7 @@
     loadCanned();
     renderStatus();
     renderAll();
+    tell("lc:welcome");
   }
 
   function onAssigned(frame) {
@@ -471,6 +475,7 @@
       if (frame.ref) text += " Ticket " + frame.ref + ".";
       toast(text, "ok");
       removeChat(chat.id);
+      if (byMe === "unresolved" && frame.ref) tell("lc:open-ticket", { ref: frame.ref }); // "Turn into ticket"
       return;
     }
     chat.closed = { reason, ref: frame.ref || (chat.closed && chat.closed.ref) };
@@ -526,6 +531,7 @@
         renderStatus();
         break;
       case "error": onError(frame); break;
+      case "ticket_changed": case "ticket_viewers": tell("lc:" + frame.type, frame); break; // tickets.js
       default: break;
     }
   }
@@ -820,6 +826,14 @@
     dropConnection() {
       welcomed = false;
       socket.drop();
+    },
+    // Hooks for the Tickets view (tickets.js): the same socket, sound, toasts and title badge.
+    send: (frame) => socket.send(frame),
+    beep,
+    toast,
+    setTicketBadge(n) {
+      ticketBadge = n;
+      updateTitle();
     },
   };
 })();

@@ -1,0 +1,173 @@
+"""The customer's side of a ticket: a private page (/t/{ref}/{token}) to follow it and add to
+it without an account.
+
+The link is signed and revocable (transcripts/customer_link.py). A wrong, revoked or unknown
+link gets the same 404 as a ticket that does not exist, so the page never tells whether a
+reference is in use. The page needs no cookie and no script (a plain form posts a reply),
+and is served under a CSP as strict as the dashboard's. Tokens appear in no log line: the
+hub's access log is off (chat/cli.py) and nothing here logs a path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from chat import keys
+from chat.runtime import Runtime
+from transcripts import desk
+from transcripts.customer_link import TEXTS, promise, texts, token_ok
+from transcripts.refs import normalize_ref
+from transcripts.tickets import load_ticket
+from transcripts.templating import render
+
+RATE_WINDOW = 60  # seconds: [limits] ticket_requests_per_minute counts per window
+MAX_FORM_BYTES = 128 * 1024  # a reply form (the text is capped at desk.MAX_REPLY_CHARS)
+PUBLIC_KINDS = ("chat", "mail_in", "mail_out", "web_in", "widget_in")  # never "note": internal notes stay inside
+
+CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; "
+       "frame-ancestors 'none'")
+PAGE_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",  # the token is in the address: never sent on to another site
+    "X-Robots-Tag": "noindex, nofollow",
+}
+
+# --- the page -----------------------------------------------------------------------------
+
+
+def _who(rt: Runtime, host: str) -> str:
+    """A salted hash of the client address; the address itself is never stored."""
+    return hashlib.sha256(rt.secret + b"|ticket|" + host.encode()).hexdigest()[:32]
+
+
+async def request_allowed(request: Request) -> bool:
+    """Count one request against [limits] ticket_requests_per_minute for the client address
+    (shared by every hub through Redis). Loopback is not limited (a local tool, or a proxy
+    that passes no address, when every customer would share one allowance)."""
+    rt: Runtime = request.app.state.rt
+    limit = rt.config.limits.ticket_requests_per_minute
+    host = request.client.host if request.client else ""
+    try:
+        if not limit or ipaddress.ip_address(host).is_loopback:
+            return True
+    except ValueError:
+        pass
+    key = keys.ticket_requests(_who(rt, host))
+    async with rt.redis.pipeline(transaction=False) as pipe:
+        pipe.set(key, 0, ex=RATE_WINDOW, nx=True)
+        pipe.incr(key)
+        _, count = await pipe.execute()
+    return int(count) <= limit
+
+
+def public_messages(ticket: dict[str, Any]) -> list[dict[str, Any]]:
+    """The thread as the customer may see it: no internal note, ever."""
+    return [m for m in desk.messages(ticket) if m["kind"] in PUBLIC_KINDS]
+
+
+def _not_found() -> Response:
+    words = TEXTS["en"]
+    body = render("customer_error.html", title=words["notfound"], text=words["notfound_text"])
+    return HTMLResponse(body, 404, headers=PAGE_HEADERS)
+
+
+def _busy(lang: str | None = None) -> Response:
+    words = texts(lang)
+    return HTMLResponse(render("customer_error.html", title="429", text=words["busy"]), 429,
+                        headers={**PAGE_HEADERS, "Retry-After": str(RATE_WINDOW)})
+
+
+async def _ticket_for(request: Request) -> dict[str, Any] | None:
+    """The ticket this link opens, or None for any wrong, revoked or unknown link."""
+    rt: Runtime = request.app.state.rt
+    ref = normalize_ref(request.path_params["ref"])
+    token = request.path_params["token"]
+    if ref is None or not token or len(token) > 64:
+        return None
+    ticket = await load_ticket(rt.redis, ref)
+    if ticket is None or not token_ok(rt.secret, ticket, token):
+        return None
+    return ticket
+
+
+def _page(rt: Runtime, ticket: dict[str, Any], notice: str = "", status: int = 200, text: str = "") -> Response:
+    words = texts(ticket.get("lang"))
+    name = ticket.get("name") or ""
+    rows = []
+    for m in public_messages(ticket):
+        mine = m["kind"] in ("mail_in", "web_in", "widget_in") or (m["kind"] == "chat" and m["from"] == "visitor")
+        rows.append({"mine": mine, "who": words["you"] if mine else (m.get("name") or words["support"]),
+                     "text": m["text"], "ts": m["ts"], "kind": m["kind"]})
+    body = render("customer_ticket.html", w=words, ref=ticket["ref"], lang=_lang(ticket), status=ticket.get("status", "open"),
+                  subject=ticket.get("subject") or "", name=name, rows=rows, notice=notice, text=text,
+                  promise=promise(rt.config, ticket) if ticket.get("status") != "solved" else "",
+                  style=_style_url())
+    return HTMLResponse(body, status, headers=PAGE_HEADERS)
+
+
+def _lang(ticket: dict[str, Any]) -> str:
+    lang = (ticket.get("lang") or "en").split("-")[0].lower()
+    return lang if lang in TEXTS else "en"
+
+
+def _style_url() -> str:
+    from agents.views import _static_url
+
+    return _static_url("ticket-page.css")
+
+
+async def ticket_page(request: Request) -> Response:
+    """GET /t/{ref}/{token}: the thread without notes, the status, when to expect an answer,
+    and a reply form."""
+    if not await request_allowed(request):
+        return _busy()
+    ticket = await _ticket_for(request)
+    if ticket is None:
+        return _not_found()
+    notice = texts(ticket.get("lang"))["sent"] if request.query_params.get("sent") == "1" else ""
+    return _page(request.app.state.rt, ticket, notice)
+
+
+async def ticket_page_reply(request: Request) -> Response:
+    """POST /t/{ref}/{token} (form field `text`): the customer's message joins the thread
+    (kind `web_in`) and puts the ticket back on our side, as a mail would; then back to the
+    page (303), so a reload does not send it twice."""
+    if not await request_allowed(request):
+        return _busy()
+    ticket = await _ticket_for(request)
+    if ticket is None:
+        return _not_found()
+    rt: Runtime = request.app.state.rt
+    words = texts(ticket.get("lang"))
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_FORM_BYTES):
+        return _page(rt, ticket, words["long"], 413)
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_FORM_BYTES:
+            return _page(rt, ticket, words["long"], 413)
+    text = (parse_qs(raw.decode("utf-8", "replace")).get("text") or [""])[0]
+    try:
+        await desk.add_customer_message(rt, ticket["ref"], text, "web_in")
+    except desk.TicketError as exc:
+        if exc.status == 404:
+            return _not_found()
+        return _page(rt, ticket, words["empty"] if exc.status == 400 else words["long"], exc.status, text[:desk.MAX_REPLY_CHARS])
+    return RedirectResponse(str(request.url.path) + "?sent=1", 303, headers=PAGE_HEADERS)
+
+
+routes = [
+    Route("/t/{ref}/{token}", ticket_page, methods=["GET"]),
+    Route("/t/{ref}/{token}", ticket_page_reply, methods=["POST"]),
+]
