@@ -20,7 +20,7 @@ from transcripts import desk
 from transcripts.refs import normalize_ref
 from transcripts.targets import STATUSES, breached
 from transcripts.templating import render, transcript_rows
-from transcripts.tickets import ORDERS, attachment, list_tickets, load_ticket
+from transcripts.tickets import ORDERS, attachment, earlier_tickets, list_tickets, load_ticket
 
 # Personal data: never cached, never framed, no scripts, no referrer leaks.
 HEADERS = {
@@ -81,11 +81,10 @@ def _detail(ticket: dict[str, Any], now: float) -> dict[str, Any]:
 async def _with_history(rt: Any, detail: dict[str, Any]) -> dict[str, Any]:
     """The customer panel's earlier tickets: only for a verified customer (an address typed
     into the widget proves nothing, and must not show someone else's tickets)."""
-    from chat.agent_socket import previous_tickets
-
     previous: list[dict[str, Any]] = []
-    if detail.get("verified") and detail.get("email"):
-        previous = [t for t in await previous_tickets(rt, detail["email"], 11) if t["ref"] != detail["ref"]][:10]
+    if detail.get("verified") and detail.get("sub"):
+        earlier = await earlier_tickets(rt.redis, detail["sub"], detail.get("email", ""), 11)
+        previous = [t for t in earlier["verified"] if t["ref"] != detail["ref"]][:10]
     return {**detail, "previous": previous}
 
 
