@@ -96,11 +96,9 @@ class Attempt:
 
 
 def _script(rt: Runtime, text: str):
-    """The script registered once per process (its SHA is computed once)."""
-    found = rt.extras.get(text)
-    if found is None:
-        found = rt.extras[text] = rt.redis.register_script(text)
-    return found
+    """The script for this Redis client (registering computes its SHA locally: no round
+    trip; the script is loaded on its first use and kept by Redis)."""
+    return rt.redis.register_script(text)
 
 
 def _digest(rt: Runtime, kind: str, value: str) -> str:

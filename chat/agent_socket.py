@@ -59,7 +59,7 @@ class AgentConnection(Connection):
 
     @property
     def hub(self):
-        return self.rt.hub
+        return self.ws.app.state.hub
 
     def skills(self) -> AgentSkills:
         account = self.account

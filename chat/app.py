@@ -143,25 +143,26 @@ def create_app(settings: Settings, config: DeskConfig, redis_url: str, demo: boo
         rt = Runtime(settings=settings, config=config, redis=redis, demo=demo)
         app.state.rt = rt
         rt.secret = await shared_secret(rt)
-        rt.bus = Bus(redis)
-        await rt.bus.start()
-        rt.hub = Hub(rt)
-        await rt.hub.start()
-        duties = Duties(rt, rt.hub.queue)
+        bus = app.state.bus = Bus(redis)
+        await bus.start()
+        hub = app.state.hub = Hub(rt, bus)
+        rt.on_work = hub.kick_dispatch
+        await hub.start()
+        duties = Duties(rt)
         duties.start()
-        help_centre = await helpcentre.library.start(rt)  # articles loaded, folder watched
+        help_centre = app.state.help_centre = await helpcentre.library.start(rt)  # loaded, folder watched
         try:
             yield
         finally:
-            for conn in rt.hub.all_connections():
+            for conn in hub.all_connections():
                 conn.cut_off(1012, "server restarting: reconnect")
             await duties.stop()
             await help_centre.stop()
             try:  # bounded: SIGTERM must end the process within seconds (uvicorn waits for this)
-                await asyncio.wait_for(rt.hub.stop(), 3.0)
+                await asyncio.wait_for(hub.stop(), 3.0)
             except asyncio.TimeoutError:
                 log.warning("hub loops did not stop in time; exiting anyway")
-            await rt.bus.stop()
+            await bus.stop()
             await redis.aclose()
 
     routes: list[BaseRoute] = [

@@ -256,13 +256,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         redis = redis_client(redis_url)
         rt = Runtime(settings=settings, config=config, redis=redis)
         rt.secret = await shared_secret(rt)
-        from chat.bus import Bus
-        from chat.hub import Hub
-
-        rt.bus = Bus(redis)
-        await rt.bus.start()
-        rt.hub = Hub(rt)  # publishes events; holds no sockets
-        duties = Duties(rt, rt.hub.queue)
+        duties = Duties(rt)  # a worker holds no sockets: no hub, no bus; what it changes it publishes
         duties.start()
         listener = poller = None
         if listen:
@@ -288,7 +282,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if poller:
             await poller.stop()
         await duties.stop()
-        await rt.bus.stop()
         await redis.aclose()
 
     with RedisHandle(settings) as redis_url:

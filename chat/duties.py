@@ -12,7 +12,6 @@ from redis.exceptions import RedisError
 from chat import keys, lifecycle, rollups, timers
 from chat.cancellation import raise_if_cancelled
 from chat.chats import load_chat
-from chat.queue import Queue
 from chat.runtime import Runtime
 
 log = logging.getLogger("livechat.duties")
@@ -34,9 +33,9 @@ return 1
 
 
 class Duties:
-    def __init__(self, rt: Runtime, queue: Queue | None = None):
+    def __init__(self, rt: Runtime):
         self.rt = rt
-        self.queue = queue or Queue(rt.redis)
+        self.queue = rt.queue
         self._visitor_gone = rt.redis.register_script(VISITOR_GONE_SCRIPT)
         self._tasks: list[asyncio.Task] = []
         self._steady_since: float | None = None  # Redis has answered promptly since then

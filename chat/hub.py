@@ -20,7 +20,8 @@ from chat import frames, keys, lifecycle
 from chat.batching import ScriptBatcher
 from chat.cancellation import raise_if_cancelled
 from chat.chatlog import ChatLog
-from chat.queue import Queue, read_agents, topic_key
+from chat.queue import read_agents, topic_key
+from chat.bus import Bus
 from chat.runtime import Runtime
 from chat.stats import MessageCounter
 
@@ -42,9 +43,10 @@ class ChatListener(Protocol):
 
 
 class Hub:
-    def __init__(self, rt: Runtime):
+    def __init__(self, rt: Runtime, bus: Bus):
         self.rt = rt
-        self.queue = Queue(rt.redis)
+        self.bus = bus
+        self.queue = rt.queue
         self.log = ChatLog(rt.redis, ScriptBatcher(rt.redis))
         self.messages = MessageCounter()
         self.chat_listeners: dict[str, set[ChatListener]] = {}
@@ -63,7 +65,7 @@ class Hub:
     # --- life ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        bus = self.rt.bus
+        bus = self.bus
         await bus.subscribe(keys.QUEUE_CHANNEL, self._on_queue_event)
         await bus.subscribe(keys.TICKETS_CHANNEL, self._on_ticket_event)
         bus.on_reconnect(self._resync_all)
@@ -94,7 +96,7 @@ class Hub:
     async def watch(self, chat_id: str, listener: ChatListener) -> None:
         listeners = self.chat_listeners.setdefault(chat_id, set())
         listeners.add(listener)
-        await self.rt.bus.subscribe(keys.chat_channel(chat_id), self._on_chat_event)
+        await self.bus.subscribe(keys.chat_channel(chat_id), self._on_chat_event)
 
     async def unwatch(self, chat_id: str, listener: ChatListener) -> None:
         listeners = self.chat_listeners.get(chat_id)
@@ -103,7 +105,7 @@ class Hub:
         listeners.discard(listener)
         if not listeners:
             del self.chat_listeners[chat_id]
-            await self.rt.bus.unsubscribe(keys.chat_channel(chat_id), self._on_chat_event)
+            await self.bus.unsubscribe(keys.chat_channel(chat_id), self._on_chat_event)
 
     def _on_chat_event(self, channel: str, data: bytes) -> None:
         chat_id = channel[channel.index("{") + 1 : channel.rindex("}")]
@@ -141,7 +143,7 @@ class Hub:
         conns = self.agents.setdefault(conn.account.username, set())
         conns.add(conn)
         if len(conns) == 1:
-            await self.rt.bus.subscribe(keys.agent_channel(conn.account.username), self._on_agent_event)
+            await self.bus.subscribe(keys.agent_channel(conn.account.username), self._on_agent_event)
 
     async def remove_agent(self, conn: "AgentConnection") -> None:
         username = conn.account.username
@@ -151,7 +153,7 @@ class Hub:
         conns.discard(conn)
         if not conns:
             del self.agents[username]
-            await self.rt.bus.unsubscribe(keys.agent_channel(username), self._on_agent_event)
+            await self.bus.unsubscribe(keys.agent_channel(username), self._on_agent_event)
         try:
             await self.rt.redis.zadd(keys.AGENTS_SEEN, {username: self.rt.clock()})
         except RedisError:

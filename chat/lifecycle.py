@@ -35,8 +35,8 @@ async def queue_changed(rt: Runtime, work: bool = False) -> None:
     This process's own agents are offered the work directly: a local pairing never depends
     on the pub/sub round trip (which a reconnecting bus could miss)."""
     await rt.redis.publish(keys.QUEUE_CHANNEL, QUEUE_WORK if work else QUEUE_CHANGED)
-    if work and rt.hub is not None:
-        rt.hub.kick_dispatch()
+    if work:
+        rt.on_work()
 
 
 async def enqueue(rt: Runtime, chat_id: str, chat: dict[str, str]) -> None:
@@ -46,7 +46,7 @@ async def enqueue(rt: Runtime, chat_id: str, chat: dict[str, str]) -> None:
     emergency = chat.get("emergency") == "1"
     arrived = float(chat["arrived_at"])
     score = float(chat["score"])
-    await rt.hub.queue.enqueue(
+    await rt.queue.enqueue(
         chat_id, lang=chat["lang"], topic=topic_key(chat.get("topic"), emergency), plan=plan.name,
         score=score, arrived_at=arrived, emergency=emergency,
     )
@@ -57,7 +57,7 @@ async def enqueue(rt: Runtime, chat_id: str, chat: dict[str, str]) -> None:
 
 async def go_offline(rt: Runtime, chat_id: str, reason: str) -> None:
     """Nobody can take the chat now: what the visitor writes becomes a ticket."""
-    await rt.hub.queue.remove(chat_id)
+    await rt.queue.remove(chat_id)
     await update_chat(rt.redis, chat_id, status="offline", offline_reason=reason)
     await timers.cancel_all(rt.redis, chat_id)
     await timers.schedule(rt.redis, timers.OFFLINE_IDLE, chat_id, rt.clock() + rt.config.timing.offline_idle)
@@ -98,7 +98,7 @@ async def requeued(rt: Runtime, chat_id: str, previous_agent: str | None = None)
 
 async def transfer_to_queue(rt: Runtime, chat_id: str, username: str) -> bool:
     """The agent who holds the chat sends it back to the queue (NotHolder if it does not)."""
-    if not await rt.hub.queue.requeue(chat_id, exclude_agent=username, holder=username):
+    if not await rt.queue.requeue(chat_id, exclude_agent=username, holder=username):
         return False
     await requeued(rt, chat_id, previous_agent=username)
     return True
@@ -106,7 +106,7 @@ async def transfer_to_queue(rt: Runtime, chat_id: str, username: str) -> bool:
 
 async def transfer_to_agent(rt: Runtime, chat_id: str, target: str, holder: str = "") -> tuple[bool, str]:
     """Hand the chat to another agent; with holder, only if that agent holds it (NotHolder)."""
-    ok, detail = await rt.hub.queue.transfer(chat_id, target, holder)
+    ok, detail = await rt.queue.transfer(chat_id, target, holder)
     if not ok:
         return False, detail
     from agents.accounts import load_account
@@ -143,7 +143,7 @@ async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None,
     if holder:
         # Taken out of routing only if this agent holds it, in one script: the socket's own
         # list of chats may be stale. The rest of the close below finds the route gone.
-        await rt.hub.queue.remove(chat_id, holder)
+        await rt.queue.remove(chat_id, holder)
     now = rt.clock()
     event: dict[str, Any] = {"type": "closed", "reason": reason}
     if ref:
@@ -155,9 +155,9 @@ async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None,
     silent_ttl = max(1, int(rt.config.timing.silent_chat_ttl))
     # One round trip (and one fsync) for all of it: the agent's freed slot waits on it.
     async with rt.redis.pipeline(transaction=False) as pipe:
-        rt.hub.queue.remove_on(pipe, chat_id)
+        rt.queue.remove_on(pipe, chat_id)
         if claim_for is not None:
-            rt.hub.queue.claim_on(pipe, claim_for, now)
+            rt.queue.claim_on(pipe, claim_for, now)
         pipe.hset(keys.chat(chat_id), mapping={"status": "closed", "closed_reason": reason, "closed_at": repr(now),
                                                "ticket": ref or ""})
         pipe.zrem(keys.TIMERS, *timers.cancel_all_members(chat_id))
@@ -184,7 +184,7 @@ async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None,
     if claim_for is not None and results[1] and not isinstance(results[1], Exception):
         claimed = results[1].decode()
     if isinstance(results[0], NoScriptError):  # Redis lost its script cache (it restarted)
-        await rt.hub.queue.remove(chat_id)
+        await rt.queue.remove(chat_id)
     for result in results:
         if isinstance(result, Exception) and not isinstance(result, NoScriptError):
             raise result
@@ -200,7 +200,7 @@ async def make_ticket(rt: Runtime, chat_id: str, trigger: str, holder: str = "")
     if not chat or chat.get("status") == "closed":
         return None
     if holder:
-        await rt.hub.queue.remove(chat_id, holder)  # before any ticket or mail is made
+        await rt.queue.remove(chat_id, holder)  # before any ticket or mail is made
     ref = await open_ticket(rt, chat_id, trigger)
     event = {"type": "ticket", "ref": ref}
     if await rt.redis.hget(keys.ticket(ref), "confirmation") == b"limited":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import os
 from typing import Iterable
 
 from starlette.requests import Request
@@ -29,16 +28,11 @@ from chat.stats import read_stats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 WAIT_BUCKETS = ("5", "15", "30", "60", "120", "300", "600", "+Inf")
-TOKEN_ENV = "LIVECHAT_METRICS_TOKEN"
 
 
 def _token(rt: Runtime) -> str:
-    """The bearer token, from settings when the core carries it there, else the environment
-    (read once per process)."""
-    token = getattr(rt.settings, "metrics_token", None)
-    if token is None:
-        token = rt.extras.setdefault("metrics_token", os.environ.get(TOKEN_ENV, ""))
-    return token
+    """The bearer token (LIVECHAT_METRICS_TOKEN, read with the other settings)."""
+    return rt.settings.metrics_token
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -122,10 +116,9 @@ def plan_histogram(totals: dict[str, float], name: str, plans: list[str]) -> lis
     return samples
 
 
-async def render(rt: Runtime) -> str:
-    """The whole exposition for this process."""
+async def render(rt: Runtime, counts: dict[str, int]) -> str:
+    """The whole exposition for this process (`counts`: its open sockets by kind)."""
     out = Exposition()
-    counts = rt.hub.connection_counts() if rt.hub is not None and hasattr(rt.hub, "connection_counts") else {}
     out.family(
         "livechat_connections", "gauge", "Open WebSocket connections on this hub process, by kind.",
         [("", {"kind": kind}, counts.get(kind, 0)) for kind in sorted({"visitor", "agent", "supervisor", *counts})],
@@ -214,7 +207,8 @@ async def metrics(request: Request) -> Response:
     rt: Runtime = request.app.state.rt
     if not allowed(request, rt):
         return PlainTextResponse("forbidden: set LIVECHAT_METRICS_TOKEN and send it as a bearer token\n", 403)
-    return Response(await render(rt), media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
+    counts = request.app.state.hub.connection_counts()
+    return Response(await render(rt, counts), media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
 
 routes = [Route("/metrics", metrics, methods=["GET"])]

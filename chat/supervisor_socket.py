@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from agents.sessions import read_session
 from chat import frames, keys
 from chat.agent_socket import origin_allowed
+from chat.bus import Bus
 from chat.runtime import Runtime
 from chat.snapshot import comparable, queue_snapshot
 
@@ -34,8 +35,9 @@ INBOUND_PER_MINUTE = 120  # a supervisor page sends next to nothing; more is a f
 class SupervisorFeed:
     """The per-process snapshot pump shared by every supervisor socket of this hub."""
 
-    def __init__(self, rt: Runtime):
+    def __init__(self, rt: Runtime, bus: Bus):
         self.rt = rt
+        self.bus = bus
         self.mailboxes: set[asyncio.Queue] = set()
         self.latest: dict[str, Any] | None = None
         self.changed = asyncio.Event()
@@ -101,7 +103,7 @@ class SupervisorFeed:
     async def _listen(self) -> None:
         """Wake the pump on every QUEUE_CHANNEL message, through the process's shared Bus
         (which resubscribes by itself after a Redis hiccup; the periodic refresh covers the gap)."""
-        bus = self.rt.bus
+        bus = self.bus
         await bus.subscribe(keys.QUEUE_CHANNEL, self._wake)
         try:
             await asyncio.Event().wait()
@@ -109,18 +111,17 @@ class SupervisorFeed:
             await bus.unsubscribe(keys.QUEUE_CHANNEL, self._wake)
 
 
-def feed(rt: Runtime) -> SupervisorFeed:
-    """This process's feed (kept on the runtime so tests with several apps stay apart)."""
-    found = rt.extras.get("supervisor_feed")
+def feed(state) -> SupervisorFeed:
+    """This process's feed (kept on the app's state, made by the first supervisor socket)."""
+    found = getattr(state, "supervisor_feed", None)
     if found is None:
-        found = rt.extras["supervisor_feed"] = SupervisorFeed(rt)
+        found = state.supervisor_feed = SupervisorFeed(state.rt, state.bus)
     return found
 
 
-def _count(rt: Runtime, delta: int) -> None:
-    """The hub's supervisor socket count (rt.hub.connection_counts(), /metrics)."""
-    if rt.hub is not None and hasattr(rt.hub, "supervisors"):
-        rt.hub.supervisors += delta
+def _count(state, delta: int) -> None:
+    """The hub's supervisor socket count (hub.connection_counts(), /metrics)."""
+    state.hub.supervisors += delta
 
 
 async def supervisor_socket(ws: WebSocket) -> None:
@@ -134,9 +135,9 @@ async def supervisor_socket(ws: WebSocket) -> None:
         reason = "origin not allowed" if not allowed else "supervisor session required"
         await ws.close(frames.CLOSE_POLICY, reason)
         return
-    shared = feed(rt)
+    shared = feed(ws.app.state)
     box = shared.join()
-    _count(rt, +1)
+    _count(ws.app.state, +1)
 
     async def send(frame: dict[str, Any]) -> None:
         if binary:
@@ -193,7 +194,7 @@ async def supervisor_socket(ws: WebSocket) -> None:
                 await ws.close(frames.CLOSE_POLICY, "session ended")
                 return
 
-    await rt.bus.subscribe(user_channel, on_user_event)
+    await ws.app.state.bus.subscribe(user_channel, on_user_event)
     tasks = [asyncio.create_task(c) for c in (send_loop(), receive_loop(), session_loop())]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -203,9 +204,9 @@ async def supervisor_socket(ws: WebSocket) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await rt.bus.unsubscribe(user_channel, on_user_event)
+        await ws.app.state.bus.unsubscribe(user_channel, on_user_event)
         shared.leave(box)
-        _count(rt, -1)
+        _count(ws.app.state, -1)
 
 
 routes = [WebSocketRoute("/ws/supervisor", supervisor_socket)]

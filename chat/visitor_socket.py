@@ -68,7 +68,7 @@ class VisitorConnection(Connection):
 
     @property
     def hub(self):
-        return self.rt.hub
+        return self.ws.app.state.hub
 
     def needs_presence(self) -> bool:
         return self.status in ("queued", "offline")

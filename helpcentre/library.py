@@ -20,7 +20,6 @@ from helpcentre.search import Index
 
 log = logging.getLogger("livechat.help")
 DEMO_ARTICLES = Path(__file__).resolve().parent / "articles"
-EXTRAS_KEY = "help"
 
 
 class Library:
@@ -70,10 +69,9 @@ class Library:
 
 
 async def start(rt: Runtime) -> Library:
-    """Load the help folder and keep watching it; kept on rt.extras for the routes."""
+    """Load the help folder and keep watching it (the app keeps it on its state for the routes)."""
     library = Library(rt.settings.help_folder, rt.config.limits.help_article_bytes, rt.config.timing.help_reload)
     await library.start()
-    rt.extras[EXTRAS_KEY] = library
     return library
 
 

@@ -31,7 +31,7 @@ from starlette.routing import Route
 from chat import frames, keys
 from chat.runtime import Runtime
 from chat.stats import record_count
-from helpcentre.library import EXTRAS_KEY, Library
+from helpcentre.library import Library
 from helpcentre.search import Index, analyzer
 
 HERE = Path(__file__).resolve().parent
@@ -69,7 +69,7 @@ def _rt(request: Request) -> Runtime:
 
 
 def _index(request: Request) -> Index:
-    library: Library | None = _rt(request).extras.get(EXTRAS_KEY)
+    library: Library | None = getattr(request.app.state, "help_centre", None)
     return library.index if library else Index([])
 
 

@@ -180,10 +180,7 @@ class Outbox:
 
 
 def _outbox(rt: Runtime) -> Outbox:
-    box = rt.extras.get("transcripts.outbox")
-    if box is None or box.redis is not rt.redis:
-        box = rt.extras["transcripts.outbox"] = Outbox(rt.redis)
-    return box
+    return Outbox(rt.redis)
 
 
 async def _send_one(rt: Runtime, box: Outbox, backend: Backend, mail_id: str, base: float, cap: float) -> bool:
