@@ -71,7 +71,9 @@ def server_frame_types() -> set[str]:
     found: set[str] = set()
     for package in SERVER_SOURCES:
         for source in sorted((ROOT / package).glob("*.py")):
-            found |= set(re.findall(r"[\"']type[\"']\s*:\s*[\"']([a-z_]+)[\"']", text(source)))
+            source_text = text(source)
+            found |= set(re.findall(r"[\"']type[\"']\s*:\s*[\"']([a-z_]+)[\"']", source_text))
+            found |= {getattr(frames, name) for name in re.findall(r"[\"']type[\"']\s*:\s*frames\.([A-Z_]+)", source_text)}
     return found - INTERNAL_EVENTS
 
 
@@ -99,7 +101,8 @@ def _block_end(source: str, start: int) -> int:
 
 def handled_frame_types(source: str) -> set[str]:
     """Frame types a script reacts to: the cases of its `switch (x.type)` and `x.type === "…"`."""
-    found = set(re.findall(r"\.type\s*[!=]==?\s*[\"']([a-z_]+)[\"']", source))
+    found = {m.group(2) for m in re.finditer(r"(typeof\s+)?[\w$]+(?:\.[\w$]+)*\.type\s*[!=]==?\s*[\"']([a-z_]+)[\"']", source)
+             if not m.group(1)}  # `typeof x.type === "string"` checks a field's kind, not a frame
     for match in re.finditer(r"switch\s*\(\s*[\w.]+\.type\s*\)\s*\{", source):
         body = source[match.end() - 1:_block_end(source, match.end() - 1)]
         found |= set(re.findall(r"\bcase\s+[\"']([a-z_]+)[\"']\s*:", body))
@@ -190,6 +193,14 @@ def test_supervisor_view_handles_only_frames_the_server_sends():
     """The supervisor view's frame handlers (agents/static/supervisor.js) are for frames the server sends."""
     handled = handled_frame_types(text(ROOT / "agents" / "static" / "supervisor.js"))
     assert "queue" in handled  # the search itself works
+    assert sorted(handled - server_frame_types()) == []
+
+
+def test_dashboard_handles_only_frames_the_server_sends():
+    """The agent dashboard's frame handlers (agents/static/*.js) are for frame types the server sends."""
+    scripts = sorted((ROOT / "agents" / "static").glob("*.js"))
+    handled = set().union(*(handled_frame_types(text(p)) for p in scripts))
+    assert {"welcome", "assigned", "released"} <= handled  # the search itself works
     assert sorted(handled - server_frame_types()) == []
 
 

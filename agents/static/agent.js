@@ -484,15 +484,6 @@
     renderAll();
   }
 
-  function onTicket(frame) {
-    const chat = chats.get(frame.chat_id);
-    if (!chat) return;
-    chat.closed = chat.closed || null;
-    chat.ticketRef = frame.ref;
-    if (chat.closed) chat.closed.ref = frame.ref;
-    if (chat.id === activeId) renderConversation();
-  }
-
   function onGone(frame) {
     const chat = chats.get(frame.chat_id);
     if (!chat) return;
@@ -524,8 +515,7 @@
       case "typing": onTyping(frame); break;
       case "read": onRead(frame); break;
       case "closed": onClosed(frame); break;
-      case "ticket": onTicket(frame); break;
-      case "transferred": case "released": case "unassigned": case "removed": onGone(frame); break;
+      case "released": onGone(frame); break;
       case "status":
         if (frame.status) me.status = frame.status;
         renderStatus();
