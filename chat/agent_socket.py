@@ -15,7 +15,7 @@ from starlette.websockets import WebSocket
 from agents.accounts import Account, load_account
 from agents.sessions import read_session
 from chat import chats, frames, keys, lifecycle, rollups, ticket_presence
-from chat.chatlog import ChatGone, read_log
+from chat.chatlog import ChatGone
 from chat.connection import Connection
 from chat.feed import ChatFeed
 from chat.config import Limits

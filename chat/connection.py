@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import ipaddress
 import logging
 import sys
 import time
@@ -15,10 +14,11 @@ import msgpack
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from chat import frames, keys
+from chat import frames, keys, windows
 from chat.config import Limits
 from chat.frames import FrameError
 from chat.runtime import Runtime
+from chat.windows import is_loopback
 
 log = logging.getLogger("livechat.connection")
 
@@ -64,20 +64,7 @@ async def new_chat_allowed(rt: Runtime, host: str, who: str) -> bool:
     limit = rt.config.limits.new_chats_per_minute
     if not limit or is_loopback(host):
         return True
-    key = keys.new_chats(who)
-    async with rt.redis.pipeline(transaction=False) as pipe:
-        pipe.set(key, 0, ex=NEW_CHAT_WINDOW, nx=True)
-        pipe.incr(key)
-        _, count = await pipe.execute()
-    return int(count) <= limit
-
-
-def is_loopback(host: str) -> bool:
-    """Local tools and proxies that forward no client address: exempt from address limits."""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return await windows.within(rt.redis, keys.new_chats(who), limit, NEW_CHAT_WINDOW)
 
 
 class Closed(Exception):

@@ -16,7 +16,8 @@ from starlette.websockets import WebSocket
 
 from chat import chats, frames, keys, lifecycle, rollups, timers
 from chat.chatlog import ChatFull, ChatGone
-from chat.connection import Closed, Connection, is_loopback, new_chat_allowed
+from chat.connection import Closed, Connection, new_chat_allowed
+from chat.windows import is_loopback
 from chat.feed import ChatFeed
 from chat.config import Limits
 from chat.frames import FrameError

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import json
 import re
 from pathlib import Path
@@ -28,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from chat import frames, keys
+from chat import frames, keys, windows
 from chat.runtime import Runtime
 from chat.stats import record_count
 from helpcentre.library import Library
@@ -81,29 +80,15 @@ def _error(code: str, message: str, status: int) -> JSONResponse:
     return _api({"error": code, "message": message}, status)
 
 
-def _who(rt: Runtime, host: str) -> str:
-    """A salted hash of the client address; the address itself is never stored."""
-    return hashlib.sha256(rt.secret + host.encode()).hexdigest()[:32]
-
 
 async def _allowed(request: Request) -> bool:
     """Count one request against [limits] help_requests_per_minute for the client address
     (shared by every hub through Redis). Loopback is not limited (local tools, or a proxy
     that passes no address, when every visitor would share one allowance)."""
     rt = _rt(request)
-    limit = rt.config.limits.help_requests_per_minute
     host = request.client.host if request.client else ""
-    try:
-        if not limit or ipaddress.ip_address(host).is_loopback:
-            return True
-    except ValueError:
-        pass
-    key = keys.help_rate(_who(rt, host))
-    async with rt.redis.pipeline(transaction=False) as pipe:
-        pipe.set(key, 0, ex=RATE_WINDOW, nx=True)
-        pipe.incr(key)
-        _, count = await pipe.execute()
-    return int(count) <= limit
+    return await windows.address_within(rt.redis, rt.secret, host, "help", keys.help_rate,
+                                        rt.config.limits.help_requests_per_minute, RATE_WINDOW)
 
 
 def _param(request: Request, name: str, pattern: str = r"^[a-z0-9_-]{1,40}$") -> str | None:

@@ -10,8 +10,6 @@ hub's access log is off (chat/cli.py) and nothing here logs a path.
 
 from __future__ import annotations
 
-import hashlib
-import ipaddress
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -19,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from chat import keys
+from chat import keys, windows
 from chat.runtime import Runtime
 from transcripts import desk
 from transcripts.customer_link import TEXTS, promise, texts, token_ok
@@ -45,29 +43,15 @@ PAGE_HEADERS = {
 # --- the page -----------------------------------------------------------------------------
 
 
-def _who(rt: Runtime, host: str) -> str:
-    """A salted hash of the client address; the address itself is never stored."""
-    return hashlib.sha256(rt.secret + b"|ticket|" + host.encode()).hexdigest()[:32]
-
 
 async def request_allowed(request: Request) -> bool:
     """Count one request against [limits] ticket_requests_per_minute for the client address
     (shared by every hub through Redis). Loopback is not limited (a local tool, or a proxy
     that passes no address, when every customer would share one allowance)."""
     rt: Runtime = request.app.state.rt
-    limit = rt.config.limits.ticket_requests_per_minute
     host = request.client.host if request.client else ""
-    try:
-        if not limit or ipaddress.ip_address(host).is_loopback:
-            return True
-    except ValueError:
-        pass
-    key = keys.ticket_requests(_who(rt, host))
-    async with rt.redis.pipeline(transaction=False) as pipe:
-        pipe.set(key, 0, ex=RATE_WINDOW, nx=True)
-        pipe.incr(key)
-        _, count = await pipe.execute()
-    return int(count) <= limit
+    return await windows.address_within(rt.redis, rt.secret, host, "ticket", keys.ticket_requests,
+                                        rt.config.limits.ticket_requests_per_minute, RATE_WINDOW)
 
 
 def public_messages(ticket: dict[str, Any]) -> list[dict[str, Any]]:

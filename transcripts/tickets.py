@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
-from chat import keys
+from chat import keys, windows
 from chat.chatlog import read_log
 from chat.chats import load_chat
 from chat.runtime import Runtime
@@ -129,15 +129,8 @@ async def _confirmation_allowed(rt: Runtime, email: str) -> bool:
     """Count one confirmation for this address and say whether it is within [limits]
     confirmations_per_address_per_day: whoever types an address into the widget chooses the
     recipient, so one address gets a bounded number of mails from the desk, whoever asks."""
-    limit = rt.config.limits.confirmations_per_address_per_day
-    if not limit:
-        return True
-    key = keys.confirmations(email_hash(email))
-    async with rt.redis.pipeline(transaction=False) as pipe:
-        pipe.set(key, 0, ex=CONFIRMATION_WINDOW, nx=True)
-        pipe.incr(key)
-        _, count = await pipe.execute()
-    return int(count) <= limit
+    return await windows.within(rt.redis, keys.confirmations(email_hash(email)),
+                                rt.config.limits.confirmations_per_address_per_day, CONFIRMATION_WINDOW)
 
 
 async def open_ticket(rt: Runtime, chat_id: str, trigger: str) -> str:

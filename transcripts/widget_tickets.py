@@ -12,8 +12,6 @@ their tickets are the ones opened with the token's email.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import ipaddress
 import json
 import secrets
 from typing import Any
@@ -22,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from chat import frames, keys
+from chat import frames, keys, windows
 from chat.identity import IdentityError, verify
 from chat.runtime import Runtime
 from transcripts import desk, outbox
@@ -65,18 +63,8 @@ async def _body(request: Request) -> dict[str, Any] | JSONResponse:
 async def _links_allowed(rt: Runtime, host: str) -> bool:
     """Count one "I have a reference" request for the client address ([limits]
     ticket_links_per_hour, a salted hash of the address in Redis; loopback is exempt)."""
-    limit = rt.config.limits.ticket_links_per_hour
-    try:
-        if not limit or ipaddress.ip_address(host).is_loopback:
-            return True
-    except ValueError:
-        pass
-    key = keys.ticket_links(hashlib.sha256(rt.secret + b"|links|" + host.encode()).hexdigest()[:32])
-    async with rt.redis.pipeline(transaction=False) as pipe:
-        pipe.set(key, 0, ex=LINK_WINDOW, nx=True)
-        pipe.incr(key)
-        _, count = await pipe.execute()
-    return int(count) <= limit
+    return await windows.address_within(rt.redis, rt.secret, host, "links", keys.ticket_links,
+                                        rt.config.limits.ticket_links_per_hour, LINK_WINDOW)
 
 
 async def ticket_link(request: Request) -> Response:
