@@ -12,6 +12,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from redis.asyncio import Redis
 
 from chat import keys
+from chat.bus import publish as bus_publish
 
 ROLES = ("agent", "supervisor")
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
@@ -118,7 +119,7 @@ async def end_sessions(redis: Redis, username: str) -> None:
         for session_id in members:
             pipe.delete(keys.session(session_id.decode()))
         pipe.delete(keys.user_sessions(username))
-        pipe.publish(keys.agent_channel(username), msgpack.packb({"type": "revoked"}))
+        bus_publish(pipe, keys.agent_channel(username), msgpack.packb({"type": "revoked"}))
         await pipe.execute()
 
 
