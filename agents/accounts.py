@@ -119,8 +119,11 @@ async def end_sessions(redis: Redis, username: str) -> None:
         for session_id in members:
             pipe.delete(keys.session(session_id.decode()))
         pipe.delete(keys.user_sessions(username))
-        bus_publish(pipe, keys.agent_channel(username), msgpack.packb({"type": "revoked"}))
         await pipe.execute()
+    # After the transaction: the agent's channel is in the routing slot {q}, not {a}. A crash
+    # in between leaves the sessions deleted (every later request and reconnect is refused)
+    # and only the sockets open at that instant unwarned.
+    await bus_publish(redis, keys.agent_channel(username), msgpack.packb({"type": "revoked"}))
 
 
 async def set_disabled(redis: Redis, username: str, disabled: bool) -> bool:
