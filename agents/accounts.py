@@ -12,6 +12,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from redis.asyncio import Redis
 
 from chat import keys
+from chat.store import publish as bus_publish
 
 ROLES = ("agent", "supervisor")
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
@@ -118,8 +119,11 @@ async def end_sessions(redis: Redis, username: str) -> None:
         for session_id in members:
             pipe.delete(keys.session(session_id.decode()))
         pipe.delete(keys.user_sessions(username))
-        pipe.publish(keys.agent_channel(username), msgpack.packb({"type": "revoked"}))
         await pipe.execute()
+    # After the transaction: the agent's channel is in the routing slot {q}, not {a}. A crash
+    # in between leaves the sessions deleted (every later request and reconnect is refused)
+    # and only the sockets open at that instant unwarned.
+    await bus_publish(redis, keys.agent_channel(username), msgpack.packb({"type": "revoked"}))
 
 
 async def set_disabled(redis: Redis, username: str, disabled: bool) -> bool:

@@ -11,10 +11,6 @@ import secrets
 from pathlib import Path
 from typing import AsyncIterator
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -22,29 +18,17 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import BaseRoute, Route
 
 from chat import keys
-from chat.bus import Bus
+from chat.bus import make_bus
 from chat.config import DeskConfig
 from chat.duties import Duties
 from chat.hub import Hub
 from chat.runtime import Runtime
 from chat.settings import Settings
+from chat.store import redis_client
 from widget import WIDGET_DIR
 
 log = logging.getLogger("livechat")
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
-
-
-def redis_client(url: str) -> Redis:
-    """The process's Redis client. One immediate retry on a broken connection: after Redis
-    restarts, every pooled connection is stale and would fail its next command (from_url
-    gives no retries at all); during a real outage the retry is refused at once, so callers
-    still learn quickly that Redis is unavailable. The pool blocks (briefly) when all its
-    connections are busy: under a burst a command waits its turn instead of failing."""
-    pool = BlockingConnectionPool.from_url(
-        url, max_connections=64, timeout=5, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10,
-        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-    )
-    return Redis(connection_pool=pool)
 
 
 async def shared_secret(rt: Runtime) -> bytes:
@@ -143,7 +127,7 @@ def create_app(settings: Settings, config: DeskConfig, redis_url: str, demo: boo
         rt = Runtime(settings=settings, config=config, redis=redis, demo=demo)
         app.state.rt = rt
         rt.secret = await shared_secret(rt)
-        bus = app.state.bus = Bus(redis)
+        bus = app.state.bus = make_bus(redis)
         await bus.start()
         hub = app.state.hub = Hub(rt, bus)
         rt.on_work = hub.kick_dispatch

@@ -78,5 +78,6 @@ class ScriptBatcher:
     async def _pipeline(self, batch: list) -> list[Any]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for script, keys, args, _ in batch:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                # execute_command: a cluster pipeline refuses its evalsha() method, not the command
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
             return await pipe.execute(raise_on_error=False)

@@ -4,6 +4,12 @@ Pub/sub is only the doorbell. The chat log in Redis is the source of truth: afte
 connection the bus resubscribes and, once Redis has confirmed the subscriptions, tells every
 listener to catch up from the log (what was published while it was away is not replayed).
 
+On a Redis Cluster the bus is sharded (:class:`ShardedBus`): every channel name carries the
+hash tag of the keys it is about, SSUBSCRIBE is sent to the master that owns that slot (one
+connection per master in use) and publishers use SPUBLISH (`chat.store.publish`), so a message
+travels to one shard instead of being broadcast to every node of the cluster. A single Redis
+(the embedded 6.2 too) keeps plain PUBLISH/SUBSCRIBE: with one shard, sharding buys nothing.
+
 Every message a hub relays comes through here, so the reading is lean: redis-py opens the
 connection (TCP, unix socket or TLS; AUTH, SELECT), then the bus reads the socket itself and
 parses whatever arrived with hiredis in one go, instead of one redis-py call (timeouts,
@@ -18,7 +24,10 @@ from typing import Any, Callable
 
 import hiredis
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chat.cancellation import raise_if_cancelled
@@ -38,16 +47,20 @@ class Link:
     """One subscriber connection. redis-py's Connection does the handshake and writes
     commands; replies are read from its stream and parsed here."""
 
-    def __init__(self, redis: Redis):
-        pool = redis.connection_pool
+    def __init__(self, redis: Redis, node: ClusterNode | None = None):
         # No health checks: redis-py would read their replies itself, from under this reader.
-        self.conn = pool.connection_class(**{**pool.connection_kwargs, "health_check_interval": 0})
+        if node is not None:  # one node of a cluster (sharded pub/sub)
+            self.conn = node.connection_class(**{**node.connection_kwargs, "health_check_interval": 0})
+        else:
+            pool = redis.connection_pool
+            self.conn = pool.connection_class(**{**pool.connection_kwargs, "health_check_interval": 0})
         self.parser = hiredis.Reader()
         self._lock = asyncio.Lock()
 
-    async def open(self, channels: list[str]) -> None:
+    async def open(self, channels: list[str], command: str = "SUBSCRIBE") -> None:
         await self.conn.connect()
-        await self.send("SUBSCRIBE", *channels)
+        if channels:
+            await self.send(command, *channels)
 
     async def send(self, *args: Any) -> None:
         async with self._lock:  # one writer at a time (drain is not for concurrent callers)
@@ -244,3 +257,200 @@ class Bus:
                 hook()
             except Exception:
                 log.exception("reconnect hook failed")
+
+
+def make_bus(redis: Redis | RedisCluster) -> "Bus | ShardedBus":
+    """The bus for this client: sharded on a cluster, plain on a single Redis."""
+    return ShardedBus(redis) if isinstance(redis, RedisCluster) else Bus(redis)
+
+
+class ShardedBus:
+    """The bus on a Redis Cluster: sharded pub/sub, one connection per master that owns a
+    slot in use. Any trouble on any connection (a node gone, a slot moved: Redis then ends
+    the slot's subscriptions with an SUNSUBSCRIBE) rebuilds every connection from a fresh
+    slot map, then every listener catches up from the log, as after a reconnect of the plain bus."""
+
+    def __init__(self, redis: RedisCluster):
+        self.redis = redis
+        self._handlers: dict[str, set[Handler]] = {}
+        self._confirmed: dict[str, asyncio.Future] = {}
+        self._links: dict[str, Link] = {}
+        self._readers: dict[str, asyncio.Task] = {}
+        self._reconnect_hooks: list[Callable[[], None]] = []
+        self._open_lock = asyncio.Lock()
+        self._task: asyncio.Task | None = None
+        self._broken = asyncio.Event()
+        self.connected = asyncio.Event()
+
+    async def start(self) -> None:
+        await self.redis.initialize()
+        self._task = asyncio.create_task(self._watch(), name="bus-shards")
+        self.connected.set()
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self._readers.values()) if t]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=3.0)
+        await self._close_links()
+
+    def on_reconnect(self, hook: Callable[[], None]) -> None:
+        self._reconnect_hooks.append(hook)
+
+    def _node_for(self, channel: str) -> ClusterNode:
+        return self.redis.nodes_manager.get_node_from_slot(key_slot(channel.encode()))
+
+    async def _link_for(self, node: ClusterNode) -> Link:
+        async with self._open_lock:
+            link = self._links.get(node.name)
+            if link is None:
+                link = Link(self.redis, node)
+                try:
+                    await link.open([])
+                except BaseException:
+                    await link.close()
+                    raise
+                self._links[node.name] = link
+                self._readers[node.name] = asyncio.create_task(self._read(node.name, link), name=f"bus-{node.name}")
+            return link
+
+    async def subscribe(self, channel: str, handler: Handler) -> None:
+        """As :meth:`Bus.subscribe`: returns once the owning shard confirmed."""
+        handlers = self._handlers.setdefault(channel, set())
+        handlers.add(handler)
+        if len(handlers) > 1:
+            waiter = self._confirmed.get(channel)
+            if waiter and not waiter.done():
+                await asyncio.wait_for(asyncio.shield(waiter), 5)
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._confirmed[channel] = waiter
+        if not self.connected.is_set():
+            return  # rebuilding: the new connections subscribe every channel, then listeners resync
+        try:
+            link = await self._link_for(self._node_for(channel))
+            await link.send("SSUBSCRIBE", channel)
+            await asyncio.wait_for(asyncio.shield(waiter), 5)
+        except (*LOST, asyncio.TimeoutError):
+            self._lost()
+
+    async def unsubscribe(self, channel: str, handler: Handler) -> None:
+        handlers = self._handlers.get(channel)
+        if not handlers:
+            return
+        handlers.discard(handler)
+        if handlers:
+            return
+        del self._handlers[channel]
+        self._confirmed.pop(channel, None)
+        if self.connected.is_set():
+            link = self._links.get(self._node_for(channel).name)
+            if link is not None:
+                try:
+                    await link.send("SUNSUBSCRIBE", channel)
+                except LOST:
+                    pass
+
+    def _lost(self) -> None:
+        if self.connected.is_set():
+            log.warning("sharded pub/sub: a connection failed; rebuilding every shard's connection")
+        self.connected.clear()
+        self._broken.set()
+
+    async def _read(self, name: str, link: Link) -> None:
+        pinged = False
+        while True:
+            raise_if_cancelled()
+            try:
+                async with asyncio.timeout(IDLE_PING):
+                    replies = await link.read()
+            except TimeoutError:
+                if pinged:
+                    self._lost()
+                    return
+                pinged = True
+                try:
+                    await link.send("PING")
+                except LOST:
+                    self._lost()
+                    return
+                continue
+            except LOST:
+                if self._links.get(name) is link:
+                    self._lost()
+                return
+            pinged = False
+            for reply in replies:
+                if isinstance(reply, Exception):  # MOVED (the slot moved), LOADING, ...
+                    log.warning("sharded pub/sub: Redis refused a command (%s)", reply)
+                    self._lost()
+                    return
+                self._dispatch(reply)
+
+    def _dispatch(self, reply: Any) -> None:
+        if not isinstance(reply, list) or len(reply) < 3:
+            return
+        kind = reply[0]
+        if kind == b"smessage":
+            channel = reply[1].decode()
+            for handler in list(self._handlers.get(channel, ())):
+                try:
+                    handler(channel, reply[2])
+                except Exception:
+                    log.exception("handler for %s failed", channel)
+        elif kind == b"ssubscribe":
+            waiter = self._confirmed.get(reply[1].decode())
+            if waiter and not waiter.done():
+                waiter.set_result(True)
+        elif kind == b"sunsubscribe" and reply[1].decode() in self._handlers:
+            self._lost()  # Redis dropped a channel we still listen to: its slot moved
+
+    async def _close_links(self) -> None:
+        links, self._links = self._links, {}
+        readers, self._readers = self._readers, {}
+        for task in readers.values():
+            task.cancel()
+        for link in links.values():
+            await link.close()
+
+    async def _watch(self) -> None:
+        """Rebuild every connection after any failure, until it holds."""
+        backoff = 0.05
+        while True:
+            await self._broken.wait()
+            self._broken.clear()
+            await self._close_links()
+            try:
+                await self.redis.nodes_manager.initialize()  # the slot map after a failover
+                by_node: dict[str, list[str]] = {}
+                nodes: dict[str, ClusterNode] = {}
+                for channel in self._handlers:
+                    node = self._node_for(channel)
+                    nodes[node.name] = node
+                    by_node.setdefault(node.name, []).append(channel)
+                for channel in self._handlers:
+                    future = self._confirmed.get(channel)
+                    if future is None or future.done():
+                        self._confirmed[channel] = asyncio.get_running_loop().create_future()
+                self.connected.set()
+                for name, channels in by_node.items():
+                    link = await self._link_for(nodes[name])
+                    await link.send("SSUBSCRIBE", *channels)
+                waiters = [asyncio.shield(f) for f in self._confirmed.values()]
+                if waiters:
+                    await asyncio.wait_for(asyncio.gather(*waiters), 5)
+            except (*LOST, asyncio.TimeoutError, RedisError) as exc:
+                log.warning("sharded pub/sub: cluster not reachable yet (%s)", type(exc).__name__)
+                self.connected.clear()
+                self._broken.set()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 0.5)
+                continue
+            backoff = 0.05
+            log.info("sharded pub/sub reconnected on %d shards; listeners catch up from the log", len(by_node))
+            for hook in self._reconnect_hooks:
+                try:
+                    hook()
+                except Exception:
+                    log.exception("reconnect hook failed")

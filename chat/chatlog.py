@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from chat import keys
 from chat.batching import ScriptBatcher
+from chat.store import is_cluster
 from chat.queue import NotHolder
 
 SEQ_PLACEHOLDER = 0xFFFFFFFF  # packed as 0xce + 4 bytes at a fixed offset, patched by the script
@@ -44,7 +45,7 @@ redis.call('RPUSH', KEYS[1], msg)
 if cid ~= '' then redis.call('HSET', KEYS[2], cid, seq) end
 redis.call('HSET', KEYS[3], 'last_ts', ARGV[4], 'last_from', ARGV[3])
 if ARGV[3] == 'visitor' then redis.call('HINCRBY', KEYS[3], 'visitor_msgs', 1) end
-redis.call('PUBLISH', KEYS[4], msg)
+redis.call(ARGV[8], KEYS[4], msg)  -- PUBLISH, or SPUBLISH on a cluster (chat.bus.publish)
 return {seq, msg, 1}
 """
 
@@ -78,6 +79,7 @@ class ChatLog:
         self.redis = redis
         self.batcher = batcher
         self._append = redis.register_script(APPEND_SCRIPT)
+        self._publish = "SPUBLISH" if is_cluster(redis) else "PUBLISH"  # the bus is sharded on a cluster
 
     async def append(
         self, chat_id: str, sender: str, text: str, ts: float, client_id: str | None = None, name: str | None = None,
@@ -91,7 +93,7 @@ class ChatLog:
         while its hub was away must not write in it."""
         script_keys = [keys.chat_log(chat_id), keys.chat_client_ids(chat_id), keys.chat(chat_id), keys.chat_channel(chat_id)]
         args = [client_id or "", pack_message(sender, text, ts, client_id, name), sender, repr(ts),
-                max_messages, max_bytes, holder]
+                max_messages, max_bytes, holder, self._publish]
         if self.batcher is not None:
             result = await self.batcher.call(self._append, script_keys, args)
         else:

@@ -13,12 +13,12 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from redis.asyncio import Redis
 
 from chat.config import ConfigError, DeskConfig, load_config
 from chat.rlimits import raise_open_files
 from chat.embedded_redis import EmbeddedRedis
 from chat.settings import Settings, load_settings
+from chat.store import redis_client
 
 if TYPE_CHECKING:
     from chat.runtime import Runtime
@@ -79,7 +79,7 @@ def _ensure_schema(redis_url: str, config: DeskConfig, attempts: int = 30) -> No
     from chat import schema
 
     async def run() -> schema.Outcome:
-        redis = Redis.from_url(redis_url)
+        redis = redis_client(redis_url)
         try:
             for attempt in range(attempts):  # Redis may be starting beside us (Procfile, systemd)
                 try:
@@ -153,7 +153,7 @@ def _demo_setup(settings: Settings, redis_url: str) -> Settings:
         creds_file.chmod(0o600)
 
     async def accounts() -> None:
-        redis = Redis.from_url(redis_url)
+        redis = redis_client(redis_url)
         try:
             await save_account(redis, DEMO_AGENT, lines["agent"], name="Sam", langs=["en", "fr"], max_chats=4)
             await save_account(redis, DEMO_SUPERVISOR, lines["supervisor"], role="supervisor", name="Alex",
@@ -244,7 +244,7 @@ def _mail_in_ways(settings: Settings) -> "tuple[ListenAddress | None, ImapMailbo
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from chat.app import redis_client, shared_secret
+    from chat.app import shared_secret
     from chat.duties import Duties
     from chat.runtime import Runtime
 
@@ -309,7 +309,7 @@ def cmd_agent_add(args: argparse.Namespace) -> int:
     password = _read_password()
 
     async def run(url: str) -> None:
-        redis = Redis.from_url(url)
+        redis = redis_client(url)
         try:
             account = await save_account(
                 redis, args.username, password or None, role=args.role, name=args.name,
@@ -339,7 +339,7 @@ def cmd_agent_end(args: argparse.Namespace) -> int:
     action = args.agent_command
 
     async def run(url: str) -> bool:
-        redis = Redis.from_url(url)
+        redis = redis_client(url)
         try:
             if action == "remove":
                 return await remove_account(redis, args.username)
@@ -377,7 +377,6 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 def cmd_async(args: argparse.Namespace) -> int:
     """Run a subcommand that needs a Runtime (the transcript commands)."""
-    from chat.app import redis_client
     from chat.runtime import Runtime
 
     settings, config = _load(args)
@@ -424,7 +423,7 @@ def cmd_mail_in(args: argparse.Namespace) -> int:
     stored now, so the MTA keeps it and retries: a mail is never lost."""
     from redis.exceptions import RedisError
 
-    from chat.app import redis_client, shared_secret
+    from chat.app import shared_secret
     from chat.runtime import Runtime
     from transcripts.intake import take
 
@@ -469,7 +468,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     settings, config = _load(args)
 
     async def run(url: str) -> schema.Outcome:
-        redis = Redis.from_url(url)
+        redis = redis_client(url)
         try:
             return await (schema.dry_run(redis, config) if args.dry_run else schema.ensure_current(redis, config))
         finally:

@@ -84,35 +84,41 @@ def emergency_guard(who: str) -> str:
     return f"{EMERGENCY_GUARD}:{who}"
 
 
-# --- accounts and sessions -----------------------------------------------------
+# --- accounts and sessions: {a} -------------------------------------------------------
+# Accounts, their sessions and the canned replies share the tag {a}: an account and the list
+# of its usernames, a session and its user's list of sessions, change in one transaction, on
+# Redis Cluster too. A desk has hundreds of agents, not millions: one slot holds them all.
+
+ACCOUNTS_TAG = f"{PREFIX}:{{a}}"
 
 
 def account(username: str) -> str:
     """Hash: an agent or supervisor account (password hash, role, skills, capacity)."""
-    return f"{PREFIX}:account:{username}"
+    return f"{ACCOUNTS_TAG}:account:{username}"
 
 
-ACCOUNTS = f"{PREFIX}:accounts"            # set of usernames
+ACCOUNTS = f"{ACCOUNTS_TAG}:accounts"      # set of usernames
 
 
 def session(session_id: str) -> str:
     """Hash with a TTL: a logged-in agent session (username, role, csrf token)."""
-    return f"{PREFIX}:session:{session_id}"
+    return f"{ACCOUNTS_TAG}:session:{session_id}"
 
 
 def user_sessions(username: str) -> str:
     """Set of a user's session ids (with the longest session's TTL), so that a role or password
     change, `livechat agent disable` or `remove` can end every session of that user at once."""
-    return f"{PREFIX}:sessions:{username}"
+    return f"{ACCOUNTS_TAG}:sessions:{username}"
 
 
 def login_attempts(who: str) -> str:
-    """Counter with a TTL for login rate limiting (who = username or hashed client address)."""
-    return f"{PREFIX}:login:{who}"
+    """Counter with a TTL for login rate limiting (who = username or hashed client address);
+    one script checks a user's and an address's counters together, so they share {a}."""
+    return f"{ACCOUNTS_TAG}:login:{who}"
 
 
 SERVER_SECRET = f"{PREFIX}:secret"          # random key shared by every hub (cookie signing, IP salts)
-CANNED_REPLIES = f"{PREFIX}:canned"        # hash shortcut -> text, the team's canned replies
+CANNED_REPLIES = f"{ACCOUNTS_TAG}:canned"   # hash shortcut -> text, the team's canned replies
 
 
 # --- tickets, mail, archive ------------------------------------------------------

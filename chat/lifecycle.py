@@ -11,6 +11,7 @@ import msgpack
 from redis.exceptions import NoScriptError
 
 from chat import keys, rollups, stats, timers
+from chat.store import publish as bus_publish
 from chat.chats import load_chat, update_chat
 from chat.queue import AgentSkills
 from chat.runtime import Runtime
@@ -27,14 +28,14 @@ QUEUE_WORK = msgpack.packb({"type": "changed", "work": True})
 
 
 async def publish(rt: Runtime, channel: str, event: dict[str, Any]) -> None:
-    await rt.redis.publish(channel, msgpack.packb(event))
+    await bus_publish(rt.redis, channel, msgpack.packb(event))
 
 
 async def queue_changed(rt: Runtime, work: bool = False) -> None:
     """Tell every hub the line moved (positions) and, with work, that a chat is waiting.
     This process's own agents are offered the work directly: a local pairing never depends
     on the pub/sub round trip (which a reconnecting bus could miss)."""
-    await rt.redis.publish(keys.QUEUE_CHANNEL, QUEUE_WORK if work else QUEUE_CHANGED)
+    await bus_publish(rt.redis, keys.QUEUE_CHANNEL, QUEUE_WORK if work else QUEUE_CHANGED)
     if work:
         rt.on_work()
 
@@ -80,10 +81,10 @@ async def assigned(rt: Runtime, chat_id: str, username: str, agent_name: str) ->
             stats.add_assignment(pipe, waited, now)
             chat = {k: v.decode() for k, v in zip(("plan", "lang", "topic"), dims) if v is not None}
             rollups.chat_assigned_on(pipe, rt, chat_id, chat, username, waited, now)
-        pipe.publish(keys.chat_channel(chat_id),
+        bus_publish(pipe, keys.chat_channel(chat_id),
                      msgpack.packb({"type": "assigned", "agent": {"name": agent_name, "username": username}}))
-        pipe.publish(keys.agent_channel(username), msgpack.packb({"type": "assigned", "chat_id": chat_id}))
-        pipe.publish(keys.QUEUE_CHANNEL, QUEUE_CHANGED)
+        bus_publish(pipe, keys.agent_channel(username), msgpack.packb({"type": "assigned", "chat_id": chat_id}))
+        bus_publish(pipe, keys.QUEUE_CHANNEL, QUEUE_CHANGED)
         await pipe.execute()
 
 
@@ -174,11 +175,11 @@ async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None,
                 pipe.expire(keys.resume(chat["resume_hash"]), silent_ttl)
         elif _add_to_archive is not None:
             _add_to_archive(pipe, chat_id, now, chat.get("email"))
-        pipe.publish(keys.chat_channel(chat_id), msgpack.packb(event))
+        bus_publish(pipe, keys.chat_channel(chat_id), msgpack.packb(event))
         if chat.get("status") in ("queued", "active"):
             # A freed slot is work for the hubs, unless the claim above has just refilled it.
             work = chat.get("status") == "active" and claim_for is None
-            pipe.publish(keys.QUEUE_CHANNEL, QUEUE_WORK if work else QUEUE_CHANGED)
+            bus_publish(pipe, keys.QUEUE_CHANNEL, QUEUE_WORK if work else QUEUE_CHANGED)
         results = await pipe.execute(raise_on_error=False)
     claimed = None
     if claim_for is not None and results[1] and not isinstance(results[1], Exception):

@@ -231,7 +231,7 @@ class Queue:
         """Queue ``claim`` on a pipeline the caller executes (raise_on_error=False; its result
         is a chat id, None, or a NoScriptError when the script was not loaded)."""
         claim_keys = self._claim_keys(agent)
-        pipe.evalsha(self._claim.sha, len(claim_keys), *claim_keys, agent.username, repr(now), QUEUE_PREFIX)
+        pipe.execute_command("EVALSHA", self._claim.sha, len(claim_keys), *claim_keys, agent.username, repr(now), QUEUE_PREFIX)
 
     @staticmethod
     def _claim_keys(agent: AgentSkills) -> list[str]:
@@ -263,7 +263,7 @@ class Queue:
     def remove_on(self, pipe: Any, chat_id: str) -> None:
         """Queue ``remove`` on a pipeline the caller executes (with raise_on_error=False; a
         NoScriptError in its place means: call ``remove`` itself, the script was not loaded)."""
-        pipe.evalsha(self._remove.sha, 2, keys.ROUTE, keys.QUEUE_ALL, chat_id, QUEUE_PREFIX, "", keys.HELD_PREFIX)
+        pipe.execute_command("EVALSHA", self._remove.sha, 2, keys.ROUTE, keys.QUEUE_ALL, chat_id, QUEUE_PREFIX, "", keys.HELD_PREFIX)
 
     async def transfer(self, chat_id: str, to_agent: str, holder: str = "") -> tuple[bool, str]:
         """Hand an active chat to a named agent who is online and has room. With holder, only

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from chat import keys
 from chat.config import DeskConfig
@@ -122,13 +123,9 @@ async def _ticket_life(redis: Redis, config: DeskConfig, dry_run: bool) -> list[
 
 
 async def _scan(redis: Redis, pattern: str):
-    cursor = 0
-    while True:
-        cursor, found = await redis.scan(cursor, match=pattern, count=1000)
-        for key in found:
-            yield key.decode()
-        if not cursor:
-            return
+    """Every key matching pattern; on a cluster, on every master (scan_iter does both)."""
+    async for key in redis.scan_iter(match=pattern, count=1000):
+        yield key.decode()
 
 
 async def _resume_hashes(redis: Redis, config: DeskConfig, dry_run: bool) -> list[str]:
@@ -151,11 +148,12 @@ async def _session_lists(redis: Redis, config: DeskConfig, dry_run: bool) -> lis
     """Sessions are now listed per user, so that a role or password change ends them all;
     list the sessions layout 1 left open under their users."""
     changed = 0
-    prefix = keys.session("")
-    async for key in _scan(redis, keys.session("*")):
+    prefix = _before_rename(keys.session(""), dry_run)
+    async for key in _scan(redis, prefix + "*"):
         session_id = key[len(prefix):]
         username, ttl = await redis.hget(key, "username"), await redis.ttl(key)
-        if username is None or await redis.sismember(keys.user_sessions(username.decode()), session_id):
+        if username is None or await redis.sismember(_before_rename(keys.user_sessions(username.decode()), dry_run),
+                                                     session_id):
             continue
         changed += 1
         if not dry_run:
@@ -191,14 +189,80 @@ async def _customer_index(redis: Redis, config: DeskConfig, dry_run: bool) -> li
     return [f"{changed} tickets of verified customers indexed by customer"] if changed else []
 
 
+# Layout 1's names of the keys that layout 2 gives a hash tag (chat/keys.py), so that each
+# transaction and script touches one slot of a Redis Cluster: (old name, new name) for a
+# single key, (old prefix + "*", new prefix) for a family of keys. Only the history of the
+# names lives here; every current name is in chat/keys.py.
+_RENAMED_KEYS: tuple[tuple[str, str, str], ...] = (
+    # (what, old name, new name)
+    ("the account list", "lc:accounts", keys.ACCOUNTS),
+    ("canned replies", "lc:canned", keys.CANNED_REPLIES),
+)
+_RENAMED_FAMILIES: tuple[tuple[str, str, str], ...] = (
+    # (what, old prefix, new prefix): every key that starts with the old prefix
+    ("accounts", "lc:account:", keys.account("")),
+    ("sessions", "lc:session:", keys.session("")),
+    ("session lists", "lc:sessions:", keys.user_sessions("")),
+    ("login limits", "lc:login:", keys.login_attempts("")),
+)
+
+
+async def _rename(redis: Redis, old: str, new: str) -> bool:
+    """Move one key to its new name (TTL kept). Idempotent: a key already moved is not there
+    any more; a crash between two keys leaves each key under one of its names, and the next
+    run moves the rest. A key found under both names is left as it is and logged, never
+    overwritten."""
+    try:
+        if await redis.renamenx(old, new):
+            return True
+    except ResponseError as exc:
+        if "no such key" in str(exc).lower():
+            return False  # moved meanwhile by another process
+        raise
+    log.warning("key %s is also under its new name %s; the old one is left for the operator", old, new)
+    return False
+
+
+async def _tagged_names(redis: Redis, config: DeskConfig, dry_run: bool) -> list[str]:
+    """Give the keys of accounts, sessions, login limits and canned replies their hash tag
+    (see _RENAMED_KEYS). Runs on the single Redis a layout-1 desk lives on, before a move to a
+    cluster (RENAME across slots is refused by a cluster, and layout 1 never ran on one)."""
+    moved: dict[str, int] = {}
+    for what, old, new in _RENAMED_KEYS:
+        if old != new and await redis.exists(old):
+            if dry_run or await _rename(redis, old, new):
+                moved[what] = moved.get(what, 0) + 1
+    for what, old_prefix, new_prefix in _RENAMED_FAMILIES:
+        if old_prefix == new_prefix:
+            continue
+        async for key in _scan(redis, old_prefix + "*"):
+            if dry_run or await _rename(redis, key, new_prefix + key[len(old_prefix):]):
+                moved[what] = moved.get(what, 0) + 1
+    return [f"{what}: {n} keys renamed with their hash tag" for what, n in moved.items()]
+
+
+def _before_rename(key: str, dry_run: bool) -> str:
+    """The name a later step of a dry run finds this key under: nothing was renamed then."""
+    if not dry_run:
+        return key
+    for _, old, new in _RENAMED_KEYS:
+        if key == new:
+            return old
+    for _, old_prefix, new_prefix in _RENAMED_FAMILIES:
+        if key.startswith(new_prefix):
+            return old_prefix + key[len(new_prefix):]
+    return key
+
+
 async def _layout_2(redis: Redis, config: DeskConfig, dry_run: bool) -> list[str]:
-    return [*await _seed_handling_average(redis, config, dry_run), *await _ticket_life(redis, config, dry_run),
+    # The renames come first: every later step reads the keys under their new names.
+    return [*await _tagged_names(redis, config, dry_run), *await _seed_handling_average(redis, config, dry_run), *await _ticket_life(redis, config, dry_run),
             *await _resume_hashes(redis, config, dry_run), *await _session_lists(redis, config, dry_run),
             *await _customer_index(redis, config, dry_run)]
 
 
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(2, "schema version recorded; ETA average seeded; tickets given their life and due times; "
+    Migration(2, "schema version recorded; keys of accounts, sessions and login limits tagged for Redis Cluster; ETA average seeded; tickets given their life and due times; "
                  "chats name their resume hash; sessions listed per user", _layout_2),
 )
 
@@ -210,13 +274,9 @@ CURRENT = MIGRATIONS[-1].to if MIGRATIONS else 1
 
 async def _has_data(redis: Redis) -> bool:
     """Any livechat key at all (only looked at once, when no version is recorded)."""
-    cursor = 0
-    while True:
-        cursor, found = await redis.scan(cursor, match=f"{keys.PREFIX}:*", count=1000)
-        if found:
-            return True
-        if not cursor:
-            return False
+    async for _ in _scan(redis, f"{keys.PREFIX}:*"):
+        return True
+    return False
 
 
 async def stored_version(redis: Redis) -> int | None:

@@ -14,6 +14,7 @@ from typing import Any
 import msgpack
 
 from chat import frames, keys
+from chat.store import publish as bus_publish
 from chat.runtime import Runtime
 
 
@@ -42,7 +43,7 @@ async def set_viewing(rt: Runtime, ref: str, username: str, name: str, viewing: 
     async with rt.redis.pipeline(transaction=False) as pipe:
         if lapsed:
             pipe.hdel(key, *lapsed)
-        pipe.publish(keys.TICKETS_CHANNEL, msgpack.packb(
+        bus_publish(pipe, keys.TICKETS_CHANNEL, msgpack.packb(
             {"type": "viewers", "ref": ref, "viewers": viewers[:frames.TICKET_VIEWERS_SHOWN]}))
         await pipe.execute()
     return viewers

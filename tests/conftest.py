@@ -81,3 +81,13 @@ def second_hub(redis_url, data_root, test_config_path):
     process.start()
     yield process
     process.terminate()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(data_root):
+    """A real Redis Cluster (Debian's redis-server 7): three masters, one replica each."""
+    from tests.cluster_helpers import ClusterServers
+
+    servers = ClusterServers(data_root / "cluster").start()
+    yield servers
+    servers.stop()

@@ -10,6 +10,7 @@ import pytest
 from argon2 import PasswordHasher
 
 import agents.accounts
+from chat import keys
 from chat.config import Limits
 from tests.dashboard_helpers import (
     PASSWORD,
@@ -209,7 +210,7 @@ async def test_no_client_address_is_stored_in_redis(hub, rds, lang):
     """The rate limiter keys hold a keyed hash of the address, never the address itself."""
     address = fake_address()
     await post_login(hub.base_url, f"nobody-{lang}", "wrong-password", **{"X-Forwarded-For": address})
-    names = [k.decode() async for k in rds.scan_iter(match="lc:login:*")]
+    names = [k.decode() async for k in rds.scan_iter(match=keys.login_attempts("*"))]
     assert names and not [n for n in names if address in n]
 
 

@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from chat import keys
-from chat.app import redis_client
+from chat.store import redis_client
 from chat.config import parse_config
 from chat.embedded_redis import EmbeddedRedis
 from tests.clients import agent, visitor

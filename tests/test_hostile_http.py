@@ -44,7 +44,7 @@ async def forged_cookies(rds) -> dict[str, str]:
 
 
 async def session_count(rds) -> int:
-    return len([k async for k in rds.scan_iter(match="lc:session:*", count=1000)])
+    return len([k async for k in rds.scan_iter(match=keys.session("*"), count=1000)])
 
 
 async def test_forged_session_cookies_are_refused_everywhere(hub, rds, lang):

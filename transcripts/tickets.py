@@ -20,6 +20,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from chat import keys, windows
+from chat.store import publish as bus_publish
 from chat.chatlog import read_log
 from chat.chats import load_chat
 from chat.runtime import Runtime
@@ -200,7 +201,7 @@ async def _store_new(rt: Runtime, guard: str, build: Callable[[str, float], dict
                 for mail in mails:
                     outbox.queue_mail(pipe, mail, now)
                 outbox.notify(pipe)
-                pipe.publish(keys.TICKETS_CHANNEL, msgpack.packb({"type": "ticket", "ref": ref}))
+                bus_publish(pipe, keys.TICKETS_CHANNEL, msgpack.packb({"type": "ticket", "ref": ref}))
                 await pipe.execute()
                 return ref, True
             except WatchError:

@@ -27,7 +27,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from chat.app import redis_client
+from chat.store import redis_client
 
 CHANNEL_PREFIX = b"bare:"
 
@@ -43,7 +43,7 @@ class Relay:
     """Rooms of local sockets, one Redis pub/sub connection, one reader task."""
 
     def __init__(self, redis_url: str):
-        # The hub's own Redis client (chat.app.redis_client: its pool kind, size and timeouts),
+        # The hub's own Redis client (chat.store.redis_client: its pool kind, size and timeouts),
         # so that the two differ only by what they do with it.
         self.redis = redis_client(redis_url)
         self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)

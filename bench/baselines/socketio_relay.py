@@ -17,11 +17,11 @@ import socketio
 import uvicorn
 from starlette.responses import PlainTextResponse
 
-from chat.app import redis_client
+from chat.store import redis_client
 
 
 class HubClientRedisManager(socketio.AsyncRedisManager):
-    """AsyncRedisManager on the hub's own Redis client (chat.app.redis_client), as the bare
+    """AsyncRedisManager on the hub's own Redis client (chat.store.redis_client), as the bare
     baseline has. With redis-py's default pool, a burst of emits past its 100 connections
     raises "Too many connections", and python-socketio answers that by building a new client
     (new connections) per message: that would measure the misconfiguration, not the library."""

@@ -1,0 +1,102 @@
+"""The one place a Redis client is built: a single Redis, or a Redis Cluster.
+
+``REDIS_URL`` picks the kind. ``redis://``, ``rediss://`` and ``unix://`` name one server
+(or the embedded one); ``redis+cluster://host:port[,host:port...]`` and
+``rediss+cluster://...`` (TLS) name any nodes of a cluster, used only as seeds: the client
+asks them for the slot map and talks to whichever node owns a key.
+
+The cluster client is redis-py's own ``redis.asyncio.RedisCluster``: the hub already runs on
+redis-py (hiredis parser, asyncio), it follows MOVED/ASK redirections, refreshes the slot map
+after a failover, runs pipelines per node and single-slot MULTI/WATCH transactions, and
+knows sharded pub/sub (SPUBLISH). Another client (coredis, glide) would mean a second
+protocol stack to keep in step for no gain the desk needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+from urllib.parse import urlsplit, urlunsplit
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.connection import parse_url
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+AnyRedis = Union[Redis, RedisCluster]
+
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def is_cluster_url(url: str) -> bool:
+    """True for ``redis+cluster://`` and ``rediss+cluster://`` URLs."""
+    return urlsplit(url).scheme in CLUSTER_SCHEMES
+
+
+def is_cluster(redis: AnyRedis) -> bool:
+    """Whether this client talks to a Redis Cluster (keys are routed by slot, pub/sub is sharded)."""
+    return isinstance(redis, RedisCluster)
+
+
+def cluster_seeds(url: str) -> tuple[str, list[tuple[str, int]]]:
+    """The single-node URL carrying the options (password, TLS, query) and the seed nodes
+    of a ``redis+cluster://a:1,b:2`` URL."""
+    parts = urlsplit(url)
+    scheme = CLUSTER_SCHEMES[parts.scheme]
+    credentials, _, hosts = parts.netloc.rpartition("@")
+    seeds: list[tuple[str, int]] = []
+    for item in hosts.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host:
+            host, port = port, "6379"
+        seeds.append((host.strip("[]"), int(port or 6379)))
+    if not seeds or not seeds[0][0]:
+        raise ValueError(f"{parts.scheme}:// needs at least one host:port")
+    first = f"{credentials}@{hosts.split(',')[0]}" if credentials else hosts.split(",")[0]
+    return urlunsplit((scheme, first, parts.path, parts.query, "")), seeds
+
+
+def redis_client(url: str) -> AnyRedis:
+    """The process's Redis client, for every process (hub, worker, CLI) and the tests.
+
+    A single Redis: one immediate retry on a broken connection (after Redis restarts, every
+    pooled connection is stale and would fail its next command; during a real outage the retry
+    is refused at once, so callers still learn quickly that Redis is unavailable), and a pool
+    that blocks briefly when all its connections are busy, so a burst waits its turn.
+
+    A cluster: the same timeouts; a few retries with a short back-off, so that a command
+    caught by a failover waits for the replica's promotion and the new slot map instead of
+    failing (MOVED and ASK are followed by the client itself)."""
+    if is_cluster_url(url):
+        single, seeds = cluster_seeds(url)
+        options = parse_url(single)
+        options.pop("db", None)  # a cluster has database 0 only
+        if options.pop("connection_class", None) is not None:
+            options["ssl"] = True
+        options.pop("host", None)
+        options.pop("port", None)
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in seeds],
+            socket_connect_timeout=2, socket_timeout=5, max_connections=64,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 8),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionResetError],
+            **options,
+        )
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=64, timeout=5, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+    )
+    return Redis(connection_pool=pool)
+
+
+def publish(target: Any, channel: str, message: bytes) -> Any:
+    """PUBLISH on a single Redis, SPUBLISH on a cluster, to a client or a pipeline (the
+    cluster's pipelines refuse PUBLISH; SPUBLISH goes with the channel's slot, so in a
+    transaction the channel must carry the tag of the transaction's keys)."""
+    from redis.asyncio.cluster import ClusterPipeline
+
+    if isinstance(target, (RedisCluster, ClusterPipeline)):
+        return target.spublish(channel, message)
+    return target.publish(channel, message)
