@@ -1,0 +1,1 @@
+"""The subcommands of `livechat`, one module each; chat/cli.py builds the parser."""

@@ -1,0 +1,131 @@
+"""`livechat serve`: the hub (uvicorn), with the demo's accounts and site under `--demo`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import signal
+
+from chat.commands.access import RedisHandle, check_mail, ensure_schema, load
+from chat.rlimits import raise_open_files
+from chat.settings import Settings
+from chat.store import redis_client
+
+
+log = logging.getLogger("livechat")
+
+
+DEMO_AGENT = "agent"
+
+DEMO_SUPERVISOR = "supervisor"
+
+def _server_class():
+    import contextlib
+    import threading
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, which would kill the
+        process before the embedded Redis is stopped; this variant just returns."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+
+    return Server
+
+def _demo_setup(settings: Settings, redis_url: str) -> Settings:
+    """Demo accounts (credentials kept under the data folder and printed) and a site secret."""
+    from dataclasses import replace
+
+    from agents.accounts import save_account
+
+    creds_file = settings.data_dir / "demo-credentials.txt"
+    if creds_file.exists():
+        lines = dict(line.split("=", 1) for line in creds_file.read_text().split() if "=" in line)
+    else:
+        lines = {"agent": secrets.token_urlsafe(9), "supervisor": secrets.token_urlsafe(9),
+                 "site_secret": secrets.token_urlsafe(24)}
+        creds_file.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
+        creds_file.chmod(0o600)
+
+    async def accounts() -> None:
+        redis = redis_client(redis_url)
+        try:
+            await save_account(redis, DEMO_AGENT, lines["agent"], name="Sam", langs=["en", "fr"], max_chats=4)
+            await save_account(redis, DEMO_SUPERVISOR, lines["supervisor"], role="supervisor", name="Alex",
+                               langs=["en", "fr"], max_chats=4)
+        finally:
+            await redis.aclose()
+
+    asyncio.run(accounts())
+    from helpcentre.library import install_demo_articles
+
+    install_demo_articles(settings.help_folder)
+    return replace(settings, site_secret=settings.site_secret or lines["site_secret"]), lines
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from chat.app import create_app
+    from chat.http_guard import guarded_http_protocol
+
+    settings, config = load(args, demo=args.demo)
+    check_mail(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    open_files = raise_open_files()
+    if open_files < 4096:
+        log.warning("the open-files limit is %d: at most about that many sockets (raise `ulimit -Hn`)", open_files)
+    if not settings.site_secret and not args.demo:
+        log.warning("LIVECHAT_SITE_SECRET is not set: identity tokens cannot be verified; every visitor is on the lowest plan")
+    with RedisHandle(settings) as redis_url:
+        ensure_schema(redis_url, config)
+        if args.demo:
+            settings, creds = _demo_setup(settings, redis_url)
+            base = f"http://{args.host}:{args.port}"
+            # Mails link to the customer's private ticket page: on the demo, at this address.
+            from dataclasses import replace
+
+            settings = replace(settings, public_url=settings.public_url or base)
+            print(
+                f"\n  livechat demo is running\n"
+                f"  Demo site with the widget:  {base}/\n"
+                f"  Agent dashboard:            {base}/agent/login   user: {DEMO_AGENT}       password: {creds['agent']}\n"
+                f"  Supervisor view:            {base}/agent/login   user: {DEMO_SUPERVISOR}  password: {creds['supervisor']}\n"
+                f"  Mail (tickets) is written to {settings.data_dir / 'mail'}/ (no SMTP_URL set)\n",
+                flush=True,
+            )
+        app = create_app(settings, config, redis_url, demo=args.demo)
+        server_config = uvicorn.Config(
+            app,
+            host=args.host,
+            port=args.port,
+            ws="websockets-sansio",
+            ws_max_size=65536,
+            ws_per_message_deflate=False,
+            ws_ping_interval=20.0,
+            ws_ping_timeout=20.0,
+            loop="auto",
+            http=guarded_http_protocol(config.timing.header_timeout),  # request-head deadline, capped upgrades
+            limit_concurrency=config.limits.max_connections or None,
+            lifespan="on",
+            proxy_headers=True,
+            timeout_graceful_shutdown=5,
+            log_level=os.environ.get("LIVECHAT_LOG_LEVEL", "info").lower(),
+            access_log=False,
+            backlog=4096,
+        )
+        _server_class()(server_config).run()
+    return 0
