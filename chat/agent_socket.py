@@ -246,71 +246,81 @@ class AgentConnection(Connection):
             raise FrameError(frames.NOT_ALLOWED, "you no longer hold this chat") from None
 
     async def _handle(self, frame: dict[str, Any]) -> None:
-        kind = frame["type"]
+        handler = self._handlers.get(frame["type"])
+        if handler is None:
+            raise FrameError(frames.BAD_FRAME, f"unknown frame type {frame['type'][:40]!r}")
+        await handler(self, frame)
+
+    async def _message(self, frame: dict[str, Any]) -> None:
         rt = self.rt
-        if kind == "message":
-            chat_id = self._held(frame)
-            text = frames.text_field(frame, "text", limit=frames.MAX_TEXT_CHARS, required=True)
-            if not text.strip():
-                raise FrameError(frames.BAD_FRAME, "\"text\" is empty")
-            client_id = frames.text_field(frame, "client_id", limit=64)
-            try:
-                seq, raw, new = await self.hub.log.append(chat_id, "agent", masked(text), rt.clock(), client_id,
-                                                          self.account.name, holder=self.account.username)
-            except ChatGone:
-                raise FrameError(frames.NOT_ALLOWED, "this chat is closed") from None
-            if not new:
-                self.send({**msgpack.unpackb(raw), "chat_id": chat_id})  # a resend: acknowledge it again
-                return
-            self.hub.messages.add()
-            feed = self.feeds.get(chat_id)
-            if feed:
-                feed.push(msgpack.unpackb(raw), raw)
-            if chat_id not in self.replied:  # the reports' time to first reply (once per chat, whichever socket)
-                self.replied.add(chat_id)
-                await rollups.chat_first_reply(rt, chat_id, self.account.username, rt.clock())
-        elif kind == "typing":
-            chat_id = self._held(frame)
-            await lifecycle.publish(rt, keys.chat_channel(chat_id),
-                                    {"type": "typing", "from": "agent", "active": frames.bool_field(frame, "active", True)})
-        elif kind == "status":
-            status = frames.choice_field(frame, "status", ("online", "away"))
-            await self._set_status(status)
-        elif kind == "close":
-            chat_id = self._held(frame)
-            resolution = frames.choice_field(frame, "resolution", ("resolved", "unresolved"))
-            claimed = None
-            if resolution == "resolved":
-                # The freed slot is filled in the same round trip, when the agent is online.
-                skills = self.skills() if self.status == "online" else None
-                if skills:
-                    done, claimed = await lifecycle.close_and_claim(rt, chat_id, skills)
-                else:
-                    done = await lifecycle.close(rt, chat_id, "resolved", holder=self.account.username)
-                ref = None
+        chat_id = self._held(frame)
+        text = frames.text_field(frame, "text", limit=frames.MAX_TEXT_CHARS, required=True)
+        if not text.strip():
+            raise FrameError(frames.BAD_FRAME, "\"text\" is empty")
+        client_id = frames.text_field(frame, "client_id", limit=64)
+        try:
+            seq, raw, new = await self.hub.log.append(chat_id, "agent", masked(text), rt.clock(), client_id,
+                                                      self.account.name, holder=self.account.username)
+        except ChatGone:
+            raise FrameError(frames.NOT_ALLOWED, "this chat is closed") from None
+        if not new:
+            self.send({**msgpack.unpackb(raw), "chat_id": chat_id})  # a resend: acknowledge it again
+            return
+        self.hub.messages.add()
+        feed = self.feeds.get(chat_id)
+        if feed:
+            feed.push(msgpack.unpackb(raw), raw)
+        if chat_id not in self.replied:  # the reports' time to first reply (once per chat, whichever socket)
+            self.replied.add(chat_id)
+            await rollups.chat_first_reply(rt, chat_id, self.account.username, rt.clock())
+
+    async def _typing(self, frame: dict[str, Any]) -> None:
+        chat_id = self._held(frame)
+        await lifecycle.publish(self.rt, keys.chat_channel(chat_id),
+                                {"type": "typing", "from": "agent", "active": frames.bool_field(frame, "active", True)})
+
+    async def _status(self, frame: dict[str, Any]) -> None:
+        await self._set_status(frames.choice_field(frame, "status", ("online", "away")))
+
+    async def _close(self, frame: dict[str, Any]) -> None:
+        rt = self.rt
+        chat_id = self._held(frame)
+        resolution = frames.choice_field(frame, "resolution", ("resolved", "unresolved"))
+        claimed = None
+        if resolution == "resolved":
+            # The freed slot is filled in the same round trip, when the agent is online.
+            skills = self.skills() if self.status == "online" else None
+            if skills:
+                done, claimed = await lifecycle.close_and_claim(rt, chat_id, skills)
             else:
-                ref = await lifecycle.make_ticket(rt, chat_id, "unresolved", holder=self.account.username)
-                done = ref is not None
-            if done:  # the slot is free now: this socket need not wait for the pub/sub echo
-                self._on_event(chat_id, {"type": "closed", "reason": "resolved" if ref is None else "ticket", "ref": ref})
-            if claimed:
-                await self.hub.assign_claimed(self.account, claimed)
-        elif kind == "transfer":
-            chat_id = self._held(frame)
-            to = frames.text_field(frame, "to", limit=64, required=True)
-            if to == "queue":
-                if not await lifecycle.transfer_to_queue(rt, chat_id, self.account.username):
-                    raise FrameError(frames.NOT_ALLOWED, "this chat cannot go back to the queue")
-            elif to == self.account.username:
-                raise FrameError(frames.NOT_ALLOWED, "you already hold this chat")
-            else:
-                ok, reason = await lifecycle.transfer_to_agent(rt, chat_id, to, holder=self.account.username)
-                if not ok:
-                    raise FrameError(frames.NOT_ALLOWED, f"transfer refused: {reason}")
-        elif kind == frames.TICKET_VIEWING:
-            await self._ticket_viewing(frame)
+                done = await lifecycle.close(rt, chat_id, "resolved", holder=self.account.username)
+            ref = None
         else:
-            raise FrameError(frames.BAD_FRAME, f"unknown frame type {kind[:40]!r}")
+            ref = await lifecycle.make_ticket(rt, chat_id, "unresolved", holder=self.account.username)
+            done = ref is not None
+        if done:  # the slot is free now: this socket need not wait for the pub/sub echo
+            self._on_event(chat_id, {"type": "closed", "reason": "resolved" if ref is None else "ticket", "ref": ref})
+        if claimed:
+            await self.hub.assign_claimed(self.account, claimed)
+
+    async def _transfer(self, frame: dict[str, Any]) -> None:
+        chat_id = self._held(frame)
+        to = frames.text_field(frame, "to", limit=64, required=True)
+        if to == "queue":
+            if not await lifecycle.transfer_to_queue(self.rt, chat_id, self.account.username):
+                raise FrameError(frames.NOT_ALLOWED, "this chat cannot go back to the queue")
+        elif to == self.account.username:
+            raise FrameError(frames.NOT_ALLOWED, "you already hold this chat")
+        else:
+            ok, reason = await lifecycle.transfer_to_agent(self.rt, chat_id, to, holder=self.account.username)
+            if not ok:
+                raise FrameError(frames.NOT_ALLOWED, f"transfer refused: {reason}")
+
+    # The agent-to-server frames (docs/protocol.md, section 4): one handler each.
+    _handlers = {
+        "message": _message, "typing": _typing, "status": _status, "close": _close, "transfer": _transfer,
+        frames.TICKET_VIEWING: lambda self, frame: self._ticket_viewing(frame),
+    }
 
     async def _ticket_viewing(self, frame: dict[str, Any]) -> None:
         """`ticket_viewing` {ref, replying}: this agent has the ticket open (repeated while it
