@@ -109,8 +109,9 @@ async def test_i_still_need_help_starts_the_chat_with_the_question_kept(page, ho
     await widget.field("Your question").press_sequentially("Two-factor codes are refused")
     await suggestions(page).first.click()
     await article(page).get_by_role("button", name="I still need help").click()
-    await agent.assigned()
-    await agent.got("Two-factor codes are refused")
+    chat_id = await agent.assigned()
+    # the question arrives live, or in the history of the assignment when it was stored first
+    await agent.until(lambda _: "Two-factor codes are refused" in agent.view(chat_id).values())
     await expect(widget.messages.locator(".tx")).to_have_text(["Two-factor codes are refused"])
     await expect(article(page)).to_be_hidden()
 
