@@ -66,7 +66,7 @@ DATABASES = {
     "transcripts": 11, "timers": 12, "mail_in": 13, "ticket_desk": 14, "ticket_desk_fast": 15,
     "maildir": 4,
     "reports": 5, "reports_day": 7,
-    "ticket_inbox": 1, "ticket_inbox_browser": 2,
+    "ticket_inbox": 1, "ticket_inbox_browser": 2, "ticket_inbox_late": 3,
 }
 
 

@@ -152,6 +152,27 @@ def test_a_reply_on_the_private_page_reopens_the_ticket(desk, lang):
     assert "It broke again this morning." in get(desk, path + "?sent=1").text
 
 
+@pytest.fixture(scope="module")
+def late_desk(redis_url, tmp_path_factory):
+    """A desk that reopens no solved ticket (reopen_days = 0): every reply to one comes too late."""
+    desk = Desk(redis_url, tmp_path_factory.mktemp("inbox-late"), INBOX + "\n[tickets]\nreopen_days = 0\n",
+                DATABASES["ticket_inbox_late"], public=True)
+    yield desk
+    desk.stop()
+
+
+def test_a_reply_on_the_private_page_to_a_long_solved_ticket_is_refused(late_desk, lang):
+    """Past reopen_days the page, like a mail, does not reopen the request: it says how to ask again."""
+    sender = f"una-{lang}@example.org"
+    ref = late_desk.new_ticket(sender)
+    late_desk.call("PATCH", f"/api/tickets/{ref}", {"status": "solved"}, user="sam")
+    path = page_path(late_desk.mails_to(sender, 1)[0])
+    refused = post_reply(late_desk, path, "One more thing.")
+    assert refused.status == 409 and "start a chat" in refused.text
+    ticket = late_desk.ticket(ref)
+    assert ticket["status"] == "solved" and [m["kind"] for m in ticket["messages"]] == ["mail_in"]
+
+
 def test_a_wrong_or_revoked_link_gets_404_and_no_hint(desk, lang):
     """A bad token, an unknown reference and a revoked link all get the same bare 404."""
     sender = f"rae-{lang}@example.org"

@@ -147,7 +147,8 @@ async def ticket_page_reply(request: Request) -> Response:
     except desk.TicketError as exc:
         if exc.status == 404:
             return _not_found()
-        return _page(rt, ticket, words["empty"] if exc.status == 400 else words["long"], exc.status, text[:desk.MAX_REPLY_CHARS])
+        problem = {400: "empty", 409: "closed"}.get(exc.status, "long")
+        return _page(rt, ticket, words[problem], exc.status, text[:desk.MAX_REPLY_CHARS])
     return RedirectResponse(str(request.url.path) + "?sent=1", 303, headers=PAGE_HEADERS)
 
 

@@ -147,8 +147,9 @@ async def add_customer_mail(rt: Runtime, ref: str, fingerprint: str, entry: dict
 
 async def add_customer_message(rt: Runtime, ref: str, text: str, kind: str) -> dict[str, Any]:
     """A customer's message from the private page (`web_in`) or the widget (`widget_in`):
-    into the thread, and the ticket back on our side (reopened if solved), as a mail does,
-    in one transaction. Returns the thread entry; TicketError when empty, too long or gone."""
+    into the thread, and the ticket back on our side (reopened if solved within
+    `reopen_days`), as a mail does, in one transaction. Returns the thread entry; TicketError
+    when empty, too long, gone, or solved too long ago to reopen (409)."""
     text = mask((text or "").replace("\r\n", "\n").strip())
     if not text:
         raise TicketError(400, "text is empty")
@@ -160,7 +161,13 @@ async def add_customer_message(rt: Runtime, ref: str, text: str, kind: str) -> d
     def extra(pipe: Pipeline, _: dict[str, Any]) -> None:
         pipe.rpush(keys.ticket_thread(ref), msgpack.packb(entry))
 
-    await _transition(rt, ref, lambda ticket: _customer_wrote(rt.config, ticket, now), extra)
+    def change(ticket: dict[str, Any]) -> dict[str, Any]:
+        if too_late_to_reopen(rt.config, ticket, now):  # as for a mail: an old request is not reopened
+            raise TicketError(409, f"this request was solved more than {rt.config.tickets.reopen_days:g} days ago: "
+                                   "to ask again, write to us by mail or start a chat, and a new request opens")
+        return _customer_wrote(rt.config, ticket, now)
+
+    await _transition(rt, ref, change, extra)
     return entry
 
 
