@@ -4,6 +4,8 @@ already are, in the chat's msgpack log in Redis; nothing is copied."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis.asyncio import Redis
 
 from chat import keys
@@ -53,3 +55,28 @@ async def delete_chat(redis: Redis, chat_id: str) -> bool:
             pipe.srem(keys.chats_by_email(email_hash(email)), chat_id)
         removed, deleted, *_ = await pipe.execute()
     return bool(removed) or bool(deleted)
+
+
+async def earlier_chats(redis: Redis, sub: str, email: str, limit: int = 10) -> list[dict[str, Any]]:
+    """A verified customer's closed chats (their own: the same `sub`, not merely the same
+    address), newest first, as summaries for an agent's customer panel."""
+    if not sub or not email:
+        return []
+    ids = sorted(m.decode() for m in await redis.smembers(keys.chats_by_email(email_hash(normalize_email(email)))))
+    fields = ["sub", "verified", "created_at", "closed_at", "closed_reason", "agent_name", "ticket"]
+    rows = []
+    if ids:
+        async with redis.pipeline(transaction=False) as pipe:
+            for chat_id in ids:
+                pipe.hmget(keys.chat(chat_id), fields)
+            rows = await pipe.execute()
+    found = []
+    for chat_id, values in zip(ids, rows):
+        record = {f: (v.decode("utf-8", "replace") if v is not None else "") for f, v in zip(fields, values)}
+        if record["verified"] != "1" or record["sub"] != sub:
+            continue
+        found.append({"chat_id": chat_id, "created_at": float(record["created_at"] or 0),
+                      "closed_at": float(record["closed_at"] or 0) or None, "reason": record["closed_reason"],
+                      "agent_name": record["agent_name"], "ticket": record["ticket"]})
+    found.sort(key=lambda c: c["created_at"], reverse=True)
+    return found[:limit]

@@ -17,6 +17,7 @@ from agents import csrf
 from agents.accounts import load_account
 from agents.sessions import Session, read_session
 from transcripts import desk
+from transcripts.archive import earlier_chats
 from transcripts.refs import normalize_ref
 from transcripts.targets import STATUSES, breached
 from transcripts.templating import render, transcript_rows
@@ -82,10 +83,13 @@ async def _with_history(rt: Any, detail: dict[str, Any]) -> dict[str, Any]:
     """The customer panel's earlier tickets: only for a verified customer (an address typed
     into the widget proves nothing, and must not show someone else's tickets)."""
     previous: list[dict[str, Any]] = []
+    chats: list[dict[str, Any]] = []
     if detail.get("verified") and detail.get("sub"):
         earlier = await earlier_tickets(rt.redis, detail["sub"], detail.get("email", ""), 11)
         previous = [t for t in earlier["verified"] if t["ref"] != detail["ref"]][:10]
-    return {**detail, "previous": previous}
+        chats = [c for c in await earlier_chats(rt.redis, detail["sub"], detail.get("email", ""), 11)
+                 if c["chat_id"] != detail.get("chat_id")][:10]
+    return {**detail, "previous": previous, "previous_chats": chats}
 
 
 async def ticket_detail(request: Request) -> Response:

@@ -275,6 +275,13 @@ function renderCustomer() {
     }), " · " + p.status + " · " + new Date(p.created_at * 1000).toLocaleDateString()));
   }
   $("customer-tickets-empty").hidden = (t.previous || []).length > 0;
+  const chatList = LC.clear($("customer-chats"));
+  for (const c of t.previous_chats || []) {
+    const what = [c.agent_name && "with " + c.agent_name, c.reason, c.ticket && "ticket " + c.ticket].filter(Boolean);
+    chatList.append(LC.el("li", null, new Date(c.created_at * 1000).toLocaleDateString() +
+      (what.length ? " · " + what.join(" · ") : "")));
+  }
+  $("customer-chats-empty").hidden = (t.previous_chats || []).length > 0;
 }
 
 async function renderAssignees() {
@@ -356,7 +363,8 @@ async function send() {
 async function change(body) {
   if (!open) return;
   try {
-    open = { ...open, ...(await api("PATCH", "/api/tickets/" + open.ref, body)), previous: open.previous };
+    open = { ...open, ...(await api("PATCH", "/api/tickets/" + open.ref, body)), previous: open.previous,
+      previous_chats: open.previous_chats };
     renderTicket();
     loadListSoon();
   } catch (err) {
