@@ -6,6 +6,7 @@ A broken file stops the server with a ConfigError naming the file, the key and t
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
@@ -54,7 +55,7 @@ tz = "Europe/Brussels"
 days = ["mon", "tue", "wed", "thu", "fri"]
 opens = "09:00"
 closes = "18:00"
-holidays = []           # dates the desk is closed all day, e.g. ["2026-12-25", "2027-01-01"]
+holidays = []           # closed all day: dates ("2026-12-25") and/or a country's public holidays ("BE")
 
 [schedules.extended]
 tz = "Europe/Brussels"
@@ -262,6 +263,7 @@ SECTIONS = ("plans", "schedules", "emergency", "timing", "retention", "limits", 
 PLAN_KEYS = ("head_start", "max_wait", "hours", "live_chat", "first_response", "next_response")
 SCHEDULE_KEYS = ("tz", "days", "opens", "closes", "holidays")
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+COUNTRY = re.compile(r"[A-Z]{2}(?:-[A-Z0-9]{1,3})?")  # ISO 3166-1 alpha-2, with an optional region
 EMERGENCY_KEYS = ("head_start", "guard_ttl")
 RETENTION_KEYS = ("days",)
 
@@ -287,15 +289,33 @@ def _duration(section: dict[str, Any], key: str, where: str, source: str, defaul
 
 
 def _holidays(value: Any, key: str, source: str) -> frozenset[date]:
+    """Dates like "2026-12-25", and country codes like "BE" (or "ES-CT" for a region): every
+    public holiday of that country, from the `holidays` package, this year and the next five."""
     if not isinstance(value, list):
-        raise ConfigError(source, key, "must be a list of dates like \"2026-12-25\"")
-    days = set()
+        raise ConfigError(source, key, "must be a list of dates like \"2026-12-25\" or country codes like \"BE\"")
+    days: set[date] = set()
     for item in value:
+        if isinstance(item, str) and COUNTRY.fullmatch(item):
+            days |= _country_holidays(item, key, source)
+            continue
         try:
             days.add(item if isinstance(item, date) and not isinstance(item, datetime) else date.fromisoformat(str(item)))
         except ValueError:
-            raise ConfigError(source, key, f"must be a list of dates like \"2026-12-25\", got {item!r}") from None
+            raise ConfigError(source, key, f"must be a list of dates like \"2026-12-25\" or country codes like "
+                                           f"\"BE\", got {item!r}") from None
     return frozenset(days)
+
+
+def _country_holidays(code: str, key: str, source: str) -> set[date]:
+    import holidays  # read once, when the desk file is
+
+    country, _, region = code.partition("-")
+    this_year = date.today().year
+    try:
+        found = holidays.country_holidays(country, subdiv=region or None, years=range(this_year - 1, this_year + 6))
+    except NotImplementedError:
+        raise ConfigError(source, key, f"no public holidays known for {code!r} (a country code like \"BE\")") from None
+    return set(found)
 
 
 def _tickets(raw: dict[str, Any], source: str) -> TicketPolicy:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from redis.asyncio import Redis
 
-from chat.config import parse_config
+from chat.config import ConfigError, parse_config
 from tests.clients import PASSWORD, create_agent, login_cookie
 from tests.servers import DATABASES, LIVECHAT, TEST_CONFIG, HubProcess, db_url, free_port, hub_env, wait_until
 from tests.test_transcripts_support import SmtpServer
@@ -303,6 +303,18 @@ def test_holidays_are_not_business_time():
     """A ticket on Christmas Eve afternoon skips Christmas Day."""
     config = parse_config(OFFICE)
     assert local(due_at(config, {"plan": "free"}, at("2026-12-24T15:00"), False)) == "Mon 2026-12-28 15:00"
+
+
+def test_a_countrys_public_holidays_are_not_business_time():
+    """holidays = ["BE"] closes the desk on Belgium's public holidays: Christmas Day is skipped."""
+    config = parse_config(OFFICE.replace('holidays = ["2026-12-25"]', 'holidays = ["BE"]'))
+    assert local(due_at(config, {"plan": "free"}, at("2026-12-24T15:00"), False)) == "Mon 2026-12-28 15:00"
+
+
+def test_an_unknown_country_code_is_a_configuration_error():
+    """A holiday entry that is neither a date nor a known country stops the desk with a clear error."""
+    with pytest.raises(ConfigError, match="holidays"):
+        parse_config(OFFICE.replace('holidays = ["2026-12-25"]', 'holidays = ["XX"]'))
 
 
 def test_an_emergency_is_due_within_the_emergency_target_around_the_clock():
