@@ -154,11 +154,21 @@ async def open_ticket(rt: Runtime, chat_id: str, trigger: str) -> str:
     """Turn a chat into a ticket and queue its mails; return the reference. Idempotent per
     chat: any later (or concurrent) call returns the first call's reference and does nothing.
     Raises LookupError for an unknown chat, ValueError for an unknown trigger."""
+    ref, staged = await stage_chat_ticket(rt, chat_id, trigger)
+    if staged:
+        ref, _ = await settle_new_ticket(rt.redis, ref)
+    return ref
+
+
+async def stage_chat_ticket(rt: Runtime, chat_id: str, trigger: str) -> tuple[str, bool]:
+    """The first steps of a chat's ticket (:func:`stage_new_ticket`): (ref, True), or the
+    chat's ticket made before and False. :func:`settle_new_ticket` (or the repair sweep, after
+    a crash) claims the chat's pointer and lists and mails it."""
     if trigger not in TRIGGERS:
         raise ValueError(f"trigger must be one of {', '.join(TRIGGERS)}")
     existing = await rt.redis.get(keys.chat_ticket(chat_id))
     if existing:
-        return existing.decode()
+        return existing.decode(), False
     chat = await load_chat(rt.redis, chat_id)
     if chat is None:
         raise LookupError(f"no chat {chat_id!r}")
@@ -169,9 +179,7 @@ async def open_ticket(rt: Runtime, chat_id: str, trigger: str) -> str:
     def build(ref: str, now: float) -> dict[str, Any]:
         return _ticket_from_chat(ref, chat_id, chat, transcript, trigger, now)
 
-    ref = await stage_new_ticket(rt, build, email, confirm)
-    winner, _ = await settle_new_ticket(rt.redis, ref)
-    return winner
+    return await stage_new_ticket(rt, build, email, confirm), True
 
 
 # KEYS: announced hash, dirty zset ({ti}); ARGV: ref, revision about to be made, now
