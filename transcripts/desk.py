@@ -113,7 +113,7 @@ async def add_customer_mail(rt: Runtime, ref: str, fingerprint: str, entry: dict
 
     async def decide(ticket: dict[str, Any], pipe: Pipeline) -> Callable[[Pipeline], None] | None:
         duplicate.clear()
-        if await pipe.hexists(keys.ticket_mails_in(ref), fingerprint):
+        if await rt.redis.hexists(keys.ticket_mails_in(ref), fingerprint):  # WATCHed: still true at EXEC
             duplicate.append(True)
             return None
         fields = {"updated_at": now} if entry.get("automatic") else _customer_wrote(rt.config, ticket, now)

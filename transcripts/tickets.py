@@ -321,7 +321,8 @@ Decide = Callable[[dict[str, Any], Pipeline], Awaitable["Callable[[Pipeline], No
 async def commit_change(redis: Redis, ref: str, decide: Decide, now: float,
                         watch: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """Steps 0 and 1 of a change: read the ticket under WATCH (with `watch`, more keys of its
-    slot), let `decide` return the writes (None: nothing to do), announce, and commit them
+    slot), let `decide` return the writes (None: nothing to do; it reads through `redis`, never
+    the pipeline, which on a cluster queues every command after WATCH), announce, and commit them
     with `rev` + 1; retried when someone else changed the ticket meanwhile. Returns the ticket
     as it was read (None: no such ticket). The caller then runs :func:`finish`."""
     key = keys.ticket(ref)
@@ -388,7 +389,9 @@ async def stage_new_ticket(rt: Runtime, build: Callable[[str, float], dict[str, 
         async with rt.redis.pipeline(transaction=True) as pipe:
             try:
                 await pipe.watch(keys.ticket(ref))
-                if await pipe.exists(keys.ticket(ref)):
+                # Read on any connection (a cluster's transaction queues every command after
+                # WATCH): the WATCH still guards the key until EXEC.
+                if await rt.redis.exists(keys.ticket(ref)):
                     await pipe.reset()
                     continue
                 pipe.multi()
