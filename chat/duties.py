@@ -1,5 +1,5 @@
 """Background duties run by every `livechat serve` and `livechat worker`: presence sweeps,
-timers, the mail outbox and retention. Each claims its work atomically in Redis, so any
+timers, the mail outbox, the repair of ticket changes a crash cut short, and retention. Each claims its work atomically in Redis, so any
 number of processes may run them at once without doing anything twice."""
 
 from __future__ import annotations
