@@ -436,7 +436,11 @@ class ShardedBus:
                 self.connected.set()
                 for name, channels in by_node.items():
                     link = await self._link_for(nodes[name])
-                    await link.send("SSUBSCRIBE", *channels)
+                    by_slot: dict[int, list[str]] = {}
+                    for channel in channels:  # one SSUBSCRIBE names channels of one slot only (else CROSSSLOT)
+                        by_slot.setdefault(key_slot(channel.encode()), []).append(channel)
+                    for same_slot in by_slot.values():
+                        await link.send("SSUBSCRIBE", *same_slot)
                 waiters = [asyncio.shield(f) for f in self._confirmed.values()]
                 if waiters:
                     await asyncio.wait_for(asyncio.gather(*waiters), 5)

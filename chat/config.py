@@ -78,6 +78,7 @@ header_timeout = 10     # seconds a client has to send a whole HTTP request head
 silent_chat_ttl = 300   # a chat closed before its visitor wrote anything is deleted this long after closing
 help_reload = 10        # how often hubs look for added, edited or removed help articles
 ticket_viewing_ttl = 30 # seconds an agent shows as viewing a ticket unless its dashboard says so again
+repair_after = 60       # a ticket change left unfinished this long (a crashed process) is finished by the repair sweep
 
 [retention]
 days = 30               # closed chats and tickets are purged after this many days
@@ -153,6 +154,7 @@ class Timing:
     silent_chat_ttl: float = 300.0
     help_reload: float = 10.0
     ticket_viewing_ttl: float = 30.0
+    repair_after: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -491,6 +493,8 @@ def parse_config(text: str, source: str = "<built-in>") -> DeskConfig:
         raise ConfigError(source, "timing.help_reload", "must be more than 0 seconds")
     if "ticket_viewing_ttl" in timing and _number(timing, "ticket_viewing_ttl", "timing", source, 30) < 1:
         raise ConfigError(source, "timing.ticket_viewing_ttl", "must be at least 1 second")
+    if "repair_after" in timing and _number(timing, "repair_after", "timing", source, 60) <= 0:
+        raise ConfigError(source, "timing.repair_after", "must be more than 0 seconds")
     return DeskConfig(
         plans=plans,
         schedules=schedules,

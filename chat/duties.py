@@ -1,5 +1,5 @@
 """Background duties run by every `livechat serve` and `livechat worker`: presence sweeps,
-timers, the mail outbox and retention. Each claims its work atomically in Redis, so any
+timers, the mail outbox, the repair of ticket changes a crash cut short, and retention. Each claims its work atomically in Redis, so any
 number of processes may run them at once without doing anything twice."""
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class Duties:
             asyncio.create_task(self._loop(self.retention, lambda: RETENTION_INTERVAL), name="retention"),
             asyncio.create_task(self._loop(self.queue_depth, lambda: DEPTH_INTERVAL), name="queue-depth"),
             asyncio.create_task(self._loop(self.tickets, self._tickets_interval), name="tickets"),
+            asyncio.create_task(self._loop(self.repair, self._repair_interval), name="repair"),
         ]
         try:
             from transcripts.outbox import outbox_loop
@@ -166,6 +167,22 @@ class Duties:
         solved = await solve_stale_pending(self.rt)
         if solved:
             log.info("solved %d tickets that waited for the customer too long", len(solved))
+
+    def _repair_interval(self) -> float:
+        return max(0.2, min(60.0, self.rt.config.timing.repair_after / 2))
+
+    async def repair(self) -> None:
+        """Finish the ticket changes a crashed process left between two of their steps, more
+        than `[timing] repair_after` seconds ago (transcripts/tickets.py says which steps):
+        a new ticket's guard claimed, its mails put in the outbox's queue, report events
+        counted, its index entries set from the ticket as it is."""
+        try:
+            from transcripts.tickets import repair
+        except ImportError:
+            return
+        repaired = await repair(self.rt.redis, self.rt.clock(), self.rt.config.timing.repair_after)
+        if repaired:
+            log.info("repair: finished %d ticket changes left half done", len(repaired))
 
     async def retention(self) -> None:
         try:

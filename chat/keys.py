@@ -122,70 +122,114 @@ CANNED_REPLIES = f"{ACCOUNTS_TAG}:canned"   # hash shortcut -> text, the team's 
 
 
 # --- tickets, mail, archive ------------------------------------------------------
+# One ticket's keys share the tag {t:REF} (its hash, thread, files, viewers, the fingerprints
+# of the mails stored in it, its follow-up list and its outbox mails), so each change of one
+# ticket is one single-slot transaction. The global indexes of tickets share {ti}, the outbox's
+# queues {o}, the archive of closed chats {ar}: each is written in a step of its own after
+# the ticket's transaction (transcripts/tickets.py says in what order, and which sweep
+# repairs a crash between two steps).
+
+
+def _ticket_tag(ref: str) -> str:
+    return f"{PREFIX}:ticket:{{t:{ref}}}"
 
 
 def ticket(ref: str) -> str:
-    """Hash: one ticket (reference, status, visitor, trigger, timestamps, msgpack transcript)."""
-    return f"{PREFIX}:ticket:{ref}"
+    """Hash: one ticket (reference, status, visitor, trigger, timestamps, msgpack transcript,
+    `rev`: the number of changes, so the indexes are never set back by a late writer)."""
+    return _ticket_tag(ref)
 
 
 def ticket_thread(ref: str) -> str:
     """List of msgpack entries: what happened to a ticket after it was made (mails in)."""
-    return f"{PREFIX}:ticket:{ref}:thread"
+    return f"{_ticket_tag(ref)}:thread"
 
 
 def ticket_files(ref: str) -> str:
     """Hash attachment id -> bytes: files customers mailed with a ticket (kept up to
     [mail_in] attachment_bytes per mail, deleted with the ticket)."""
-    return f"{PREFIX}:ticket:{ref}:files"
-
-
-def plan_by_email(email_hash: str) -> str:
-    """String with a TTL: the plan of the last verified customer seen with this address (an
-    identity token vouched for both), so a mail from that address is on the same plan."""
-    return f"{PREFIX}:plan-by-email:{email_hash}"
+    return f"{_ticket_tag(ref)}:files"
 
 
 def ticket_viewers(ref: str) -> str:
     """Hash with a short TTL: username -> msgpack {name, replying, until} of the agents who
     have this ticket open ([timing] ticket_viewing_ttl), shared by every hub."""
-    return f"{PREFIX}:ticket:{ref}:viewers"
+    return f"{_ticket_tag(ref)}:viewers"
+
+
+def ticket_mails_in(ref: str) -> str:
+    """Hash fingerprint -> when: the incoming mails stored in this ticket, so that a mail
+    delivered again after a crash (before its global mail_in mark was set) is stored once."""
+    return f"{_ticket_tag(ref)}:mails-in"
+
+
+def ticket_mails(ref: str) -> str:
+    """Set of the outbox ids of this ticket's mails, so the ticket's deletion finds them all."""
+    return f"{_ticket_tag(ref)}:mails"
+
+
+def ticket_todo(ref: str) -> str:
+    """List of msgpack follow-ups a change of this ticket wrote in its own transaction and
+    that live in other slots: mails to put in the outbox's queue, report events to count.
+    Done (and removed) right after the change; by the repair sweep after a crash."""
+    return f"{_ticket_tag(ref)}:todo"
+
+
+def outbox_mail(mail_id: str) -> str:
+    """Hash: one queued mail (msgpack message, attempts, last error). Every mail belongs to a
+    ticket (its id is "REF.kind[-token]") and lives in the ticket's slot."""
+    return f"{_ticket_tag(mail_id.partition('.')[0])}:mail:{mail_id}"
+
+
+def plan_by_email(email_hash: str) -> str:
+    """String with a TTL: the plan of the last verified customer seen with this address (an
+    identity token vouched for both), so a mail from that address is on the same plan. A lone
+    key, never in a transaction with another: its own name is its slot."""
+    return f"{PREFIX}:plan-by-email:{email_hash}"
 
 
 def mail_in(fingerprint: str) -> str:
     """String with a TTL: the reference an incoming mail (by Message-ID, else its bytes) was
-    stored in, so a mail delivered twice is stored once."""
+    stored in, so a mail delivered twice is stored once. A lone key (set after the ticket's
+    own transaction, which also remembers the fingerprint: ticket_mails_in)."""
     return f"{PREFIX}:mail-in:{fingerprint}"
 
 
-TICKETS = f"{PREFIX}:tickets"              # zset ref -> created_at, every ticket, for paging
-TICKETS_DUE = f"{PREFIX}:tickets:due"      # zset ref -> due_at of every open ticket (transcripts/desk.py)
-TICKETS_PENDING = f"{PREFIX}:tickets:pending-since"  # zset ref -> when it began to wait for the customer
+TICKETS_TAG = f"{PREFIX}:{{ti}}"
+TICKETS = f"{TICKETS_TAG}:tickets"              # zset ref -> created_at, every ticket, for paging
+TICKETS_DUE = f"{TICKETS_TAG}:due"              # zset ref -> due_at of every open ticket (transcripts/desk.py)
+TICKETS_PENDING = f"{TICKETS_TAG}:pending-since"  # zset ref -> when it began to wait for the customer
+TICKETS_INDEXED = f"{TICKETS_TAG}:indexed"      # hash ref -> "rev:email hash:customer hash" the indexes show
+TICKETS_ANNOUNCED = f"{TICKETS_TAG}:announced"  # hash ref -> highest rev a writer is about to make
+TICKETS_DIRTY = f"{TICKETS_TAG}:dirty"          # zset ref -> since when a change is unfinished (repair sweep)
 TICKETS_CHANNEL = f"{PREFIX}:tickets:ev"   # pub/sub: a ticket changed (msgpack {"type": "ticket", "ref"})
-OUTBOX = f"{PREFIX}:outbox"                # zset mail_id -> next attempt time
-OUTBOX_FAILED = f"{PREFIX}:outbox-failed"  # zset mail_id -> when delivery failed for good (not retried)
-CHATS_CLOSED = f"{PREFIX}:closed"          # zset chat_id -> closed_at, for retention
+OUTBOX_TAG = f"{PREFIX}:{{o}}"
+OUTBOX = f"{OUTBOX_TAG}:outbox"                # zset mail_id -> next attempt time
+OUTBOX_FAILED = f"{OUTBOX_TAG}:outbox-failed"  # zset mail_id -> when delivery failed for good (not retried)
+ARCHIVE_TAG = f"{PREFIX}:{{ar}}"
+CHATS_CLOSED = f"{ARCHIVE_TAG}:closed"         # zset chat_id -> closed_at, for retention
 
 
-def outbox_mail(mail_id: str) -> str:
-    """Hash: one queued mail (msgpack message, attempts, last error)."""
-    return f"{PREFIX}:outbox:{mail_id}"
+def ticket_gone(ref: str) -> str:
+    """String with a TTL, in {ti}: this ticket was deleted, so a writer that read it before
+    the deletion cannot put it back into the indexes."""
+    return f"{TICKETS_TAG}:gone:{ref}"
 
 
 def tickets_by_customer(sub_hash: str) -> str:
     """Set of ticket refs of one verified customer (SHA-256 of the identity token's `sub`):
     their own tickets, never those anyone filed under the same address."""
-    return f"{PREFIX}:tickets:by-customer:{sub_hash}"
+    return f"{TICKETS_TAG}:by-customer:{sub_hash}"
 
 
 def tickets_by_email(email_hash: str) -> str:
     """Set of ticket refs for one visitor email (hashed), for history and erasure."""
-    return f"{PREFIX}:tickets:by-email:{email_hash}"
+    return f"{TICKETS_TAG}:by-email:{email_hash}"
 
 
 def chats_by_email(email_hash: str) -> str:
     """Set of chat ids for one visitor email (hashed), for erasure on request."""
-    return f"{PREFIX}:chats:by-email:{email_hash}"
+    return f"{ARCHIVE_TAG}:chats-by-email:{email_hash}"
 
 
 # --- dashboard (agent dashboard, supervisor view, metrics) -----------------------
@@ -205,7 +249,7 @@ OUTBOX_CHANNEL = f"{PREFIX}:outbox-ev"     # pub/sub: a mail was queued, outbox 
 
 def tickets_by_status(status: str) -> str:
     """Zset ref -> created_at of the tickets in one status (open, pending, solved), for paging."""
-    return f"{PREFIX}:tickets:status:{status}"
+    return f"{TICKETS_TAG}:status:{status}"
 
 
 # --- reliability: abuse guards (chat/connection.py) --------------------------------

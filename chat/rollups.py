@@ -141,6 +141,13 @@ class Event:
         event_keys, args = self._script_args(rt)
         pipe.eval(_RECORD, len(event_keys), *event_keys, *args)
 
+    def packed(self, rt: Runtime) -> list[list[str]]:
+        """The event as plain data ([keys, args]), recorded later by :func:`record_packed`: a
+        ticket's change keeps it in the ticket's own slot (its follow-ups), since the report
+        hashes live in another slot of a cluster."""
+        event_keys, args = self._script_args(rt)
+        return [event_keys, args]
+
     async def record(self, rt: Runtime) -> bool:
         """Record now; False when this event was counted before (by this or another hub)."""
         event_keys, args = self._script_args(rt)
@@ -216,10 +223,17 @@ async def ticket_made(rt: Runtime, ref: str, ticket: dict[str, Any], trigger: st
         now, f"tickets.channel.{channel}").record(rt)
 
 
-def ticket_response_on(pipe: Any, rt: Runtime, ref: str, reply_id: str, ticket: dict[str, Any], agent: str,
-                       now: float) -> None:
+async def record_packed(redis: Redis, packed: list[list[str]]) -> bool:
+    """Record an event kept as :meth:`Event.packed`; False when it was counted before (so a
+    follow-up done twice, after a crash, counts once)."""
+    event_keys, args = packed
+    return bool(await redis.eval(_RECORD, len(event_keys), *event_keys, *args))
+
+
+def ticket_response(rt: Runtime, ref: str, reply_id: str, ticket: dict[str, Any], agent: str, now: float) -> Event:
     """An agent's public answer to a ticket waiting for us: first or next response, its
-    time since the customer wrote, and whether its plan's target (``due_at``) was met."""
+    time since the customer wrote, and whether its plan's target (``due_at``) was met
+    (recorded as one of the reply's follow-ups)."""
     which = "next" if ticket.get("first_response_at") else "first"
     due = ticket.get("due_at")
     event = Event("response", f"{ref}:{reply_id}", ticket_dims(ticket, agent))
@@ -228,12 +242,12 @@ def ticket_response_on(pipe: Any, rt: Runtime, ref: str, reply_id: str, ticket: 
         event.count(now, f"{which}_response.{'met' if now <= float(due) else 'missed'}")
     if ticket.get("awaiting_since") is not None:
         event.observe(now, f"ticket_{which}", now - float(ticket["awaiting_since"]))
-    event.queue_on(pipe, rt)
+    return event
 
 
-def ticket_solved_on(pipe: Any, rt: Runtime, ref: str, ticket: dict[str, Any], now: float) -> None:
+def ticket_solved(rt: Runtime, ref: str, ticket: dict[str, Any], now: float) -> Event:
     """A ticket was solved (each time: a reopened ticket solved again counts again)."""
-    Event("solved", f"{ref}:{now!r}", ticket_dims(ticket, ticket.get("assignee") or None)).count(now, "solved").queue_on(pipe, rt)
+    return Event("solved", f"{ref}:{now!r}", ticket_dims(ticket, ticket.get("assignee") or None)).count(now, "solved")
 
 
 async def agent_online(rt: Runtime, username: str, now: float) -> None:

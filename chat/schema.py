@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -90,9 +91,9 @@ async def _ticket_life(redis: Redis, config: DeskConfig, dry_run: bool) -> list[
 
     now = time.time()
     opened = solved = 0
-    for raw in await redis.zrange(keys.TICKETS, 0, -1):
+    for raw in await redis.zrange(_before_rename(keys.TICKETS, dry_run), 0, -1):
         ref = raw.decode()
-        fields = await redis.hmget(keys.ticket(ref), ["status", "due_at", "solved_at", "plan", "emergency",
+        fields = await redis.hmget(_before_rename(keys.ticket(ref), dry_run), ["status", "due_at", "solved_at", "plan", "emergency",
                                                       "created_at"])
         status, due, done, plan, emergency, created = (v.decode() if v is not None else None for v in fields)
         if status is None or due is not None or done is not None:
@@ -172,9 +173,9 @@ async def _customer_index(redis: Redis, config: DeskConfig, dry_run: bool) -> li
     from transcripts.contact import customer_hash
 
     changed = 0
-    for raw in await redis.zrange(keys.TICKETS, 0, -1):
+    for raw in await redis.zrange(_before_rename(keys.TICKETS, dry_run), 0, -1):
         ref = raw.decode()
-        sub, chat_id, verified = await redis.hmget(keys.ticket(ref), ["sub", "chat_id", "verified"])
+        sub, chat_id, verified = await redis.hmget(_before_rename(keys.ticket(ref), dry_run), ["sub", "chat_id", "verified"])
         if sub is not None or verified != b"1" or not chat_id:
             continue
         customer = await redis.hget(keys.chat(chat_id.decode()), "sub")
@@ -197,6 +198,15 @@ _RENAMED_KEYS: tuple[tuple[str, str, str], ...] = (
     # (what, old name, new name)
     ("the account list", "lc:accounts", keys.ACCOUNTS),
     ("canned replies", "lc:canned", keys.CANNED_REPLIES),
+    ("ticket indexes", "lc:tickets", keys.TICKETS),
+    ("ticket indexes", "lc:tickets:due", keys.TICKETS_DUE),
+    ("ticket indexes", "lc:tickets:pending-since", keys.TICKETS_PENDING),
+    ("ticket indexes", "lc:tickets:status:open", keys.tickets_by_status("open")),
+    ("ticket indexes", "lc:tickets:status:pending", keys.tickets_by_status("pending")),
+    ("ticket indexes", "lc:tickets:status:solved", keys.tickets_by_status("solved")),
+    ("the outbox", "lc:outbox", keys.OUTBOX),
+    ("the outbox", "lc:outbox-failed", keys.OUTBOX_FAILED),
+    ("the archive", "lc:closed", keys.CHATS_CLOSED),
 )
 _RENAMED_FAMILIES: tuple[tuple[str, str, str], ...] = (
     # (what, old prefix, new prefix): every key that starts with the old prefix
@@ -204,7 +214,15 @@ _RENAMED_FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("sessions", "lc:session:", keys.session("")),
     ("session lists", "lc:sessions:", keys.user_sessions("")),
     ("login limits", "lc:login:", keys.login_attempts("")),
+    ("ticket indexes", "lc:tickets:by-email:", keys.tickets_by_email("")),
+    ("ticket indexes", "lc:tickets:by-customer:", keys.tickets_by_customer("")),
+    ("the archive", "lc:chats:by-email:", keys.chats_by_email("")),
 )
+# Keys named after a ticket: layout 1's lc:ticket:REF[:thread|:files|:viewers] and
+# lc:outbox:REF.kind (a ticket's mail) move into the ticket's slot {t:REF}.
+_OLD_TICKET_KEY = re.compile(r"^lc:ticket:(LC-[0-9A-Z]+)(:thread|:files|:viewers)?$")
+_OLD_OUTBOX_MAIL = re.compile(r"^lc:outbox:((LC-[0-9A-Z]+)\..+)$")
+_NEW_TICKET_KEY = re.compile(r"^lc:ticket:\{t:(LC-[0-9A-Z]+)\}(:thread|:files|:viewers)?$")
 
 
 async def _rename(redis: Redis, old: str, new: str) -> bool:
@@ -224,8 +242,8 @@ async def _rename(redis: Redis, old: str, new: str) -> bool:
 
 
 async def _tagged_names(redis: Redis, config: DeskConfig, dry_run: bool) -> list[str]:
-    """Give the keys of accounts, sessions, login limits and canned replies their hash tag
-    (see _RENAMED_KEYS). Runs on the single Redis a layout-1 desk lives on, before a move to a
+    """Give the keys of accounts, sessions, login limits, canned replies, tickets (and their
+    mails), their indexes, the outbox and the archive their hash tag (see _RENAMED_KEYS). Runs on the single Redis a layout-1 desk lives on, before a move to a
     cluster (RENAME across slots is refused by a cluster, and layout 1 never ran on one)."""
     moved: dict[str, int] = {}
     for what, old, new in _RENAMED_KEYS:
@@ -238,6 +256,19 @@ async def _tagged_names(redis: Redis, config: DeskConfig, dry_run: bool) -> list
         async for key in _scan(redis, old_prefix + "*"):
             if dry_run or await _rename(redis, key, new_prefix + key[len(old_prefix):]):
                 moved[what] = moved.get(what, 0) + 1
+    async for key in _scan(redis, "lc:ticket:LC-*"):
+        found = _OLD_TICKET_KEY.match(key)
+        if found and (dry_run or await _rename(redis, key, keys.ticket(found[1]) + (found[2] or ""))):
+            moved["tickets"] = moved.get("tickets", 0) + 1
+    async for key in _scan(redis, "lc:outbox:LC-*"):
+        found = _OLD_OUTBOX_MAIL.match(key)
+        if not found:
+            continue
+        if not dry_run:
+            if not await _rename(redis, key, keys.outbox_mail(found[1])):
+                continue
+            await redis.sadd(keys.ticket_mails(found[2]), found[1])  # deleted with its ticket
+        moved["queued mails"] = moved.get("queued mails", 0) + 1
     return [f"{what}: {n} keys renamed with their hash tag" for what, n in moved.items()]
 
 
@@ -251,6 +282,9 @@ def _before_rename(key: str, dry_run: bool) -> str:
     for _, old_prefix, new_prefix in _RENAMED_FAMILIES:
         if key.startswith(new_prefix):
             return old_prefix + key[len(new_prefix):]
+    found = _NEW_TICKET_KEY.match(key)
+    if found:
+        return f"lc:ticket:{found[1]}{found[2] or ''}"
     return key
 
 
@@ -262,7 +296,7 @@ async def _layout_2(redis: Redis, config: DeskConfig, dry_run: bool) -> list[str
 
 
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(2, "schema version recorded; keys of accounts, sessions and login limits tagged for Redis Cluster; ETA average seeded; tickets given their life and due times; "
+    Migration(2, "schema version recorded; keys of accounts, sessions, login limits, tickets, the outbox and the archive tagged for Redis Cluster; ETA average seeded; tickets given their life and due times; "
                  "chats name their resume hash; sessions listed per user", _layout_2),
 )
 

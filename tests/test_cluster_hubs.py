@@ -4,23 +4,38 @@ slot and the hubs' pub/sub is sharded."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import subprocess
 
 import pytest
+from redis import Redis as SyncRedis
 
 from agents.accounts import save_account
 from chat import frames, keys
+from chat.chatlog import read_log
 from chat.store import redis_client
 from tests.clients import agent, visitor
 from tests.dashboard_helpers import arequest, make_account, session_cookie
-from tests.servers import HubProcess, hub_env
+from tests.servers import LIVECHAT, HubProcess, hub_env, wait_until
+from tests.test_ticket_desk import customer_reply
+from tests.test_transcripts_support import SmtpServer
 
 
 @pytest.fixture(scope="module")
-def cluster_hubs(redis_cluster, data_root, test_config_path):
+def smtp_sink():
+    """A real SMTP server (aiosmtpd) both hubs deliver to."""
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster_hubs(redis_cluster, data_root, test_config_path, smtp_sink):
     """Two `livechat serve` processes, both with REDIS_URL=redis+cluster://<every node>."""
-    hubs = [HubProcess(hub_env(redis_cluster.url, data_root / f"cluster-hub{i}", test_config_path),
+    hubs = [HubProcess(hub_env(redis_cluster.url, data_root / f"cluster-hub{i}", test_config_path,
+                               SMTP_URL=smtp_sink.url + "?starttls=never"),
                        data_root / f"cluster-hub{i}").start() for i in (1, 2)]
     yield hubs
     for hub in hubs:
@@ -110,3 +125,83 @@ async def test_the_supervisor_snapshot_on_one_hub_counts_a_visitor_waiting_on_th
     cookie = await session_cookie(two.base_url, await make_account(crds, f"s-{lang}", lang, role="supervisor"))
     snap = (await arequest(two.base_url, "GET", "/api/queue", headers={"Cookie": cookie})).json()
     assert snap["waiting_by_lang"][lang] == 1
+
+
+async def agent_api(hub: HubProcess, username: str) -> dict[str, str]:
+    """The headers of a signed-in agent's API calls (session cookie and CSRF token)."""
+    cookie = await session_cookie(hub.base_url, username)
+    page = await arequest(hub.base_url, "GET", "/agent", headers={"Cookie": cookie})
+    token = re.search(r'data-csrf="([^"]+)"', page.text).group(1)
+    return {"Cookie": cookie, "X-CSRF-Token": token, "Content-Type": "application/json", "Accept": "application/json"}
+
+
+async def test_a_chat_becomes_a_ticket_mailed_answered_by_mail_and_by_an_agent_across_hubs(
+        cluster_hubs, crds, smtp_sink, lang):
+    """Nobody online: the visitor's message on hub one becomes a ticket with both mails; the
+    customer's mailed reply (`livechat mail-in` on the cluster) lands in its thread; an agent
+    answers through hub two's API, the answer is mailed and the ticket is listed as pending."""
+    one, two = cluster_hubs
+    email = f"ada-{lang}@example.org"
+    ada, welcome = await visitor(one, lang, name="Ada", email=email)
+    assert welcome["status"] == "offline"
+    await ada.send(type="message", text="My export fails with error 42.", client_id="m1")
+    await ada.expect("message", client_id="m1")
+    await ada.send(type="leave")
+    ref = (await ada.expect("closed"))["ref"]
+    confirmation = (await asyncio.to_thread(wait_until, lambda: smtp_sink.to(email), 30, 0.05, "the confirmation"))[0]
+    inbox = await asyncio.to_thread(wait_until, lambda: [m for m in smtp_sink.to("support@example.org")
+                                                         if ref in str(m.message["Subject"])], 30, 0.05, "the inbox mail")
+    assert ref in str(confirmation.message["Subject"]) and inbox
+
+    done = await asyncio.to_thread(
+        subprocess.run, [LIVECHAT, "mail-in"], env=two.env,
+        input=customer_reply(confirmation.message, email, "Here is the screenshot.").as_bytes(),
+        capture_output=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.decode().split() == ["stored", ref], done.stderr
+
+    sam = await make_account(crds, f"a-{lang}", lang)
+    headers = await agent_api(two, sam)
+    answered = await arequest(two.base_url, "POST", f"/api/tickets/{ref}/messages",
+                              json.dumps({"text": "Fixed in 4.2, please update."}), headers)
+    assert answered.status == 201, answered.text
+    answers = await asyncio.to_thread(wait_until, lambda: [m for m in smtp_sink.to(email)
+                                                           if "Fixed in 4.2" in m.message.as_string()],
+                                      30, 0.05, "the answer mailed")
+    assert answers
+    detail = (await arequest(one.base_url, "GET", f"/api/tickets/{ref}", headers=await agent_api(one, sam))).json()
+    assert [m["kind"] for m in detail["messages"]][-2:] == ["mail_in", "mail_out"]
+    assert detail["status"] == "pending"
+    listed = (await arequest(one.base_url, "GET", "/api/tickets?status=pending", headers=headers)).json()
+    assert ref in [t["ref"] for t in listed["tickets"]]
+
+
+async def test_a_failover_of_the_chats_node_loses_no_acknowledged_message(redis_cluster, cluster_hubs, crds, lang):
+    """CLUSTER FAILOVER promotes the replica of the master holding a chat's slot mid-chat:
+    every message acknowledged before, during and after it is in the log and reaches the agent."""
+    one, two = cluster_hubs
+    sam, _ = await agent(two, crds, f"a-{lang}", [lang])
+    ada, welcome = await visitor(one, lang)
+    chat_id = (await sam.expect("assigned"))["chat_id"]
+    acked = []
+
+    async def say(i: int) -> None:
+        await ada.send(type="message", text=f"v{i}", client_id=f"v{i}")
+        await ada.expect("message", timeout=30, client_id=f"v{i}")
+        acked.append(f"v{i}")
+
+    for i in range(5):
+        await say(i)
+    master = redis_cluster.master_of_key(keys.chat_log(chat_id))
+    replica = redis_cluster.replica_of(master)
+    SyncRedis(port=replica).execute_command("CLUSTER FAILOVER")
+    for i in range(5, 10):
+        await say(i)
+    await asyncio.to_thread(wait_until, lambda: redis_cluster.master_of_key(keys.chat_log(chat_id)) == replica,
+                            30, 0.05, "the replica promoted")
+    for i in range(10, 15):
+        await say(i)
+    assert [m["text"] for m in await read_log(crds, chat_id)] == acked
+    heard = []
+    while len(heard) < len(acked):
+        heard.append((await sam.expect("message", timeout=30, chat_id=chat_id))["text"])
+    assert heard == acked

@@ -44,16 +44,20 @@ def chat_keys(chat_id: str) -> list[str]:
 
 
 async def delete_chat(redis: Redis, chat_id: str) -> bool:
-    """Remove a chat and its archive entries in one transaction. True when this call removed
-    it from the archive (so concurrent purgers count each chat once)."""
+    """Remove a chat (one transaction of its slot), then its archive entries (one of the
+    archive's slot, {ar}). In that order: a crash between leaves an archive entry whose chat is
+    gone, which the next retention run removes; never a chat the archive has forgotten. True
+    when this call removed it (so concurrent purgers count each chat once)."""
     raw_email = await redis.hget(keys.chat(chat_id), "email")
     email = normalize_email(raw_email.decode("utf-8", "replace") if raw_email else "")
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.zrem(keys.CHATS_CLOSED, chat_id)
         pipe.delete(*chat_keys(chat_id))
+        deleted, = await pipe.execute()
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.zrem(keys.CHATS_CLOSED, chat_id)
         if email:
             pipe.srem(keys.chats_by_email(email_hash(email)), chat_id)
-        removed, deleted, *_ = await pipe.execute()
+        removed, *_ = await pipe.execute()
     return bool(removed) or bool(deleted)
 
 

@@ -12,9 +12,10 @@ business hours of the plan's schedule (`respond_by`); an emergency counts
 the open tickets are indexed by it so the list and the supervisors see what is about to miss
 its promise first.
 
-Every change is one optimistic transaction over the ticket hash (WATCH, then MULTI/EXEC with
-its indexes, its thread entry and its outgoing mail), so a reply can never be recorded
-without its mail, nor a status without its index.
+Every change is one optimistic transaction over the ticket's slot (WATCH the hash, then
+MULTI/EXEC with its thread entry, its outgoing mail and its follow-ups), so a reply can never
+be recorded without its mail; the indexes, the outbox's queue and the reports, in other slots
+of a cluster, follow right after (transcripts.tickets.finish; the repair sweep after a crash).
 """
 
 from __future__ import annotations
@@ -26,13 +27,11 @@ from typing import Any, Callable
 import msgpack
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import WatchError
 
 from chat import keys, rollups
-from chat.store import publish as bus_publish
 from chat.config import DeskConfig
 from chat.runtime import Runtime
-from transcripts import outbox
+from transcripts import outbox, tickets
 from transcripts.contact import is_mailable
 from transcripts.customer_link import page_link, promise
 from transcripts.mailer import OutgoingMail, agent_reply, conversation_message_id, solved_notice
@@ -51,57 +50,43 @@ class TicketError(Exception):
         self.status, self.message = status, message
 
 
-def _apply(pipe: Pipeline, ref: str, old: dict[str, Any], fields: dict[str, Any]) -> None:
-    """Queue the hash update and every index move of one change."""
+def _apply(pipe: Pipeline, ref: str, fields: dict[str, Any]) -> None:
+    """Queue the hash update of one change (the indexes follow it: tickets.finish)."""
     pipe.hset(keys.ticket(ref), mapping=ticket_fields(fields))
-    status = fields.get("status", old.get("status"))
-    if status != old.get("status"):
-        created = float(old.get("created_at") or 0)
-        for name in STATUSES:
-            if name != status:
-                pipe.zrem(keys.tickets_by_status(name), ref)
-        pipe.zadd(keys.tickets_by_status(status), {ref: created})
-    if status == OPEN and fields.get("due_at") is not None:
-        pipe.zadd(keys.TICKETS_DUE, {ref: float(fields["due_at"])})
-    elif status != OPEN:
-        pipe.zrem(keys.TICKETS_DUE, ref)
-    if status == PENDING and fields.get("pending_since") is not None:
-        pipe.zadd(keys.TICKETS_PENDING, {ref: float(fields["pending_since"])})
-    elif status != PENDING:
-        pipe.zrem(keys.TICKETS_PENDING, ref)
 
 
 Change = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+Extra = Callable[[Pipeline, dict[str, Any]], None]
 
 
-async def _transition(rt: Runtime, ref: str, change: Change,
-                      extra: Callable[[Pipeline, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+async def _transition(rt: Runtime, ref: str, change: Change, extra: Extra | None = None) -> dict[str, Any]:
     """Read the ticket, let `change` decide the new fields (None: nothing to do), write them
-    with `extra`'s commands in one transaction; retried when someone else changed it meanwhile."""
-    key = keys.ticket(ref)
-    async with rt.redis.pipeline(transaction=True) as pipe:
-        while True:
-            try:
-                await pipe.watch(key)
-                ticket = await load_ticket(rt.redis, ref)  # read on any connection: WATCH still guards it
-                if ticket is None:
-                    await pipe.reset()
-                    raise TicketError(404, "no such ticket")
-                fields = change(ticket)
-                if fields is None:
-                    await pipe.reset()
-                    return ticket
-                pipe.multi()
-                _apply(pipe, ref, ticket, fields)
-                if fields.get("status") == SOLVED and ticket.get("status") != SOLVED:
-                    rollups.ticket_solved_on(pipe, rt, ref, ticket, float(fields.get("solved_at") or rt.clock()))
-                if extra is not None:
-                    extra(pipe, {**ticket, **fields})
-                bus_publish(pipe, keys.TICKETS_CHANNEL, msgpack.packb({"type": "ticket", "ref": ref}))
-                await pipe.execute()
-                return {**ticket, **fields}
-            except WatchError:
-                continue
+    with `extra`'s commands in one transaction of the ticket's slot, then finish the change;
+    retried when someone else changed it meanwhile."""
+    after: list[dict[str, Any]] = []
+    now = rt.clock()
+
+    async def decide(ticket: dict[str, Any], _: Pipeline) -> Callable[[Pipeline], None] | None:
+        after.clear()
+        fields = change(ticket)
+        if fields is None:
+            return None
+        merged = {**ticket, **fields}
+        after.append(merged)
+
+        def write(pipe: Pipeline) -> None:
+            _apply(pipe, ref, fields)
+            if fields.get("status") == SOLVED and ticket.get("status") != SOLVED:
+                event = rollups.ticket_solved(rt, ref, ticket, float(fields.get("solved_at") or now))
+                tickets.queue_follow_up(pipe, ref, {"rollup": event.packed(rt)})
+            if extra is not None:
+                extra(pipe, merged)
+        return write
+
+    ticket = await tickets.change_ticket(rt.redis, ref, decide, now)
+    if ticket is None:
+        raise TicketError(404, "no such ticket")
+    return after[0] if after else ticket
 
 
 def _customer_wrote(config: DeskConfig, ticket: dict[str, Any], now: float) -> dict[str, Any]:
@@ -115,34 +100,37 @@ def _customer_wrote(config: DeskConfig, ticket: dict[str, Any], now: float) -> d
 async def add_customer_mail(rt: Runtime, ref: str, fingerprint: str, entry: dict[str, Any], ttl: int,
                             files: dict[str, bytes] | None = None) -> str:
     """Add a customer's mail to the thread, once per fingerprint, and (unless a machine sent
-    it) put the ticket back on our side, all in one transaction. Returns "stored",
-    "duplicate:<ref>" (this mail was stored before, there) or "gone" (purged meanwhile)."""
-    seen_key, key = keys.mail_in(fingerprint), keys.ticket(ref)
+    it) put the ticket back on our side, in one transaction of the ticket's slot that also
+    remembers the fingerprint (keys.ticket_mails_in); the global mark (keys.mail_in) follows,
+    so a mail delivered again after a crash between the two is still stored once. Returns
+    "stored", "duplicate:<ref>" (this mail was stored before, there) or "gone" (purged)."""
+    seen_key = keys.mail_in(fingerprint)
+    seen = await rt.redis.get(seen_key)
+    if seen:
+        return f"duplicate:{seen.decode()}"
     now = rt.clock()
-    async with rt.redis.pipeline(transaction=True) as pipe:
-        while True:
-            try:
-                await pipe.watch(key, seen_key)
-                seen = await pipe.get(seen_key)
-                if seen:
-                    await pipe.reset()
-                    return f"duplicate:{seen.decode()}"
-                ticket = await load_ticket(rt.redis, ref)
-                if ticket is None:
-                    await pipe.reset()
-                    return "gone"
-                fields = {"updated_at": now} if entry.get("automatic") else _customer_wrote(rt.config, ticket, now)
-                pipe.multi()
-                _apply(pipe, ref, ticket, fields)
-                pipe.set(seen_key, ref, ex=ttl)
-                pipe.rpush(keys.ticket_thread(ref), msgpack.packb(entry))
-                if files:
-                    pipe.hset(keys.ticket_files(ref), mapping=files)
-                bus_publish(pipe, keys.TICKETS_CHANNEL, msgpack.packb({"type": "ticket", "ref": ref}))
-                await pipe.execute()
-                return "stored"
-            except WatchError:
-                continue
+    duplicate: list[bool] = []
+
+    async def decide(ticket: dict[str, Any], pipe: Pipeline) -> Callable[[Pipeline], None] | None:
+        duplicate.clear()
+        if await rt.redis.hexists(keys.ticket_mails_in(ref), fingerprint):  # WATCHed: still true at EXEC
+            duplicate.append(True)
+            return None
+        fields = {"updated_at": now} if entry.get("automatic") else _customer_wrote(rt.config, ticket, now)
+
+        def write(pipe: Pipeline) -> None:
+            _apply(pipe, ref, fields)
+            pipe.hset(keys.ticket_mails_in(ref), fingerprint, repr(now))
+            pipe.rpush(keys.ticket_thread(ref), msgpack.packb(entry))
+            if files:
+                pipe.hset(keys.ticket_files(ref), mapping=files)
+        return write
+
+    ticket = await tickets.change_ticket(rt.redis, ref, decide, now, watch=(keys.ticket_mails_in(ref),))
+    if ticket is None:
+        return "gone"
+    await rt.redis.set(seen_key, ref, ex=ttl)
+    return f"duplicate:{ref}" if duplicate else "stored"
 
 
 async def add_customer_message(rt: Runtime, ref: str, text: str, kind: str) -> dict[str, Any]:
@@ -243,9 +231,9 @@ async def reply(rt: Runtime, ref: str, author: dict[str, str], text: str, intern
         pipe.rpush(keys.ticket_thread(ref), msgpack.packb(entry))
         if mail is not None:
             outbox.queue_mail(pipe, mail, now)
-            outbox.notify(pipe)
         if answered:  # counted in the reports with the reply itself, once
-            rollups.ticket_response_on(pipe, rt, ref, token, answered[0], author["username"], now)
+            event = rollups.ticket_response(rt, ref, token, answered[0], author["username"], now)
+            tickets.queue_follow_up(pipe, ref, {"rollup": event.packed(rt)})
 
     await _transition(rt, ref, change, extra)
     return entry
@@ -298,7 +286,6 @@ async def solve_stale_pending(rt: Runtime) -> list[str]:
         def extra(pipe: Pipeline, _: dict[str, Any]) -> None:
             if mail is not None:
                 outbox.queue_mail(pipe, mail, now)
-                outbox.notify(pipe)
 
         after = await _transition(rt, ref, change, extra)
         if after.get("status") == SOLVED:

@@ -76,5 +76,6 @@ async def erase_email(redis: Redis, address: str, maildir: Path | None = None) -
     report.mails = mails
     report.mail_files = await purge_maildir(maildir, refs=frozenset(report.tickets), addresses=frozenset({email}))
     if not report.still_open:
-        await redis.delete(keys.chats_by_email(digest), keys.tickets_by_email(digest))
+        await redis.delete(keys.chats_by_email(digest))  # two slots of a cluster: two commands
+        await redis.delete(keys.tickets_by_email(digest))
     return report

@@ -1,5 +1,7 @@
-"""The mail outbox in Redis: mail is queued in the same transaction as the ticket that makes
-it, and drained by every worker (and `livechat serve`) with retries and back-off.
+"""The mail outbox in Redis: a mail is stored in the same transaction as the ticket change that
+makes it (in the ticket's slot), put in the outbox's queue right after (transcripts.tickets.
+finish; the repair sweep after a crash), and drained by every worker (and `livechat serve`)
+with retries and back-off.
 
 An SMTP outage delays mail, never loses it. Delivery is exactly once in normal operation:
 a mail is *claimed* atomically (a Lua script moves its score to now + LEASE only if it is
@@ -53,35 +55,20 @@ for _, id in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], id) end
 return due
 """
 
-# KEYS[1] outbox zset, KEYS[2] mail hash; ARGV id, error, now, base, cap -> next attempt time
-RESCHEDULE_SCRIPT = """
-if redis.call('EXISTS', KEYS[2]) == 0 then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  return false
-end
-local n = redis.call('HINCRBY', KEYS[2], 'attempts', 1)
-redis.call('HSET', KEYS[2], 'last_error', ARGV[2], 'last_attempt', ARGV[3])
-local delay = math.min(tonumber(ARGV[5]), tonumber(ARGV[4]) * 2 ^ (n - 1))
-local due = tonumber(ARGV[3]) + delay
-redis.call('ZADD', KEYS[1], 'XX', tostring(due), ARGV[1])
-return tostring(due)
+# KEYS[1] mail hash; ARGV error, now -> attempts so far (0: the mail is gone)
+FAILED_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local n = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'last_error', ARGV[1], 'last_attempt', ARGV[2])
+if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'failed_at', ARGV[2]) end
+return n
 """
-
-
-# KEYS[1] outbox zset, KEYS[2] failed zset, KEYS[3] mail hash; ARGV id, error, now -> 1 if recorded
-GIVE_UP_SCRIPT = """
-redis.call('ZREM', KEYS[1], ARGV[1])
-if redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
-redis.call('HINCRBY', KEYS[3], 'attempts', 1)
-redis.call('HSET', KEYS[3], 'last_error', ARGV[2], 'last_attempt', ARGV[3], 'failed_at', ARGV[3])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-return 1
-"""
-
 
 def queue_mail(pipe: Pipeline, mail: OutgoingMail, now: float) -> None:
-    """Add the commands that queue one mail to a pipeline, so a caller's MULTI/EXEC holds the
-    mail together with whatever made it (a ticket)."""
+    """Add the commands that store one mail to a ticket's transaction (MULTI on the ticket's
+    slot: the mail hash, the ticket's list of mails, and the follow-up that puts it in the
+    outbox's queue, which lives in another slot). The caller finishes the change
+    (transcripts.tickets.finish), which queues it; after a crash the repair sweep does."""
     pipe.hset(
         keys.outbox_mail(mail.mail_id),
         mapping={
@@ -96,32 +83,32 @@ def queue_mail(pipe: Pipeline, mail: OutgoingMail, now: float) -> None:
             "created_at": repr(now),
         },
     )
-    pipe.zadd(keys.OUTBOX, {mail.mail_id: now})
+    pipe.sadd(keys.ticket_mails(mail.ref), mail.mail_id)
+    pipe.rpush(keys.ticket_todo(mail.ref), msgpack.packb({"mail": mail.mail_id, "at": now}))
 
 
-def notify(pipe: Pipeline) -> None:
-    """Wake the outbox workers (added to the same transaction as the mails)."""
-    bus_publish(pipe, keys.OUTBOX_CHANNEL, b"queued")
-
-
-async def enqueue(redis: Redis, mails: list[OutgoingMail], now: float) -> None:
-    """Queue mails on their own (tickets queue theirs inside the ticket's transaction)."""
-    async with redis.pipeline(transaction=True) as pipe:
-        for mail in mails:
-            queue_mail(pipe, mail, now)
-        notify(pipe)
-        await pipe.execute()
+async def put_in_queue(redis: Redis, mail_id: str, at: float) -> None:
+    """A stored mail's place in the outbox's queue (its own slot), and the workers woken.
+    Idempotent: a mail already queued keeps its next attempt; one delivered meanwhile (its hash
+    gone) is dropped by the worker that claims it."""
+    await redis.zadd(keys.OUTBOX, {mail_id: at}, nx=True)
+    await bus_publish(redis, keys.OUTBOX_CHANNEL, b"queued")
 
 
 async def delete_mails(redis: Redis, mail_ids: list[str]) -> int:
-    """Remove queued (or failed) mails (erasure, retention); returns how many there were."""
+    """Remove queued (or failed) mails (erasure, retention); returns how many there were.
+    The mails themselves go first: a crash before the queues are cleaned leaves ids whose
+    mail is gone, which the worker drops, never a mail that nothing lists."""
     if not mail_ids:
         return 0
+    async with redis.pipeline(transaction=False) as pipe:
+        for mail_id in mail_ids:
+            pipe.delete(keys.outbox_mail(mail_id))
+            pipe.srem(keys.ticket_mails(mail_id.partition(".")[0]), mail_id)
+        await pipe.execute()
     async with redis.pipeline(transaction=True) as pipe:
         pipe.zrem(keys.OUTBOX, *mail_ids)
         pipe.zrem(keys.OUTBOX_FAILED, *mail_ids)
-        for mail_id in mail_ids:
-            pipe.delete(keys.outbox_mail(mail_id))
         result = await pipe.execute()
     return int(result[0]) + int(result[1])
 
@@ -157,28 +144,41 @@ class Outbox:
     def __init__(self, redis: Redis):
         self.redis = redis
         self.claim_script = redis.register_script(CLAIM_SCRIPT)
-        self.reschedule_script = redis.register_script(RESCHEDULE_SCRIPT)
-        self.give_up_script = redis.register_script(GIVE_UP_SCRIPT)
+        self.failed_script = redis.register_script(FAILED_SCRIPT)
 
     async def claim(self, now: float, lease: float = LEASE, limit: int = BATCH) -> list[str]:
         ids = await self.claim_script(keys=[keys.OUTBOX], args=[repr(now), repr(now + lease), limit])
         return [i.decode() for i in ids]
 
     async def delivered(self, mail_id: str) -> None:
+        """The mail (its slot: the ticket's) first, then its queue entry: a crash between
+        leaves an id whose mail is gone, dropped by the next claim, never a second send."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(keys.OUTBOX, mail_id)
             pipe.delete(keys.outbox_mail(mail_id))
+            pipe.srem(keys.ticket_mails(mail_id.partition(".")[0]), mail_id)
             await pipe.execute()
+        await self.redis.zrem(keys.OUTBOX, mail_id)
 
     async def failed(self, mail_id: str, error: str, now: float, base: float, cap: float) -> float | None:
-        due = await self.reschedule_script(
-            keys=[keys.OUTBOX, keys.outbox_mail(mail_id)], args=[mail_id, error[:500], repr(now), repr(base), repr(cap)]
-        )
-        return float(due) if due else None
+        """Count the attempt on the mail, then move its next attempt in the queue (a crash
+        between leaves the claim's lease, so it is tried again when the lease ends)."""
+        attempts = int(await self.failed_script(keys=[keys.outbox_mail(mail_id)], args=[error[:500], repr(now), "0"]))
+        if not attempts:
+            await self.redis.zrem(keys.OUTBOX, mail_id)
+            return None
+        due = now + min(cap, base * 2 ** (attempts - 1))
+        await self.redis.zadd(keys.OUTBOX, {mail_id: due}, xx=True)
+        return due
 
     async def gave_up(self, mail_id: str, error: str, now: float) -> None:
-        await self.give_up_script(keys=[keys.OUTBOX, keys.OUTBOX_FAILED, keys.outbox_mail(mail_id)],
-                                  args=[mail_id, error[:500], repr(now)])
+        """Record the failure on the mail, then move it from the queue to the failed list in one
+        step of the outbox's slot (a crash between: tried once more when the lease ends)."""
+        recorded = int(await self.failed_script(keys=[keys.outbox_mail(mail_id)], args=[error[:500], repr(now), "1"]))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(keys.OUTBOX, mail_id)
+            if recorded:
+                pipe.zadd(keys.OUTBOX_FAILED, {mail_id: now})
+            await pipe.execute()
 
 
 def _outbox(rt: Runtime) -> Outbox:

@@ -23,13 +23,13 @@ from starlette.routing import Route
 from chat import frames, keys, windows
 from chat.identity import IdentityError, verify
 from chat.runtime import Runtime
-from transcripts import desk, outbox
+from transcripts import desk
 from transcripts.contact import email_hash, is_mailable, normalize_email
 from transcripts.customer import public_messages, request_allowed
 from transcripts.customer_link import page_link, promise
 from transcripts.mailer import page_link_mail
 from transcripts.refs import normalize_ref
-from transcripts.tickets import _confirmation_allowed, load_ticket
+from transcripts.tickets import _confirmation_allowed, add_mails, load_ticket
 
 HEADERS = {"Access-Control-Allow-Origin": "*", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 MAX_BODY = 32 * 1024
@@ -86,10 +86,7 @@ async def ticket_link(request: Request) -> Response:
         token = secrets.token_hex(6)
         mail = await asyncio.to_thread(page_link_mail, ticket, token, rt.settings, page_link(rt, ticket),
                                        promise(rt.config, ticket))
-        async with rt.redis.pipeline(transaction=True) as pipe:
-            outbox.queue_mail(pipe, mail, rt.clock())
-            outbox.notify(pipe)
-            await pipe.execute()
+        await add_mails(rt.redis, ticket["ref"], [mail], rt.clock())
     return JSONResponse({"message": NEUTRAL[lang]}, 202, headers=HEADERS)
 
 
