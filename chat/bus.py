@@ -264,6 +264,9 @@ def make_bus(redis: Redis | RedisCluster) -> "Bus | ShardedBus":
     return ShardedBus(redis) if isinstance(redis, RedisCluster) else Bus(redis)
 
 
+TOPOLOGY_CHECK = 2.0  # seconds between comparisons of the sharded subscriptions with the slot map
+
+
 class ShardedBus:
     """The bus on a Redis Cluster: sharded pub/sub, one connection per master that owns a
     slot in use. Any trouble on any connection (a node gone, a slot moved: Redis then ends
@@ -280,6 +283,7 @@ class ShardedBus:
         self._open_lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
         self._broken = asyncio.Event()
+        self._placed: dict[str, str] = {}  # channel -> the node it is subscribed on
         self.connected = asyncio.Event()
 
     async def start(self) -> None:
@@ -329,7 +333,9 @@ class ShardedBus:
         if not self.connected.is_set():
             return  # rebuilding: the new connections subscribe every channel, then listeners resync
         try:
-            link = await self._link_for(self._node_for(channel))
+            node = self._node_for(channel)
+            link = await self._link_for(node)
+            self._placed[channel] = node.name
             await link.send("SSUBSCRIBE", channel)
             await asyncio.wait_for(asyncio.shield(waiter), 5)
         except (*LOST, asyncio.TimeoutError):
@@ -344,6 +350,7 @@ class ShardedBus:
             return
         del self._handlers[channel]
         self._confirmed.pop(channel, None)
+        self._placed.pop(channel, None)
         if self.connected.is_set():
             link = self._links.get(self._node_for(channel).name)
             if link is not None:
@@ -414,11 +421,31 @@ class ShardedBus:
         for link in links.values():
             await link.close()
 
+    async def _moved(self) -> bool:
+        """Whether a channel's slot now lives on another node than the one it is subscribed on
+        (a failover or a resharding that Redis did not announce to this connection)."""
+        if not self._placed:
+            return False
+        await self.redis.nodes_manager.initialize()
+        return any(self._node_for(channel).name != node for channel, node in list(self._placed.items()))
+
     async def _watch(self) -> None:
-        """Rebuild every connection after any failure, until it holds."""
+        """Rebuild every connection after any failure, until it holds; and every
+        TOPOLOGY_CHECK seconds compare where each channel is subscribed with the slot map, so
+        that a failover Redis did not announce on this connection is noticed within seconds."""
         backoff = 0.05
         while True:
-            await self._broken.wait()
+            try:
+                await asyncio.wait_for(self._broken.wait(), TOPOLOGY_CHECK)
+            except asyncio.TimeoutError:
+                try:
+                    if self.connected.is_set() and await self._moved():
+                        log.warning("sharded pub/sub: a slot moved to another node; rebuilding")
+                        self._lost()
+                except (*LOST, RedisError) as exc:
+                    log.warning("sharded pub/sub: slot map unreadable (%s); rebuilding", type(exc).__name__)
+                    self._lost()
+                continue
             self._broken.clear()
             await self._close_links()
             try:
@@ -434,6 +461,7 @@ class ShardedBus:
                     if future is None or future.done():
                         self._confirmed[channel] = asyncio.get_running_loop().create_future()
                 self.connected.set()
+                self._placed = {channel: name for name, channels in by_node.items() for channel in channels}
                 for name, channels in by_node.items():
                     link = await self._link_for(nodes[name])
                     by_slot: dict[int, list[str]] = {}
