@@ -329,3 +329,9 @@ def test_next_response_targets_apply_after_the_first_answer():
     config = parse_config(OFFICE.replace('first_response = "2h"', 'first_response = "2h"\nnext_response = "1h"'))
     start = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc).timestamp()
     assert due_at(config, {"plan": "visionary"}, start, True) == start + 3600
+
+
+def test_the_ticket_json_carries_no_store_bookkeeping(desk, lang):
+    """GET /api/tickets/{ref} shows the ticket, not the store's revision or mail fingerprints."""
+    ticket = desk.ticket(desk.new_ticket(f"zed-{lang}@example.org"))
+    assert not {"rev", "mail_fingerprint", "fingerprint_ttl"} & set(ticket)

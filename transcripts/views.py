@@ -75,7 +75,11 @@ async def _session(request: Request) -> Session | Response:
     return session
 
 
+INTERNAL_FIELDS = ("rev", "mail_fingerprint", "fingerprint_ttl")  # the store's bookkeeping, not the ticket's
+
+
 def _detail(ticket: dict[str, Any], now: float) -> dict[str, Any]:
+    ticket = {k: v for k, v in ticket.items() if k not in INTERNAL_FIELDS}
     return {**ticket, "breached": breached(ticket, now), "messages": desk.messages(ticket)}
 
 
