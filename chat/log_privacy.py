@@ -115,3 +115,24 @@ def install() -> None:
 
     record_factory.scrubs_addresses = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(record_factory)
+
+
+# The WebSocket protocol's debug trace: every header ("< cookie: lc_session=…") and every frame
+# ("< TEXT '{"type": "message", "text": …}'") of every socket. A session cookie is a
+# credential and a message is what a customer wrote: neither belongs in a log, whatever level.
+_WIRE_TRACE = ("< ", "> ", "= ", "% ", "x ", "! ", "? ")
+_WIRE_LOGGERS = ("uvicorn.error", "websockets", "websockets.server", "websockets.protocol", "websockets.client")
+
+
+class _NoWireTrace(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG or not str(record.msg).startswith(_WIRE_TRACE)
+
+
+def drop_wire_traces() -> None:
+    """Keep the WebSocket library's header and frame trace out of every log (call once the
+    server's logging is configured: uvicorn sets its loggers up when its Config is made)."""
+    for name in _WIRE_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoWireTrace) for f in logger.filters):
+            logger.addFilter(_NoWireTrace())

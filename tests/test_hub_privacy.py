@@ -66,3 +66,28 @@ async def test_no_log_line_names_a_forwarded_client_address(debug_hub, rds, lang
     log = await eventually(lambda: (text := debug_hub.log_tail(10**7)).count(ACCEPTED) > before and text,
                            message="the hub to log the visitor socket")
     assert address not in log
+
+
+async def test_no_log_line_carries_a_session_cookie_or_chat_text(debug_hub, rds, lang):
+    """Even at debug level the log holds neither an agent's session cookie nor what visitors write."""
+    username = f"c-{lang}"
+    await create_agent(rds, username, [lang])
+    login = await post_login(debug_hub.base_url, username, PASSWORD)
+    cookie = login.cookies()["lc_session"].split(";", 1)[0]
+    sam = Client(await websockets.connect(debug_hub.ws_url + "/ws/agent", ping_interval=None,
+                                          additional_headers={"Cookie": cookie}))
+    await sam.expect("welcome")
+    await sam.send(type="status", status="online")
+    await sam.expect("status", status="online")
+    ada = Client(await websockets.connect(debug_hub.ws_url + "/ws/visitor", ping_interval=None))
+    await ada.send(type="hello", lang=lang)
+    chat_id = (await ada.expect("welcome"))["chat_id"]
+    await sam.expect("assigned", chat_id=chat_id)
+    secret_text = f"my account number is {lang}-7731"
+    await ada.send(type="message", text=secret_text, client_id="m1")
+    await sam.expect("message", chat_id=chat_id, client_id="m1")
+    await ada.send(type="leave")
+    await sam.expect("closed", chat_id=chat_id)
+    await asyncio.gather(ada.close(), sam.close())
+    log = debug_hub.log_tail(10**7)
+    assert cookie.split("=", 1)[1] not in log and secret_text not in log

@@ -9,6 +9,7 @@ import os
 import secrets
 import signal
 
+from chat import log_privacy
 from chat.commands.access import RedisHandle, check_mail, ensure_schema, load
 from chat.rlimits import raise_open_files
 from chat.settings import Settings
@@ -127,5 +128,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
             access_log=False,
             backlog=4096,
         )
+        log_privacy.drop_wire_traces()  # uvicorn's Config has set up its loggers by now
         _server_class()(server_config).run()
     return 0
