@@ -80,7 +80,9 @@ class AgentConnection(Connection):
         previous = agents.get(account.username, {}).get("status")
         # A new demo user should see chats arrive without looking for the status toggle.
         self.status = previous if previous in ("online", "away") else ("online" if rt.demo else "away")
+        self.hub.agents_changed()  # until written, this hub reads profiles from Redis again
         await write_agent(rt.redis, account.username, {**account.profile(), "status": self.status})
+        self.hub.agents_changed()  # this hub at once; the others when the announcement reaches them
         await rt.redis.zadd(keys.AGENTS_SEEN, {account.username: rt.clock()})
         if self.status == "online":
             await rollups.agent_online(rt, account.username, rt.clock())
@@ -330,10 +332,12 @@ class AgentConnection(Connection):
 
     async def _set_status(self, status: str) -> None:
         rt = self.rt
+        self.hub.agents_changed()  # until written, this hub reads profiles from Redis again
         agents = await read_agents(rt.redis)
         profile = agents.get(self.account.username) or self.account.profile()
         profile["status"] = status
         await write_agent(rt.redis, self.account.username, profile)
+        self.hub.agents_changed()
         self.status = status
         if status == "online":
             await rollups.agent_online(rt, self.account.username, rt.clock())
