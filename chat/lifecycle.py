@@ -12,8 +12,8 @@ from redis.exceptions import NoScriptError
 
 from chat import keys, rollups, stats, timers
 from chat.store import is_cluster, publish as bus_publish
-from chat.chats import create_chat_on, load_chat, update_chat
-from chat.queue import AgentSkills, topic_key
+from chat.chats import create_chat_on, decode_chat, load_chat, update_chat
+from chat.queue import AgentSkills, NotHolder, topic_key
 from chat.runtime import Runtime
 
 log = logging.getLogger("livechat.lifecycle")
@@ -160,13 +160,26 @@ async def close_and_claim(rt: Runtime, chat_id: str, agent: AgentSkills) -> tupl
 
 async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None,
                  claim_for: AgentSkills | None, holder: str = "") -> tuple[bool, str | None]:
-    chat = await load_chat(rt.redis, chat_id)
+    async with rt.redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.chat(chat_id))
+        if holder:
+            # Taken out of routing only if this agent holds it, in one script and in the same
+            # round trip as the read: the socket's own list of chats may be stale. (A closed
+            # chat has no route left to take.) The rest of the close below finds the route gone.
+            rt.queue.remove_on(pipe, chat_id, holder)
+        found = await pipe.execute(raise_on_error=False)
+    if isinstance(found[0], Exception):
+        raise found[0]
+    if holder:
+        if isinstance(found[1], NoScriptError):  # Redis lost its script cache (it restarted)
+            await rt.queue.remove(chat_id, holder)
+        elif isinstance(found[1], Exception):
+            raise found[1]
+        elif found[1] == 0:
+            raise NotHolder(chat_id)
+    chat = decode_chat(found[0])
     if not chat or chat.get("status") == "closed":
         return False, None
-    if holder:
-        # Taken out of routing only if this agent holds it, in one script: the socket's own
-        # list of chats may be stale. The rest of the close below finds the route gone.
-        await rt.queue.remove(chat_id, holder)
     now = rt.clock()
     event: dict[str, Any] = {"type": "closed", "reason": reason}
     if ref:

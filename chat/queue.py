@@ -297,10 +297,12 @@ class Queue:
             raise NotHolder(chat_id)
         return msgpack.unpackb(raw) if raw else None
 
-    def remove_on(self, pipe: Any, chat_id: str) -> None:
+    def remove_on(self, pipe: Any, chat_id: str, holder: str = "") -> None:
         """Queue ``remove`` on a pipeline the caller executes (with raise_on_error=False; a
-        NoScriptError in its place means: call ``remove`` itself, the script was not loaded)."""
-        pipe.execute_command("EVALSHA", self._remove.sha, 2, keys.ROUTE, keys.QUEUE_ALL, chat_id, QUEUE_PREFIX, "", keys.HELD_PREFIX)
+        NoScriptError in its place means: call ``remove`` itself, the script was not loaded).
+        Its result is the last route, None, or 0 when holder does not hold the chat."""
+        pipe.execute_command("EVALSHA", self._remove.sha, 2, keys.ROUTE, keys.QUEUE_ALL, chat_id, QUEUE_PREFIX, holder,
+                             keys.HELD_PREFIX)
 
     async def transfer(self, chat_id: str, to_agent: str, holder: str = "") -> tuple[bool, str]:
         """Hand an active chat to a named agent who is online and has room. With holder, only
