@@ -150,6 +150,9 @@ async def remove_account(redis: Redis, username: str) -> bool:
         pipe.srem(keys.ACCOUNTS, username)
         pipe.hdel(keys.AGENTS, username)
         found, _, _ = await pipe.execute()
+    from chat.queue import agents_changed
+
+    await agents_changed(redis)
     if found:
         await end_sessions(redis, username)
     return bool(found)

@@ -65,7 +65,7 @@ def run(opts) -> int:
             if r:
                 results["idle"] = r
         if "relay" in opts.only:
-            r = attempt("relay", relay.run, "always", opts.relay_rate, "relay")
+            r = attempt("relay", relay.run, "always", opts.relay_rate, "relay", opts.relay_newcomers)
             if r:
                 results["relay"] = r
         if "durability" in opts.only:

@@ -57,7 +57,8 @@ def sent_at(text: Any) -> float | None:
 class Peer:
     """One socket of the load: a visitor (one chat) or an agent (several chats)."""
 
-    __slots__ = ("ws", "role", "chat", "chats", "status", "ready", "assigned", "waiter", "binary", "sio_ready")
+    __slots__ = ("ws", "role", "chat", "chats", "status", "ready", "assigned", "waiter", "binary", "sio_ready",
+                 "t_hello", "t_welcome", "t_queued")
 
     def __init__(self, role: str):
         self.ws: WSClient | None = None
@@ -70,6 +71,7 @@ class Peer:
         self.waiter: asyncio.Future | None = None  # agent: next "assigned"
         self.binary = False
         self.sio_ready = False
+        self.t_hello = self.t_welcome = self.t_queued = 0.0  # visitor: hello sent, welcome and first queued received
 
 
 class LoadClient:
@@ -196,15 +198,34 @@ class LoadClient:
         if delay > 0:
             await asyncio.sleep(delay)
 
-    async def cmd_relay(self, rate: float, start_at: float, warmup: float, seconds: float, drain: float) -> dict[str, Any]:
+    async def _newcomers(self, every: float, start: float, until: float) -> list[Peer]:
+        """New visitors arriving one at a time, every ``every`` seconds from ``start`` until
+        ``until``: what a visitor sees while the desk is busy (hello, welcome, first place in line)."""
+        await self._sleep_until(start)
+        peers: list[Peer] = []
+        while monotonic() < until:
+            try:
+                peers.append(await asyncio.wait_for(self.open_visitor(10_000_000 + len(peers), {"lang": "en"}), 10.0))
+            except Exception as exc:  # noqa: BLE001 - counted and reported
+                self.failures["newcomer " + type(exc).__name__] += 1
+            await asyncio.sleep(every)
+        return peers
+
+    async def cmd_relay(self, rate: float, start_at: float, warmup: float, seconds: float, drain: float,
+                        newcomers: float = 0.0) -> dict[str, Any]:
         """Send at a fixed total rate (this process's share: ``rate`` msg/s) spread over every
         chat in both directions, for warmup + seconds; count what was sent in the window and
-        what of it arrived (until drain seconds after)."""
+        what of it arrived (until drain seconds after). With newcomers (a rate per second),
+        new visitors also arrive during the window, timed from hello to welcome and from
+        welcome to their first place in line."""
         entries = self.entries()
+        arrivals = None
         random.Random(self.worker).shuffle(entries)
         self._reset_window(start_at, warmup, seconds)
         self.mode = "relay"
         await self._sleep_until(start_at)
+        if newcomers > 0:
+            arrivals = asyncio.create_task(self._newcomers(1.0 / newcomers, self.t_rec0, self.t_rec1))
         n = i = 0
         count = len(entries)
         max_burst = 0
@@ -229,7 +250,15 @@ class LoadClient:
             await asyncio.sleep(min(0.01, max(0.002, (n + 1) / rate - (monotonic() - start_at))))
         await asyncio.sleep(drain)
         self.mode = ""
-        return self._result(entries=count, max_burst=max_burst)
+        extra: dict[str, Any] = {}
+        if arrivals is not None:
+            peers = await arrivals
+            self.visitors.extend(peers)
+            welcome = array("d", (p.t_welcome - p.t_hello for p in peers if p.t_welcome))
+            queued = array("d", (p.t_queued - p.t_welcome for p in peers if p.t_queued and p.t_welcome))
+            extra = {"newcomers": len(peers), "welcome_lat": welcome.tobytes(), "queued_lat": queued.tobytes(),
+                     "newcomer_statuses": dict(collections.Counter(p.status for p in peers))}
+        return self._result(entries=count, max_burst=max_burst, **extra)
 
     async def cmd_pingpong(self, window: int, start_at: float, warmup: float, seconds: float, drain: float) -> dict[str, Any]:
         """Rate unbounded but windowed: every visitor starts ``window`` messages; whoever
@@ -305,6 +334,7 @@ class OursClient(LoadClient):
             if frame.get("from") == "agent":
                 self.on_delivery(peer, peer.chat, frame.get("text"))
         elif kind == "welcome":
+            peer.t_welcome = monotonic()
             peer.chat = frame.get("chat_id", "")
             peer.status = frame.get("status", "")
             if peer.status == "active":
@@ -316,6 +346,8 @@ class OursClient(LoadClient):
             peer.assigned = True
         elif kind == "queued":
             peer.status = "queued"
+            if not peer.t_queued:
+                peer.t_queued = monotonic()
         elif kind == "offline":
             peer.status = "offline"
         elif kind == "closed":
@@ -367,6 +399,7 @@ class OursClient(LoadClient):
                  "page": "https://example.org/pricing"}
         if spec.get("topic"):
             hello["topic"] = spec["topic"]
+        peer.t_hello = monotonic()
         self._write(peer, hello)
         await peer.ready
         return peer

@@ -17,13 +17,16 @@ SIZES: dict[str, tuple[object, object, type, str]] = {
     "relay_chats": (10, 5, int, "2/5. chats each agent holds (its max_chats)"),
     "relay_rate": (2_000, 500, float, "2/5. total messages per second, both directions"),
     "relay_seconds": (20.0, 3.0, float, "2/5. measured seconds"),
+    "relay_newcomers": (10.0, 5.0, float, "2. new visitors a second arriving during the relay window, timed hello -> welcome "
+                        "-> first place in line (0 = none)"),
     "durability_rate": (500.0, 250.0, float, "5. total msg/s of the always-vs-everysec comparison: a rate the hub sustains, "
                        "so that it measures fsync, not overload"),
     "ceiling_agents": (150, 50, int, "3. agents in the throughput run (150 x 1 chat: 150 messages in flight, enough "
                       "to saturate one core, with per-socket rates under the hub's flood limits up to ~3,000 msg/s)"),
     "ceiling_chats": (1, 1, int, "3. chats per agent in the throughput run"),
     "ceiling_window": (1, 1, int, "3. messages each chat may have in flight"),
-    "ceiling_seconds": (10.0, 3.0, float, "3. measured seconds per server"),
+    "ceiling_seconds": (10.0, 3.0, float, "3. measured seconds per server and round"),
+    "ceiling_rounds": (3, 1, int, "3. rounds of the pair (ours, bare baseline), alternating: the ratio is their median"),
     "routing_queues": ("100,10000,100000", "100,10000", str, "4. waiting visitors, comma-separated"),
     "routing_sockets": (100, 100, int, "4. waiting visitors that are real sockets at every Q; the rest (Q minus this) are written to Redis"),
     "routing_samples": (200, 30, int, "4. freed slots timed per queue depth"),

@@ -56,6 +56,7 @@ class AgentConnection(Connection):
         self.feeds: dict[str, ChatFeed] = {}
         self.replied: set[str] = set()  # chats this socket wrote in (the first reply is recorded once)
         self.viewing: str | None = None  # the ticket this dashboard has open (ticket_viewing)
+        self._closing: set[str] = set()  # chats this socket's handler is closing
 
     @property
     def hub(self):
@@ -80,7 +81,9 @@ class AgentConnection(Connection):
         previous = agents.get(account.username, {}).get("status")
         # A new demo user should see chats arrive without looking for the status toggle.
         self.status = previous if previous in ("online", "away") else ("online" if rt.demo else "away")
+        self.hub.agents_changed()  # until written, this hub reads profiles from Redis again
         await write_agent(rt.redis, account.username, {**account.profile(), "status": self.status})
+        self.hub.agents_changed()  # this hub at once; the others when the announcement reaches them
         await rt.redis.zadd(keys.AGENTS_SEEN, {account.username: rt.clock()})
         if self.status == "online":
             await rollups.agent_online(rt, account.username, rt.clock())
@@ -93,7 +96,7 @@ class AgentConnection(Connection):
                 entries.append(entry)
         self.send({"type": "welcome", "agent": {**account.profile(), "status": self.status}, "chats": entries})
         for feed in self.feeds.values():
-            feed.resume(catch_up=True)
+            feed.resume(catch_up=False)  # each was read after its subscription (_open_chat)
         await self.welcomed()
         if self.status == "online":
             self.hub.kick_dispatch()
@@ -106,9 +109,11 @@ class AgentConnection(Connection):
         feed = ChatFeed(self.rt.redis, chat_id, 0, lambda f, raw, c=chat_id: self._on_message(c, f, raw),
                         lambda e, c=chat_id: self._on_event(c, e), self.room)
         self.feeds[chat_id] = feed
-        # Subscribing and reading go on together: the feed stays paused, and its catch-up read
-        # after the subscription is confirmed covers anything written in between.
-        _, (chat, history) = await asyncio.gather(self.hub.watch(chat_id, feed), self._read_chat(chat_id))
+        # Subscribed first, then read: anything written after the read comes by pub/sub (the
+        # feed stays paused until the caller resumes it, and drops what the read already
+        # had), so no catch-up read of the log is needed after it.
+        await self.hub.watch(chat_id, feed)
+        chat, history = await self._read_chat(chat_id)
         if not chat or chat.get("status") == "closed":
             await self._drop_chat(chat_id)
             return None
@@ -166,17 +171,18 @@ class AgentConnection(Connection):
                 frame["ref"] = event["ref"]
             self.send(frame)
             feed.close()
-            asyncio.create_task(self._after_close(chat_id, feed))
+            asyncio.create_task(self._after_close(chat_id, feed, kick=chat_id not in self._closing))
 
-    async def _after_close(self, chat_id: str, feed: ChatFeed) -> None:
-        if self.wants_chats():
+    async def _after_close(self, chat_id: str, feed: ChatFeed, kick: bool = True) -> None:
+        if kick and self.wants_chats():
             self.hub.kick_dispatch()
         await self.hub.unwatch(chat_id, feed)
 
     def on_agent_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "assigned":
-            asyncio.create_task(self._assigned(event["chat_id"], event.get("transferred_from")))
+            if event["chat_id"] not in self.feeds:  # else opened already (this hub claimed it)
+                asyncio.create_task(self._assigned(event["chat_id"], event.get("transferred_from")))
         elif kind == "released":
             asyncio.create_task(self._released(event["chat_id"], event.get("to")))
         elif kind == "revoked":  # the account was disabled, removed, or changed role or password
@@ -216,7 +222,7 @@ class AgentConnection(Connection):
             if transferred_from:
                 frame["transferred_from"] = transferred_from
             self.send(frame)
-            self.feeds[chat_id].resume(catch_up=True)
+            self.feeds[chat_id].resume(catch_up=False)  # read after its subscription (_open_chat)
 
     async def _released(self, chat_id: str, to: str | None) -> None:
         if chat_id in self.feeds:
@@ -287,21 +293,28 @@ class AgentConnection(Connection):
         chat_id = self._held(frame)
         resolution = frames.choice_field(frame, "resolution", ("resolved", "unresolved"))
         claimed = None
-        if resolution == "resolved":
-            # The freed slot is filled in the same round trip, when the agent is online.
-            skills = self.skills() if self.status == "online" else None
-            if skills:
-                done, claimed = await lifecycle.close_and_claim(rt, chat_id, skills)
+        self._closing.add(chat_id)  # the slot it frees is this handler's to fill, not the closed event's
+        try:
+            if resolution == "resolved":
+                # The freed slot is filled in the same round trip, when the agent is online.
+                skills = self.skills() if self.status == "online" else None
+                if skills:
+                    done, claimed = await lifecycle.close_and_claim(rt, chat_id, skills)
+                else:
+                    done = await lifecycle.close(rt, chat_id, "resolved", holder=self.account.username)
+                ref = None
             else:
-                done = await lifecycle.close(rt, chat_id, "resolved", holder=self.account.username)
-            ref = None
-        else:
-            ref = await lifecycle.make_ticket(rt, chat_id, "unresolved", holder=self.account.username)
-            done = ref is not None
-        if done:  # the slot is free now: this socket need not wait for the pub/sub echo
-            self._on_event(chat_id, {"type": "closed", "reason": "resolved" if ref is None else "ticket", "ref": ref})
+                ref = await lifecycle.make_ticket(rt, chat_id, "unresolved", holder=self.account.username)
+                done = ref is not None
+            if done:  # the slot is free now: this socket need not wait for the pub/sub echo
+                self._on_event(chat_id, {"type": "closed", "reason": "resolved" if ref is None else "ticket",
+                                         "ref": ref})
+        finally:
+            self._closing.discard(chat_id)
         if claimed:
             await self.hub.assign_claimed(self.account, claimed)
+        elif done and self.wants_chats():
+            self.hub.kick_dispatch()
 
     async def _transfer(self, frame: dict[str, Any]) -> None:
         chat_id = self._held(frame)
@@ -340,10 +353,12 @@ class AgentConnection(Connection):
 
     async def _set_status(self, status: str) -> None:
         rt = self.rt
+        self.hub.agents_changed()  # until written, this hub reads profiles from Redis again
         agents = await read_agents(rt.redis)
         profile = agents.get(self.account.username) or self.account.profile()
         profile["status"] = status
         await write_agent(rt.redis, self.account.username, profile)
+        self.hub.agents_changed()
         self.status = status
         if status == "online":
             await rollups.agent_online(rt, self.account.username, rt.clock())

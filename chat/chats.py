@@ -22,20 +22,28 @@ def token_hash(token: str) -> str:
 
 async def create_chat(redis: Redis, fields: dict[str, Any], resume_ttl: int) -> tuple[str, str]:
     """Store a new chat; return (chat_id, resume token). Only the token's hash is stored."""
-    chat_id, token = new_chat_id(), secrets.token_urlsafe(24)
+    chat_id = new_chat_id()
+    async with redis.pipeline(transaction=False) as pipe:
+        token = create_chat_on(pipe, chat_id, fields, resume_ttl)
+        await pipe.execute()
+    return chat_id, token
+
+
+def create_chat_on(pipe: Any, chat_id: str, fields: dict[str, Any], resume_ttl: int) -> str:
+    """Queue the writes of a new chat on a pipeline the caller executes (with the rest of a
+    hello's writes: one round trip); return its resume token. Only the token's hash is stored."""
+    token = secrets.token_urlsafe(24)
     clean = {k: ("1" if v is True else "0" if v is False else "" if v is None else v) for k, v in fields.items()}
     # The token's hash (never the token) is kept with the chat, so that a chat deleted early
     # (the visitor never wrote: see lifecycle) takes its resume key with it.
     clean["resume_hash"] = token_hash(token)
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hset(keys.chat(chat_id), mapping=clean)
-        pipe.set(keys.resume(clean["resume_hash"]), chat_id, ex=resume_ttl)
-        if fields.get("verified") is True and fields.get("email") and fields.get("plan"):
-            from transcripts.contact import email_hash  # one hashing of addresses for every index
+    pipe.hset(keys.chat(chat_id), mapping=clean)
+    pipe.set(keys.resume(clean["resume_hash"]), chat_id, ex=resume_ttl)
+    if fields.get("verified") is True and fields.get("email") and fields.get("plan"):
+        from transcripts.contact import email_hash  # one hashing of addresses for every index
 
-            pipe.set(keys.plan_by_email(email_hash(fields["email"])), fields["plan"], ex=resume_ttl)
-        await pipe.execute()
-    return chat_id, token
+        pipe.set(keys.plan_by_email(email_hash(fields["email"])), fields["plan"], ex=resume_ttl)
+    return token
 
 
 async def chat_for_resume(redis: Redis, token: str) -> str | None:

@@ -40,6 +40,7 @@ class ChatFeed:
         self._pending: list[tuple[dict[str, Any], bytes]] = []
         self._filling: asyncio.Task | None = None
         self._fill_to = 0
+        self._resync_wanted = False
 
     def push(self, event: dict[str, Any], raw: bytes) -> None:
         """An event from pub/sub (or the sender's own acknowledgement)."""
@@ -63,17 +64,22 @@ class ChatFeed:
         self._start_fill()
 
     def resume(self, catch_up: bool = True) -> None:
-        """Start delivering; with catch_up, first replay everything after last_seq from the log."""
+        """Start delivering; with catch_up (or if pub/sub was lost while paused), first replay
+        everything after last_seq from the log."""
         self.paused = False
-        if catch_up:
+        if catch_up or self._resync_wanted:
+            self._resync_wanted = False
             self._fill_to = max(self._fill_to, self.last_seq + 1)
             self._start_fill()
         else:
             self._flush_pending()
 
     def resync(self) -> None:
-        """After pub/sub was lost: read whatever the log has beyond last_seq."""
-        if not self.paused and not self._filling:
+        """After pub/sub was lost: read whatever the log has beyond last_seq (a paused feed
+        does when it resumes)."""
+        if self.paused:
+            self._resync_wanted = True
+        elif not self._filling:
             self._fill_to = self.last_seq + 1
             self._start_fill()
 

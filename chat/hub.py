@@ -20,7 +20,7 @@ from chat import frames, keys, lifecycle
 from chat.batching import ScriptBatcher
 from chat.cancellation import raise_if_cancelled
 from chat.chatlog import ChatLog
-from chat.queue import read_agents, topic_key
+from chat.queue import decode_agents, read_agents, topic_key
 from chat.bus import Bus
 from chat.runtime import Runtime
 from chat.stats import MessageCounter
@@ -61,6 +61,8 @@ class Hub:
         self._dispatching: asyncio.Task | None = None
         self._dispatch_again = False
         self._resyncing: asyncio.Task | None = None
+        self._profiles: dict[str, dict[str, Any]] | None = None  # agents' routing profiles (agent_profiles)
+        self._profiles_changes = 0
 
     # --- life ------------------------------------------------------------------------
 
@@ -117,6 +119,7 @@ class Hub:
             listener.push(event, data)
 
     def _resync_all(self) -> None:
+        self.agents_changed()  # announcements may have been lost with the connection
         for listeners in self.chat_listeners.values():
             for listener in list(listeners):
                 listener.resync()
@@ -205,9 +208,32 @@ class Hub:
 
     def _on_queue_event(self, channel: str, data: bytes) -> None:
         event = msgpack.unpackb(data)
+        if event.get("agents"):
+            self.agents_changed()
         if event.get("work"):
             self.kick_dispatch()
         self._dirty.set()
+
+    # --- agents' profiles ------------------------------------------------------------
+
+    async def agent_profiles(self) -> dict[str, dict[str, Any]]:
+        """Every agent's routing profile and status, from memory: read from Redis only after a
+        change was announced (chat.queue.AGENTS_CHANGED, by whoever wrote one), after the bus
+        came back (announcements may have been lost meanwhile) and with every heartbeat,
+        instead of on every place-in-line update and every hello. It only answers "can anyone
+        serve this?" and the ETAs: what an agent may take is decided in Redis by the claim."""
+        profiles = self._profiles
+        if profiles is None:
+            changes = self._profiles_changes
+            profiles = await read_agents(self.rt.redis)
+            if changes == self._profiles_changes:  # no change was announced while reading
+                self._profiles = profiles
+        return profiles
+
+    def agents_changed(self) -> None:
+        """Agents' profiles changed (here or on another process): read them again when needed."""
+        self._profiles = None
+        self._profiles_changes += 1
 
     # --- tickets ------------------------------------------------------------------------
 
@@ -283,10 +309,8 @@ class Hub:
         if not self.waiting:
             return
         entries = [(chat_id, next(iter(conns)).lang) for chat_id, conns in self.waiting.items() if conns]
-        positions = await self.queue.positions(entries)
-        agents = await read_agents(self.rt.redis)
-        aht_raw = await self.rt.redis.hget(keys.STATS, "aht")
-        aht = float(aht_raw) if aht_raw else None
+        positions, aht = await self.queue.positions(entries)
+        agents = await self.agent_profiles()
         capacity: dict[str, int] = {}
         for profile in agents.values():
             if profile.get("status") == "online":
@@ -324,7 +348,7 @@ class Hub:
         return False
 
     async def someone_can_serve(self, lang: str, topic: str | None, emergency: bool) -> bool:
-        return self._someone_can_serve(await read_agents(self.rt.redis), lang, topic_key(topic, emergency))
+        return self._someone_can_serve(await self.agent_profiles(), lang, topic_key(topic, emergency))
 
     # --- presence ----------------------------------------------------------------------
 
@@ -342,8 +366,10 @@ class Hub:
     async def heartbeat(self) -> bool:
         """Refresh presence and re-check agent sessions; True if any chat is waiting."""
         now = self.rt.clock()
+        changes = self._profiles_changes
         async with self.rt.redis.pipeline(transaction=False) as pipe:
             pipe.zcard(keys.QUEUE_ALL)
+            pipe.hgetall(keys.AGENTS)  # the agents' profiles, afresh once a beat (a lost announcement costs one beat)
             if self.agents:
                 pipe.zadd(keys.AGENTS_SEEN, {u: now for u in self.agents})
             watched = [c for c, conns in self.visitors.items() if conns and next(iter(conns)).needs_presence()]
@@ -353,6 +379,8 @@ class Hub:
             for conn in agent_conns:
                 pipe.exists(keys.session(conn.session_id))
             results = await pipe.execute()
+        if changes == self._profiles_changes:
+            self._profiles = decode_agents(results[1])
         for conn, alive in zip(agent_conns, results[len(results) - len(agent_conns):]):
             if not alive:
                 conn.cut_off(frames.CLOSE_POLICY, "session ended: log in again")

@@ -11,9 +11,9 @@ import msgpack
 from redis.exceptions import NoScriptError
 
 from chat import keys, rollups, stats, timers
-from chat.store import publish as bus_publish
-from chat.chats import load_chat, update_chat
-from chat.queue import AgentSkills
+from chat.store import is_cluster, publish as bus_publish
+from chat.chats import create_chat_on, decode_chat, load_chat, update_chat
+from chat.queue import AgentSkills, NotHolder, topic_key
 from chat.runtime import Runtime
 
 log = logging.getLogger("livechat.lifecycle")
@@ -40,20 +40,42 @@ async def queue_changed(rt: Runtime, work: bool = False) -> None:
         rt.on_work()
 
 
-async def enqueue(rt: Runtime, chat_id: str, chat: dict[str, str]) -> None:
-    from chat.queue import topic_key
-
-    plan = rt.config.plan(chat.get("plan"))
-    emergency = chat.get("emergency") == "1"
-    arrived = float(chat["arrived_at"])
-    score = float(chat["score"])
-    await rt.queue.enqueue(
-        chat_id, lang=chat["lang"], topic=topic_key(chat.get("topic"), emergency), plan=plan.name,
-        score=score, arrived_at=arrived, emergency=emergency,
-    )
-    await timers.schedule(rt.redis, timers.MAX_WAIT, chat_id, arrived + plan.max_wait)
-    await rollups.chat_queued(rt, chat_id, chat, arrived)
-    await queue_changed(rt, work=True)
+async def open_chat(rt: Runtime, chat_id: str, fields: dict[str, Any], resume_ttl: int) -> str:
+    """Store a new chat (``fields["status"]`` queued or offline) and return its resume token.
+    Everything a hello writes goes in one round trip (and one fsync): the chat and its resume
+    key, the visitor's presence, and either its place in line (with its max-wait deadline,
+    the reports' "offered" and the doorbell for the hubs) or its offline deadline. The
+    caller has subscribed to the chat's channel first, so no event about it can be missed."""
+    now = rt.clock()
+    status = fields["status"]
+    chat = {k: ("1" if v is True else "0" if v is False else str(v)) for k, v in fields.items()}
+    async with rt.redis.pipeline(transaction=False) as pipe:
+        token = create_chat_on(pipe, chat_id, fields, resume_ttl)
+        if is_cluster(rt.redis):  # a cluster pipeline runs every node's part at once: the record goes first
+            await pipe.execute()
+        if status == "queued":
+            plan = rt.config.plan(chat.get("plan"))
+            arrived = float(chat["arrived_at"])
+            route = dict(lang=chat["lang"], topic=topic_key(chat.get("topic"), chat.get("emergency") == "1"),
+                         plan=plan.name, score=float(chat["score"]), arrived_at=arrived,
+                         emergency=chat.get("emergency") == "1", timer=(timers.member(timers.MAX_WAIT, chat_id),
+                                                                         arrived + plan.max_wait), seen=now)
+            rt.queue.enqueue_on(pipe, chat_id, **route)
+            rollups.chat_queued_on(pipe, rt, chat_id, chat, arrived)
+            bus_publish(pipe, keys.QUEUE_CHANNEL, QUEUE_WORK)
+        else:
+            pipe.zadd(keys.VISITORS_SEEN, {chat_id: now})
+            timers.schedule_on(pipe, timers.OFFLINE_IDLE, chat_id, now + rt.config.timing.offline_idle)
+        results = await pipe.execute(raise_on_error=False)
+    for result in results:
+        if isinstance(result, Exception) and not isinstance(result, NoScriptError):
+            raise result
+    if status == "queued":
+        if any(isinstance(result, NoScriptError) for result in results):  # Redis lost its script cache
+            await rt.queue.enqueue(chat_id, **route)
+            await bus_publish(rt.redis, keys.QUEUE_CHANNEL, QUEUE_WORK)
+        rt.on_work()  # this process's agents are offered it directly (see queue_changed)
+    return token
 
 
 async def go_offline(rt: Runtime, chat_id: str, reason: str) -> None:
@@ -138,13 +160,26 @@ async def close_and_claim(rt: Runtime, chat_id: str, agent: AgentSkills) -> tupl
 
 async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None,
                  claim_for: AgentSkills | None, holder: str = "") -> tuple[bool, str | None]:
-    chat = await load_chat(rt.redis, chat_id)
+    async with rt.redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.chat(chat_id))
+        if holder:
+            # Taken out of routing only if this agent holds it, in one script and in the same
+            # round trip as the read: the socket's own list of chats may be stale. (A closed
+            # chat has no route left to take.) The rest of the close below finds the route gone.
+            rt.queue.remove_on(pipe, chat_id, holder)
+        found = await pipe.execute(raise_on_error=False)
+    if isinstance(found[0], Exception):
+        raise found[0]
+    if holder:
+        if isinstance(found[1], NoScriptError):  # Redis lost its script cache (it restarted)
+            await rt.queue.remove(chat_id, holder)
+        elif isinstance(found[1], Exception):
+            raise found[1]
+        elif found[1] == 0:
+            raise NotHolder(chat_id)
+    chat = decode_chat(found[0])
     if not chat or chat.get("status") == "closed":
         return False, None
-    if holder:
-        # Taken out of routing only if this agent holds it, in one script: the socket's own
-        # list of chats may be stale. The rest of the close below finds the route gone.
-        await rt.queue.remove(chat_id, holder)
     now = rt.clock()
     event: dict[str, Any] = {"type": "closed", "reason": reason}
     if ref:

@@ -14,12 +14,16 @@ from typing import Any, Iterable
 
 import msgpack
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from chat import keys
+from chat.store import publish
 
 NO_TOPIC = "_"
 EMERGENCY_TOPIC = "emergency"
 QUEUE_PREFIX = keys.queue("").rstrip(":")
+# On the queue channel: agents' profiles changed (every hub reads them again).
+AGENTS_CHANGED = msgpack.packb({"type": "changed", "agents": True})
 
 # KEYS: AGENTS, agent_chats(u), ROUTE, QUEUE_ALL, candidate queues...
 # ARGV: username, now, queue prefix
@@ -52,6 +56,20 @@ bestroute['not'] = nil
 redis.call('HSET', KEYS[3], best, cmsgpack.pack(bestroute))
 redis.call('SADD', KEYS[2], best)
 return best
+"""
+
+# KEYS: ROUTE, QUEUE_ALL, queue(lang), queue(lang, topic), TIMERS, VISITORS_SEEN
+# ARGV: chat_id, msgpack route, score, timer entry ('' for none), its deadline, the visitor's
+# presence time ('' for none). One atomic step: a claim never sees a route without its queue
+# entries nor the other way round.
+ENQUEUE_SCRIPT = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
+if ARGV[4] ~= '' then redis.call('ZADD', KEYS[5], ARGV[5], ARGV[4]) end
+if ARGV[6] ~= '' then redis.call('ZADD', KEYS[6], ARGV[6], ARGV[1]) end
+return 1
 """
 
 # KEYS: one language's queue; ARGV: chat ids. 1-based places, 0 for a chat not in that line.
@@ -210,17 +228,36 @@ class Queue:
         self._agent_gone = redis.register_script(AGENT_GONE_SCRIPT)
         self._rescore = redis.register_script(RESCORE_SCRIPT)
         self._ranks = redis.register_script(RANKS_SCRIPT)
+        self._enqueue = redis.register_script(ENQUEUE_SCRIPT)
 
     async def enqueue(self, chat_id: str, *, lang: str, topic: str, plan: str, score: float,
-                      arrived_at: float, emergency: bool) -> None:
+                      arrived_at: float, emergency: bool, timer: tuple[str, float] | None = None,
+                      seen: float | None = None) -> None:
+        """Put a chat in line (its route and its three queue entries, in one atomic step);
+        with timer, also schedule that (TIMERS entry, deadline); with seen, mark its visitor
+        present at that time."""
+        script_keys, args = self._enqueue_call(chat_id, lang, topic, plan, score, arrived_at, emergency, timer, seen)
+        await self._enqueue(keys=script_keys, args=args)
+
+    def enqueue_on(self, pipe: Any, chat_id: str, *, lang: str, topic: str, plan: str, score: float,
+                   arrived_at: float, emergency: bool, timer: tuple[str, float] | None = None,
+                   seen: float | None = None) -> None:
+        """Queue ``enqueue`` on a pipeline the caller executes (with raise_on_error=False; a
+        NoScriptError in its place means: call ``enqueue`` itself, the script was not loaded)."""
+        script_keys, args = self._enqueue_call(chat_id, lang, topic, plan, score, arrived_at, emergency, timer, seen)
+        pipe.execute_command("EVALSHA", self._enqueue.sha, len(script_keys), *script_keys, *args)
+
+    @staticmethod
+    def _enqueue_call(chat_id: str, lang: str, topic: str, plan: str, score: float, arrived_at: float,
+                      emergency: bool, timer: tuple[str, float] | None,
+                      seen: float | None) -> tuple[list[str], list[Any]]:
         route = {"lang": lang, "topic": topic, "plan": plan, "score": score, "arrived_at": arrived_at,
                  "state": "queued", "emergency": emergency}
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.ROUTE, chat_id, msgpack.packb(route))
-            pipe.zadd(keys.QUEUE_ALL, {chat_id: score})
-            pipe.zadd(keys.queue(lang), {chat_id: score})
-            pipe.zadd(keys.queue(lang, topic), {chat_id: score})
-            await pipe.execute()
+        script_keys = [keys.ROUTE, keys.QUEUE_ALL, keys.queue(lang), keys.queue(lang, topic), keys.TIMERS,
+                       keys.VISITORS_SEEN]
+        entry, deadline = timer if timer else ("", 0.0)
+        return script_keys, [chat_id, msgpack.packb(route), repr(score), entry, repr(deadline),
+                             "" if seen is None else repr(seen)]
 
     async def claim(self, agent: AgentSkills, now: float) -> str | None:
         """Give the agent its best waiting chat if it is online and has room; None otherwise."""
@@ -260,10 +297,12 @@ class Queue:
             raise NotHolder(chat_id)
         return msgpack.unpackb(raw) if raw else None
 
-    def remove_on(self, pipe: Any, chat_id: str) -> None:
+    def remove_on(self, pipe: Any, chat_id: str, holder: str = "") -> None:
         """Queue ``remove`` on a pipeline the caller executes (with raise_on_error=False; a
-        NoScriptError in its place means: call ``remove`` itself, the script was not loaded)."""
-        pipe.execute_command("EVALSHA", self._remove.sha, 2, keys.ROUTE, keys.QUEUE_ALL, chat_id, QUEUE_PREFIX, "", keys.HELD_PREFIX)
+        NoScriptError in its place means: call ``remove`` itself, the script was not loaded).
+        Its result is the last route, None, or 0 when holder does not hold the chat."""
+        pipe.execute_command("EVALSHA", self._remove.sha, 2, keys.ROUTE, keys.QUEUE_ALL, chat_id, QUEUE_PREFIX, holder,
+                             keys.HELD_PREFIX)
 
     async def transfer(self, chat_id: str, to_agent: str, holder: str = "") -> tuple[bool, str]:
         """Hand an active chat to a named agent who is online and has room. With holder, only
@@ -284,33 +323,60 @@ class Queue:
         )
         if result is None:
             return None
+        await agents_changed(self.redis)  # the script set the agent offline
         return [c.decode() for c in result]
 
     async def route(self, chat_id: str) -> dict[str, Any] | None:
         raw = await self.redis.hget(keys.ROUTE, chat_id)
         return msgpack.unpackb(raw) if raw else None
 
-    async def positions(self, waiting: Iterable[tuple[str, str]]) -> list[int | None]:
+    async def positions(self, waiting: Iterable[tuple[str, str]]) -> tuple[list[int | None], float | None]:
         """1-based places in line among waiting chats of the same language, from sorted-set
-        ranks: one script call per language, however many chats (10,000 waiting sockets
-        would otherwise cost the hub 10,000 commands of client overhead on every update)."""
+        ranks, and the running average handling time (for ETAs): one round trip, one script
+        call per language however many chats (10,000 waiting sockets would otherwise cost the
+        hub 10,000 commands of client overhead on every update)."""
         entries = list(waiting)
         by_lang: dict[str, list[int]] = {}
         for i, (_, lang) in enumerate(entries):
             by_lang.setdefault(lang, []).append(i)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.STATS, "aht")
+            for lang, indexes in by_lang.items():
+                pipe.execute_command("EVALSHA", self._ranks.sha, 1, keys.queue(lang), *(entries[i][0] for i in indexes))
+            results = await pipe.execute(raise_on_error=False)
+        aht_raw, ranks_by_lang = results[0], results[1:]
+        if isinstance(aht_raw, Exception):
+            raise aht_raw
         places: list[int | None] = [None] * len(entries)
-        for lang, indexes in by_lang.items():
-            ranks = await self._ranks(keys=[keys.queue(lang)], args=[entries[i][0] for i in indexes])
+        for (lang, indexes), ranks in zip(by_lang.items(), ranks_by_lang):
+            if isinstance(ranks, NoScriptError):  # Redis lost its script cache (it restarted)
+                ranks = await self._ranks(keys=[keys.queue(lang)], args=[entries[i][0] for i in indexes])
+            elif isinstance(ranks, Exception):
+                raise ranks
             for i, rank in zip(indexes, ranks):
                 places[i] = rank or None
-        return places
+        return places, float(aht_raw) if aht_raw else None
 
 
 async def read_agents(redis: Redis) -> dict[str, dict[str, Any]]:
     """Every known agent's routing profile and status."""
-    raw = await redis.hgetall(keys.AGENTS)
+    return decode_agents(await redis.hgetall(keys.AGENTS))
+
+
+def decode_agents(raw: dict[bytes, bytes]) -> dict[str, dict[str, Any]]:
+    """The AGENTS hash as read (HGETALL): username -> profile."""
     return {k.decode(): msgpack.unpackb(v) for k, v in raw.items()}
 
 
 async def write_agent(redis: Redis, username: str, profile: dict[str, Any]) -> None:
-    await redis.hset(keys.AGENTS, username, msgpack.packb(profile))
+    """Store an agent's routing profile and tell every hub, in the same round trip: hubs keep
+    the profiles in memory (chat/hub.py) and read them again when told."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hset(keys.AGENTS, username, msgpack.packb(profile))
+        publish(pipe, keys.QUEUE_CHANNEL, AGENTS_CHANGED)
+        await pipe.execute()
+
+
+async def agents_changed(redis: Redis) -> None:
+    """Tell every hub that agents' profiles changed (removed, or written by a script)."""
+    await publish(redis, keys.QUEUE_CHANNEL, AGENTS_CHANGED)

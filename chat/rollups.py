@@ -171,9 +171,9 @@ def ticket_dims(ticket: dict[str, Any], agent: str | None = None) -> dict[str, s
     return {**dims, "agent": agent} if agent else dims
 
 
-async def chat_queued(rt: Runtime, chat_id: str, chat: dict[str, Any], now: float) -> None:
-    """A chat asked for an agent (offered)."""
-    await Event("queued", chat_id, chat_dims(chat, "")).count(now, "offered").record(rt)
+def chat_queued_on(pipe: Any, rt: Runtime, chat_id: str, chat: dict[str, Any], now: float) -> None:
+    """A chat asked for an agent (offered); on the caller's pipeline."""
+    Event("queued", chat_id, chat_dims(chat, "")).count(now, "offered").queue_on(pipe, rt)
 
 
 def chat_assigned_on(pipe: Any, rt: Runtime, chat_id: str, chat: dict[str, Any], agent: str, waited: float,

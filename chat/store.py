@@ -17,12 +17,14 @@ from __future__ import annotations
 from typing import Any, Union
 from urllib.parse import urlsplit, urlunsplit
 
+import hiredis
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import DataError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 AnyRedis = Union[Redis, RedisCluster]
@@ -88,7 +90,30 @@ def redis_client(url: str) -> AnyRedis:
         url, max_connections=64, timeout=5, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10,
         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
+    pool.connection_class = packed_in_c(pool.connection_class)
     return Redis(connection_pool=pool)
+
+
+class _HiredisPacking:
+    """Commands packed by hiredis (C) instead of redis-py's asyncio client's Python loop, as
+    redis-py's own synchronous client does when hiredis is installed: the same bytes, about a
+    tenth of the CPU (a reports script call of a hundred arguments: ~70 µs in Python, ~8 µs
+    in C). Every command a hub sends is packed here, so this is a good part of its CPU."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if isinstance(args[0], str):  # "CONFIG GET" and the like: the words go as separate arguments
+            args = tuple(args[0].encode().split()) + args[1:]
+        elif b" " in args[0]:
+            args = tuple(args[0].split()) + args[1:]
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError as exc:  # a value redis-py refuses too (None, a bool)
+            raise DataError(str(exc)) from None
+
+
+def packed_in_c(connection_class: type) -> type:
+    """A connection class of the pool's kind (TCP, unix socket, TLS) that packs with hiredis."""
+    return type(connection_class.__name__, (_HiredisPacking, connection_class), {})
 
 
 def publish(target: Any, channel: str, message: bytes) -> Any:

@@ -3,6 +3,8 @@ and surviving restarts and crashes (a taken deadline is leased, not removed, unt
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis.asyncio import Redis
 
 from chat import keys
@@ -12,21 +14,27 @@ WAIT_CHOICE = "wait_choice"    # the visitor did not answer the offer in time: m
 OFFLINE_IDLE = "offline_idle"  # an offline chat went quiet: make the ticket
 
 
-def _member(kind: str, chat_id: str) -> str:
+def member(kind: str, chat_id: str) -> str:
+    """The TIMERS entry of one deadline of one chat (scripts that schedule it take it as is)."""
     return f"{kind}|{chat_id}"
 
 
 async def schedule(redis: Redis, kind: str, chat_id: str, at: float) -> None:
-    await redis.zadd(keys.TIMERS, {_member(kind, chat_id): at})
+    await schedule_on(redis, kind, chat_id, at)
+
+
+def schedule_on(target: Any, kind: str, chat_id: str, at: float) -> Any:
+    """``schedule`` on a client (awaitable) or on a pipeline the caller executes."""
+    return target.zadd(keys.TIMERS, {member(kind, chat_id): at})
 
 
 async def cancel(redis: Redis, kind: str, chat_id: str) -> None:
-    await redis.zrem(keys.TIMERS, _member(kind, chat_id))
+    await redis.zrem(keys.TIMERS, member(kind, chat_id))
 
 
 def cancel_all_members(chat_id: str) -> list[str]:
     """Every deadline a chat can have, for a ZREM (in a pipeline or alone)."""
-    return [_member(k, chat_id) for k in (MAX_WAIT, WAIT_CHOICE, OFFLINE_IDLE)]
+    return [member(k, chat_id) for k in (MAX_WAIT, WAIT_CHOICE, OFFLINE_IDLE)]
 
 
 async def cancel_all(redis: Redis, chat_id: str) -> None:
@@ -83,13 +91,13 @@ async def pop_due(redis: Redis, now: float, limit: int = 100, lease: float = LEA
 
 async def done(redis: Redis, kind: str, chat_id: str, lease: float) -> None:
     """The deadline taken with ``pop_due`` was handled: forget it (unless it was set again)."""
-    await redis.eval(DONE_SCRIPT, 2, keys.TIMERS, keys.TIMER_FAILURES, _member(kind, chat_id), repr(lease))
+    await redis.eval(DONE_SCRIPT, 2, keys.TIMERS, keys.TIMER_FAILURES, member(kind, chat_id), repr(lease))
 
 
 async def failed(redis: Redis, kind: str, chat_id: str, lease: float, now: float) -> float:
     """Handling the deadline taken with ``pop_due`` raised: try it again later, waiting twice
     as long after each failure (RETRY_BASE up to RETRY_CAP), so that one chat whose handling
     keeps failing neither holds up the others nor floods the log. Returns the delay."""
-    delay = await redis.eval(RETRY_SCRIPT, 2, keys.TIMERS, keys.TIMER_FAILURES, _member(kind, chat_id), repr(lease),
+    delay = await redis.eval(RETRY_SCRIPT, 2, keys.TIMERS, keys.TIMER_FAILURES, member(kind, chat_id), repr(lease),
                              repr(now), repr(RETRY_BASE), repr(RETRY_CAP))
     return float(delay)

@@ -173,27 +173,42 @@ class VisitorConnection(Connection):
                 last_seq = 0
             else:
                 self.chat_id, self.resume_token = chat_id, resume
+        fields = None
         if chat is None:
-            chat = await self._new_chat(hello)
+            fields = await self._new_chat(hello)  # checked, not stored yet
+            chat = {k: ("1" if v is True else "0" if v is False else str(v)) for k, v in fields.items()}
+            self.chat_id = chats.new_chat_id()
             last_seq = 0
-        self.status = chat["status"]
         self.lang = chat["lang"]
         self.verified = chat.get("verified") == "1"
         self.emergency = chat.get("emergency") == "1"
         self.topic_key = topic_key(chat.get("topic"), self.emergency)
+        self.status = chat.get("status", "queued")  # a new chat's is decided below
         # Checked and counted with no await in between, so concurrent resumes cannot all pass.
         per_chat = rt.config.limits.sockets_per_chat
         if per_chat and len(self.hub.visitors.get(self.chat_id, ())) >= per_chat:
             raise FrameError(frames.LIMIT_REACHED, "this chat is open in too many windows: close one and reconnect")
         self.feed = ChatFeed(rt.redis, self.chat_id, min(last_seq, 2**31), self._on_message, self._on_event, self.room)
         self.hub.add_visitor(self)
-        await self.hub.watch(self.chat_id, self.feed)
-        if self.needs_presence():
-            await rt.redis.zadd(keys.VISITORS_SEEN, {self.chat_id: rt.clock()})
-        if chat.get("_new") == "queued":
-            await lifecycle.enqueue(rt, self.chat_id, chat)
-        elif chat.get("_new") == "offline":
-            await timers.schedule(rt.redis, timers.OFFLINE_IDLE, self.chat_id, rt.clock() + rt.config.timing.offline_idle)
+        try:
+            if fields is not None:
+                # Subscribed before the chat is stored anywhere (so before any agent can take
+                # it), while its status is decided; then everything is written in one go.
+                _, status = await asyncio.gather(self.hub.watch(self.chat_id, self.feed), self._new_status(fields))
+                fields.update(status)
+                chat.update(status)
+                self.status = chat["status"]
+                resume_ttl = int(rt.config.retention_days * 86400) or 86400
+                self.resume_token = await lifecycle.open_chat(rt, self.chat_id, fields, resume_ttl)
+            else:
+                await self.hub.watch(self.chat_id, self.feed)
+                if chat["status"] in ("queued", "offline"):
+                    await rt.redis.zadd(keys.VISITORS_SEEN, {self.chat_id: rt.clock()})
+        except Exception:  # refused or Redis unavailable: this socket leaves no trace in the hub
+            self.hub.remove_visitor(self)
+            self.feed.close()
+            await self.hub.unwatch(self.chat_id, self.feed)
+            raise
         self.send({
             "type": "welcome", "chat_id": self.chat_id, "resume": self.resume_token, "status": self.status,
             "plan": chat.get("plan"), "verified": self.verified, "emergency": self.emergency,
@@ -204,7 +219,8 @@ class VisitorConnection(Connection):
             self.send({"type": "offline", "reason": chat.get("offline_reason") or "no_agents"})
         elif self.status == "active":
             self.send({"type": "assigned", "agent": {"name": chat.get("agent_name", "")}})
-        self.feed.resume(catch_up=True)
+        # A new chat's log is empty, and its channel was subscribed before anyone could write.
+        self.feed.resume(catch_up=fields is None)
         if self.status == "closed":
             await self.feed_drained()
             frame = {"type": "closed", "reason": chat.get("closed_reason") or "resolved"}
@@ -221,7 +237,9 @@ class VisitorConnection(Connection):
             except Exception:
                 pass
 
-    async def _new_chat(self, hello: dict[str, Any]) -> dict[str, str]:
+    async def _new_chat(self, hello: dict[str, Any]) -> dict[str, Any]:
+        """A new chat's fields from the hello, checked; its status is decided by _new_status
+        and nothing is stored yet (lifecycle.open_chat)."""
         rt = self.rt
         if not await new_chat_allowed(rt, self.ws.client.host if self.ws.client else "", client_fingerprint(rt, self.ws)):
             raise FrameError(frames.RATE_LIMITED, "too many new chats from your address: try again in a minute")
@@ -246,7 +264,7 @@ class VisitorConnection(Connection):
         if email and not EMAIL.match(email):
             email = ""
         emergency = topic == EMERGENCY and await self._emergency_allowed(identity is not None)
-        fields: dict[str, Any] = {
+        return {
             "site": frames.text_field(hello, "site", limit=100) or "default",
             "plan": plan.name,
             "verified": identity is not None,
@@ -264,19 +282,18 @@ class VisitorConnection(Connection):
             "score": repr(virtual_arrival(now, plan, rt.config.emergency_head_start if emergency else None)),
             "visitor_msgs": 0,
         }
-        if not is_open(plan, rt.config.schedules, now):
-            fields.update(status="offline", offline_reason="closed_hours")
-        elif await self._desk_full():
-            fields.update(status="offline", offline_reason=frames.OFFLINE_BUSY)
-        elif not await self.hub.someone_can_serve(lang, topic, emergency):
-            fields.update(status="offline", offline_reason="no_agents")
-        else:
-            fields["status"] = "queued"
-        resume_ttl = int(rt.config.retention_days * 86400) or 86400
-        self.chat_id, self.resume_token = await chats.create_chat(rt.redis, fields, resume_ttl)
-        clean = {k: ("1" if v is True else "0" if v is False else str(v)) for k, v in fields.items()}
-        clean["_new"] = fields["status"]
-        return clean
+
+    async def _new_status(self, fields: dict[str, Any]) -> dict[str, str]:
+        """Queued, or offline and why: closed hours, the desk full, nobody who can serve it."""
+        rt = self.rt
+        plan = rt.config.plan(fields["plan"])
+        if not is_open(plan, rt.config.schedules, rt.clock()):
+            return {"status": "offline", "offline_reason": "closed_hours"}
+        if await self._desk_full():
+            return {"status": "offline", "offline_reason": frames.OFFLINE_BUSY}
+        if not await self.hub.someone_can_serve(fields["lang"], fields["topic"], fields["emergency"]):
+            return {"status": "offline", "offline_reason": "no_agents"}
+        return {"status": "queued"}
 
     async def _desk_full(self) -> bool:
         """[limits] max_waiting_chats: past it a new chat is not queued but offline (busy), so

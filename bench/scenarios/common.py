@@ -182,9 +182,10 @@ def run_traffic(ctx: Context, server: _Server, mode: str, seconds: float, label:
     if mode == "relay":
         counts = [c["visitors_assigned"] + c["agent_chats"] for c in ctx.pool.call("counts")]
         total = max(sum(counts), 1)
-        for n in counts:
+        for i, n in enumerate(counts):
             per_worker.append({"rate": kw["rate"] * n / total, "start_at": start_at, "warmup": opts.warmup,
-                               "seconds": seconds, "drain": opts.drain})
+                               "seconds": seconds, "drain": opts.drain,
+                               "newcomers": kw.get("newcomers", 0.0) if i == 0 else 0.0})
     else:
         per_worker = [{"window": kw["window"], "start_at": start_at, "warmup": opts.warmup, "seconds": seconds,
                        "drain": opts.drain}] * len(ctx.pool)
@@ -213,6 +214,18 @@ def run_traffic(ctx: Context, server: _Server, mode: str, seconds: float, label:
         "errors": errors,
         "closes": closes,
     }
+    if any("welcome_lat" in r for r in results):
+        statuses: dict[str, int] = {}
+        for r in results:
+            for k, v in r.get("newcomer_statuses", {}).items():
+                statuses[k] = statuses.get(k, 0) + v
+        out["newcomers"] = {
+            "rate": kw.get("newcomers"),
+            "count": sum(r.get("newcomers", 0) for r in results),
+            "welcome": summarize(samples_from(r["welcome_lat"] for r in results if "welcome_lat" in r)),
+            "queued": summarize(samples_from(r["queued_lat"] for r in results if "queued_lat" in r)),
+            "statuses": statuses,
+        }
     if mode == "relay":
         out["rate"] = kw["rate"]
         out["delivered_ratio"] = round(delivered / sent, 4) if sent else None

@@ -55,6 +55,8 @@ def run(ctx: Context) -> dict[str, Any]:
         "accept_s": round(accept_s, 2),
         "accept_per_s": round(opened / accept_s, 1) if accept_s else None,
         "accept_cpu": accept_cpu,
+        # the hub's CPU time per accepted socket: handshake, hello, the chat's writes, welcome
+        "hub_cpu_ms_per_hello": round(accept_cpu.get("hub", 0) / 100 * accept_s * 1000 / opened, 3) if opened else None,
         "accept_waited": accept_meter.waited(),
         "hub_rss_kb_before": before,
         "hub_rss_kb_after": after,
