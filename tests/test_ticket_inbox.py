@@ -255,3 +255,24 @@ def test_a_verified_customer_lists_and_answers_their_tickets(desk, lang):
     assert widget_call(desk, "/api/widget/tickets", {"identity": other}).json()["tickets"] == []
     assert widget_call(desk, f"/api/widget/tickets/{ref}/messages", {"identity": other, "text": "hi"}).status == 404
     assert widget_call(desk, "/api/widget/tickets", {"identity": token + "x"}).status == 401
+
+
+def test_the_private_page_takes_files_the_agent_downloads(desk, lang):
+    """A reply from the page may carry files: the page names them, the agent downloads them byte for byte."""
+    sender = f"vic-{lang}@example.org"
+    ref = desk.new_ticket(sender)
+    path = page_path(desk.mails_to(sender, 1)[0])
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+    boundary = "----livechat-test-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\nThe error screen.\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"error.png\"\r\n"
+            f"Content-Type: image/png\r\n\r\n").encode() + png + f"\r\n--{boundary}--\r\n".encode()
+    sent = request(desk.hub.base_url, "POST", path, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert sent.status == 303
+    last = desk.ticket(ref)["messages"][-1]
+    assert last["kind"] == "web_in" and last["text"] == "The error screen."
+    assert [(a["name"], a["size"]) for a in last["attachments"]] == [("error.png", len(png))]
+    cookie, _ = desk.session("sam")
+    download = request(desk.hub.base_url, "GET", last["attachments"][0]["url"], None, {"Cookie": cookie})
+    assert download.status == 200 and download.body == png
+    assert "error.png" in get(desk, path).text

@@ -21,12 +21,14 @@ from chat import keys, windows
 from chat.runtime import Runtime
 from transcripts import desk
 from transcripts.customer_link import TEXTS, promise, texts, token_ok
+from transcripts.inbound import clean_line
 from transcripts.refs import normalize_ref
 from transcripts.tickets import load_ticket
 from transcripts.templating import render
 
 RATE_WINDOW = 60  # seconds: [limits] ticket_requests_per_minute counts per window
 MAX_FORM_BYTES = 128 * 1024  # a reply form (the text is capped at desk.MAX_REPLY_CHARS)
+MAX_FILES = 10               # files attached to one reply (within [mail_in] attachment_bytes in all)
 PUBLIC_KINDS = ("chat", "mail_in", "mail_out", "web_in", "widget_in")  # never "note": internal notes stay inside
 
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; "
@@ -91,7 +93,8 @@ def _page(rt: Runtime, ticket: dict[str, Any], notice: str = "", status: int = 2
     for m in public_messages(ticket):
         mine = m["kind"] in ("mail_in", "web_in", "widget_in") or (m["kind"] == "chat" and m["from"] == "visitor")
         rows.append({"mine": mine, "who": words["you"] if mine else (m.get("name") or words["support"]),
-                     "text": m["text"], "ts": m["ts"], "kind": m["kind"]})
+                     "text": m["text"], "ts": m["ts"], "kind": m["kind"],
+                     "files": [a["name"] for a in m.get("attachments", [])]})
     body = render("customer_ticket.html", w=words, ref=ticket["ref"], lang=_lang(ticket), status=ticket.get("status", "open"),
                   subject=ticket.get("subject") or "", name=name, rows=rows, notice=notice, text=text,
                   promise=promise(rt.config, ticket) if ticket.get("status") != "solved" else "",
@@ -122,6 +125,27 @@ async def ticket_page(request: Request) -> Response:
     return _page(request.app.state.rt, ticket, notice)
 
 
+async def _reply_form(request: Request, raw: bytes) -> tuple[str, list[tuple[dict[str, Any], bytes]]]:
+    """The reply form's text and files (a plain form, or multipart with files); the body was
+    read and capped by the caller."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return (parse_qs(raw.decode("utf-8", "replace")).get("text") or [""])[0], []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    form = await Request(request.scope, receive).form(max_files=MAX_FILES, max_fields=5)
+    text = form.get("text")
+    files = []
+    for upload in form.getlist("files"):
+        if isinstance(upload, str) or not upload.filename:
+            continue  # the empty file field of a form sent without a file
+        data = await upload.read()
+        name = clean_line(upload.filename, 150).replace("/", "_").replace("\\", "_") or "attachment"
+        files.append(({"name": name, "type": clean_line(upload.content_type or "", 100), "size": len(data)}, data))
+    return (text if isinstance(text, str) else ""), files
+
+
 async def ticket_page_reply(request: Request) -> Response:
     """POST /t/{ref}/{token} (form field `text`): the customer's message joins the thread
     (kind `web_in`) and puts the ticket back on our side, as a mail would; then back to the
@@ -133,17 +157,18 @@ async def ticket_page_reply(request: Request) -> Response:
         return _not_found()
     rt: Runtime = request.app.state.rt
     words = texts(ticket.get("lang"))
+    cap = MAX_FORM_BYTES + rt.config.mail_in.attachment_bytes  # the text, and the files a mail may bring
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_FORM_BYTES):
+    if declared is not None and (not declared.isdigit() or int(declared) > cap):
         return _page(rt, ticket, words["long"], 413)
     raw = b""
     async for chunk in request.stream():
         raw += chunk
-        if len(raw) > MAX_FORM_BYTES:
+        if len(raw) > cap:
             return _page(rt, ticket, words["long"], 413)
-    text = (parse_qs(raw.decode("utf-8", "replace")).get("text") or [""])[0]
+    text, files = await _reply_form(request, raw)
     try:
-        await desk.add_customer_message(rt, ticket["ref"], text, "web_in")
+        await desk.add_customer_message(rt, ticket["ref"], text, "web_in", files)
     except desk.TicketError as exc:
         if exc.status == 404:
             return _not_found()

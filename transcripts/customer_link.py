@@ -24,7 +24,7 @@ TEXTS = {
     "en": {
         "title": "Your request {ref}", "status": "Status", "open": "We are on it: the next answer is ours.",
         "pending": "We answered and are waiting for your reply.", "solved": "Solved. Write below if it is not.",
-        "you": "You", "support": "Support", "reply": "Add a message", "send": "Send",
+        "you": "You", "support": "Support", "reply": "Add a message", "send": "Send", "files": "Attach files (screenshots…)",
         "sent": "Thank you: your message is with your request.", "empty": "Please write a message first.",
         "long": "This message is too long.",
         "closed": "This request was solved a while ago: to ask again, reply to one of our mails or start a chat.", "busy": "Too many requests from your address: try again in a minute.",
@@ -36,7 +36,7 @@ TEXTS = {
     "fr": {
         "title": "Votre demande {ref}", "status": "Statut", "open": "Nous nous en occupons : la prochaine réponse est la nôtre.",
         "pending": "Nous avons répondu et attendons votre retour.", "solved": "Résolue. Écrivez ci-dessous si ce n'est pas le cas.",
-        "you": "Vous", "support": "Assistance", "reply": "Ajouter un message", "send": "Envoyer",
+        "you": "Vous", "support": "Assistance", "reply": "Ajouter un message", "send": "Envoyer", "files": "Joindre des fichiers (captures d'écran…)",
         "sent": "Merci : votre message est joint à votre demande.", "empty": "Écrivez d'abord un message.",
         "long": "Ce message est trop long.",
         "closed": "Cette demande est résolue depuis un moment : pour nous écrire à nouveau, répondez à l'un de nos messages ou ouvrez une discussion.", "busy": "Trop de requêtes depuis votre adresse : réessayez dans une minute.",

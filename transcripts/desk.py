@@ -133,21 +133,30 @@ async def add_customer_mail(rt: Runtime, ref: str, fingerprint: str, entry: dict
     return f"duplicate:{ref}" if duplicate else "stored"
 
 
-async def add_customer_message(rt: Runtime, ref: str, text: str, kind: str) -> dict[str, Any]:
-    """A customer's message from the private page (`web_in`) or the widget (`widget_in`):
+async def add_customer_message(rt: Runtime, ref: str, text: str, kind: str,
+                               files: list[tuple[dict[str, Any], bytes]] | None = None) -> dict[str, Any]:
+    """A customer's message from the private page (`web_in`) or the widget (`widget_in`),
+    with the files attached to it (`files`: description and bytes, already within the cap):
     into the thread, and the ticket back on our side (reopened if solved within
     `reopen_days`), as a mail does, in one transaction. Returns the thread entry; TicketError
     when empty, too long, gone, or solved too long ago to reopen (409)."""
     text = mask((text or "").replace("\r\n", "\n").strip())
-    if not text:
+    if not text and not files:
         raise TicketError(400, "text is empty")
     if len(text) > MAX_REPLY_CHARS:
         raise TicketError(413, f"text is longer than {MAX_REPLY_CHARS} characters")
     now = rt.clock()
-    entry = {"kind": kind, "from": "customer", "text": text, "ts": now}
+    entry: dict[str, Any] = {"kind": kind, "from": "customer", "text": text, "ts": now}
+    blobs = {}
+    for meta, data in files or []:
+        file_id = secrets.token_hex(8)
+        entry.setdefault("attachments", []).append({"id": file_id, **meta})
+        blobs[file_id] = data
 
     def extra(pipe: Pipeline, _: dict[str, Any]) -> None:
         pipe.rpush(keys.ticket_thread(ref), msgpack.packb(entry))
+        if blobs:
+            pipe.hset(keys.ticket_files(ref), mapping=blobs)
 
     def change(ticket: dict[str, Any]) -> dict[str, Any]:
         if too_late_to_reopen(rt.config, ticket, now):  # as for a mail: an old request is not reopened
@@ -297,8 +306,12 @@ def messages(ticket: dict[str, Any]) -> list[dict[str, Any]]:
     """The whole conversation in order: the chat transcript (or the first mail), then every
     mail in and out and every note."""
     first_kind = "mail_in" if ticket.get("channel") == "email" else "chat"
+
+    def files(entry: dict[str, Any]) -> list[dict[str, Any]]:  # each with the agents' download link
+        return [{**a, "url": f"/api/tickets/{ticket['ref']}/attachments/{a['id']}"} for a in entry.get("attachments", [])]
+
     out = [{"id": f"t{m.get('seq', i)}", "kind": m.get("kind", first_kind), "from": m.get("from", ""),
-            "text": m.get("text", ""), "ts": m.get("ts", 0), "attachments": m.get("attachments", []),
+            "text": m.get("text", ""), "ts": m.get("ts", 0), "attachments": files(m),
             **({"dropped": m["dropped"]} if m.get("dropped") else {}),
             **({"name": m["name"]} if m.get("name") else {}),
             **({"original": m["original"]} if "original" in m else {})}
@@ -309,7 +322,7 @@ def messages(ticket: dict[str, Any]) -> list[dict[str, Any]]:
                     **({"original": entry["original"]} if "original" in entry else {}),
                     **({"automatic": True} if entry.get("automatic") else {}),
                     **({"dropped": entry["dropped"]} if entry.get("dropped") else {}),
-                    "attachments": entry.get("attachments", [])})
+                    "attachments": files(entry)})
     return out
 
 
