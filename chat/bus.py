@@ -91,6 +91,16 @@ class Link:
             pass
 
 
+
+def deliver(handlers: dict[str, set[Handler]], channel: str, data: bytes) -> None:
+    """Hand one message to every handler of its channel; one failing handler spoils nothing
+    for the others."""
+    for handler in list(handlers.get(channel, ())):
+        try:
+            handler(channel, data)
+        except Exception:
+            log.exception("handler for %s failed", channel)
+
 class Bus:
     def __init__(self, redis: Redis):
         self.redis = redis
@@ -210,12 +220,7 @@ class Bus:
             return  # a PONG (["pong", ""]) or an error reply: nothing to deliver
         kind = reply[0]
         if kind == b"message":
-            channel = reply[1].decode()
-            for handler in list(self._handlers.get(channel, ())):
-                try:
-                    handler(channel, reply[2])
-                except Exception:
-                    log.exception("handler for %s failed", channel)
+            deliver(self._handlers, reply[1].decode(), reply[2])
         elif kind == b"subscribe":
             waiter = self._confirmed.get(reply[1].decode())
             if waiter and not waiter.done():
@@ -400,12 +405,7 @@ class ShardedBus:
             return
         kind = reply[0]
         if kind == b"smessage":
-            channel = reply[1].decode()
-            for handler in list(self._handlers.get(channel, ())):
-                try:
-                    handler(channel, reply[2])
-                except Exception:
-                    log.exception("handler for %s failed", channel)
+            deliver(self._handlers, reply[1].decode(), reply[2])
         elif kind == b"ssubscribe":
             waiter = self._confirmed.get(reply[1].decode())
             if waiter and not waiter.done():
