@@ -92,6 +92,35 @@ class Link:
 
 
 
+async def add_handler(handlers: dict[str, set[Handler]], confirmed: dict[str, asyncio.Future], channel: str,
+                      handler: Handler) -> asyncio.Future | None:
+    """Record a handler. For a channel already subscribed, wait for its confirmation and
+    return None; for a new one, return the future its SUBSCRIBE confirmation will settle."""
+    listeners = handlers.setdefault(channel, set())
+    listeners.add(handler)
+    if len(listeners) > 1:
+        waiter = confirmed.get(channel)
+        if waiter and not waiter.done():
+            await asyncio.wait_for(asyncio.shield(waiter), 5)
+        return None
+    waiter = confirmed[channel] = asyncio.get_running_loop().create_future()
+    return waiter
+
+
+def drop_handler(handlers: dict[str, set[Handler]], confirmed: dict[str, asyncio.Future], channel: str,
+                 handler: Handler) -> bool:
+    """Forget a handler; True when it was the channel's last (the caller unsubscribes it)."""
+    listeners = handlers.get(channel)
+    if not listeners:
+        return False
+    listeners.discard(handler)
+    if listeners:
+        return False
+    del handlers[channel]
+    confirmed.pop(channel, None)
+    return True
+
+
 def deliver(handlers: dict[str, set[Handler]], channel: str, data: bytes) -> None:
     """Hand one message to every handler of its channel; one failing handler spoils nothing
     for the others."""
@@ -137,15 +166,9 @@ class Bus:
     async def subscribe(self, channel: str, handler: Handler) -> None:
         """Deliver this channel's messages to handler; returns once Redis confirmed, so a
         read of the log after this call cannot miss a message published in between."""
-        handlers = self._handlers.setdefault(channel, set())
-        handlers.add(handler)
-        if len(handlers) > 1:
-            waiter = self._confirmed.get(channel)
-            if waiter and not waiter.done():
-                await asyncio.wait_for(asyncio.shield(waiter), 5)
+        waiter = await add_handler(self._handlers, self._confirmed, channel, handler)
+        if waiter is None:
             return
-        waiter = asyncio.get_running_loop().create_future()
-        self._confirmed[channel] = waiter
         if self._link is None or not self.connected.is_set():
             return  # reconnecting: the new connection subscribes every channel, then listeners resync
         try:
@@ -162,13 +185,7 @@ class Bus:
             await self._link.close()
 
     async def unsubscribe(self, channel: str, handler: Handler) -> None:
-        handlers = self._handlers.get(channel)
-        if not handlers:
-            return
-        handlers.discard(handler)
-        if not handlers:
-            del self._handlers[channel]
-            self._confirmed.pop(channel, None)
+        if drop_handler(self._handlers, self._confirmed, channel, handler):
             if self._link is not None and self.connected.is_set():
                 try:
                     await self._link.send("UNSUBSCRIBE", channel)
@@ -326,15 +343,9 @@ class ShardedBus:
 
     async def subscribe(self, channel: str, handler: Handler) -> None:
         """As :meth:`Bus.subscribe`: returns once the owning shard confirmed."""
-        handlers = self._handlers.setdefault(channel, set())
-        handlers.add(handler)
-        if len(handlers) > 1:
-            waiter = self._confirmed.get(channel)
-            if waiter and not waiter.done():
-                await asyncio.wait_for(asyncio.shield(waiter), 5)
+        waiter = await add_handler(self._handlers, self._confirmed, channel, handler)
+        if waiter is None:
             return
-        waiter = asyncio.get_running_loop().create_future()
-        self._confirmed[channel] = waiter
         if not self.connected.is_set():
             return  # rebuilding: the new connections subscribe every channel, then listeners resync
         try:
@@ -347,14 +358,8 @@ class ShardedBus:
             self._lost()
 
     async def unsubscribe(self, channel: str, handler: Handler) -> None:
-        handlers = self._handlers.get(channel)
-        if not handlers:
+        if not drop_handler(self._handlers, self._confirmed, channel, handler):
             return
-        handlers.discard(handler)
-        if handlers:
-            return
-        del self._handlers[channel]
-        self._confirmed.pop(channel, None)
         self._placed.pop(channel, None)
         if self.connected.is_set():
             link = self._links.get(self._node_for(channel).name)

@@ -74,6 +74,23 @@ async def flaky_rds(flaky_redis):
     await client.aclose()
 
 
+def redis_with_supervisor(data_dir, username: str = "boss") -> RestartableRedis:
+    """A restartable Redis on a port of its own, started, with one supervisor account (the
+    desks of the mail-in tests read tickets through the API as that supervisor)."""
+    from tests.clients import create_agent
+
+    server = RestartableRedis(data_dir, free_port())
+    server.start()
+
+    async def accounts() -> None:
+        client = Redis.from_url(server.url)
+        await create_agent(client, username, ["en"], role="supervisor")
+        await client.aclose()
+
+    asyncio.run(accounts())
+    return server
+
+
 async def outage(redis: RestartableRedis, hub: HubProcess, at_least: float = 0.0):
     """Crash Redis, wait until the hub reports 503, and return a function that restarts it
     (once it has been down ``at_least`` seconds) and waits for 200."""

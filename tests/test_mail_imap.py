@@ -12,12 +12,11 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 
 import pytest
-from redis.asyncio import Redis
 
-from tests.clients import PASSWORD, create_agent, login_cookie
+from tests.clients import PASSWORD, login_cookie
 from tests.imap_server import Dovecot
-from tests.servers import LIVECHAT, TEST_CONFIG, HubProcess, free_port, hub_env, wait_until
-from tests.test_faults_redis_restart import RestartableRedis
+from tests.servers import LIVECHAT, TEST_CONFIG, HubProcess, hub_env, wait_until
+from tests.test_faults_redis_restart import RestartableRedis, redis_with_supervisor
 
 DESK, SORTED = "desk", "sorted"  # two mailboxes: one marked seen, one whose mail is moved
 MAX_BYTES = 65536  # this module's [mail_in] max_bytes
@@ -48,15 +47,7 @@ def desk(tmp_path_factory):
     config = root / "desk.toml"
     config.write_text(TEST_CONFIG + f"\n[mail_in]\nmax_bytes = {MAX_BYTES}\n")
     dovecot = Dovecot({DESK: "desk-secret", SORTED: "sorted-secret"}).start()
-    redis = RestartableRedis(root / "redis", free_port())
-    redis.start()
-
-    async def accounts() -> None:
-        client = Redis.from_url(redis.url)
-        await create_agent(client, "boss", ["en"], role="supervisor")
-        await client.aclose()
-
-    asyncio.run(accounts())
+    redis = redis_with_supervisor(root / "redis")
     env = hub_env(redis.url, root / "hub", config)
     hub = HubProcess(env, root / "hub").start()
     # interval bounds how late a change can be seen if an IDLE notification is missed

@@ -16,11 +16,10 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 
 import pytest
-from redis.asyncio import Redis
 
-from tests.clients import PASSWORD, create_agent, login_cookie
+from tests.clients import PASSWORD, login_cookie
 from tests.servers import LIVECHAT, TEST_CONFIG, HubProcess, free_port, hub_env, wait_until
-from tests.test_faults_redis_restart import RestartableRedis
+from tests.test_faults_redis_restart import RestartableRedis, redis_with_supervisor
 from tests.test_mail_in import chat_ticket, reply, ticket
 from tests.test_transcripts_support import SmtpServer
 
@@ -54,15 +53,7 @@ def desk(tmp_path_factory):
     root = tmp_path_factory.mktemp("mail-listener")
     config = root / "desk.toml"
     config.write_text(TEST_CONFIG + f"\n[mail_in]\nmax_bytes = {MAX_BYTES}\n")
-    redis = RestartableRedis(root / "redis", free_port())
-    redis.start()
-
-    async def accounts() -> None:
-        client = Redis.from_url(redis.url)
-        await create_agent(client, "boss", ["en"], role="supervisor")
-        await client.aclose()
-
-    asyncio.run(accounts())
+    redis = redis_with_supervisor(root / "redis")
     outbound = SmtpServer().start()
     env = hub_env(redis.url, root / "hub", config, SMTP_URL=outbound.url + "?starttls=never")
     hub = HubProcess(env, root / "hub").start()
