@@ -24,13 +24,13 @@ from typing import Any, Callable
 
 import hiredis
 from redis.asyncio import Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chat.cancellation import raise_if_cancelled
+from chat.store import Cluster
 
 log = logging.getLogger("livechat.bus")
 
@@ -281,9 +281,9 @@ class Bus:
                 log.exception("reconnect hook failed")
 
 
-def make_bus(redis: Redis | RedisCluster) -> "Bus | ShardedBus":
+def make_bus(redis: Redis | Cluster) -> "Bus | ShardedBus":
     """The bus for this client: sharded on a cluster, plain on a single Redis."""
-    return ShardedBus(redis) if isinstance(redis, RedisCluster) else Bus(redis)
+    return ShardedBus(redis) if isinstance(redis, Cluster) else Bus(redis)
 
 
 TOPOLOGY_CHECK = 2.0  # seconds between comparisons of the sharded subscriptions with the slot map
@@ -295,7 +295,7 @@ class ShardedBus:
     the slot's subscriptions with an SUNSUBSCRIBE) rebuilds every connection from a fresh
     slot map, then every listener catches up from the log, as after a reconnect of the plain bus."""
 
-    def __init__(self, redis: RedisCluster):
+    def __init__(self, redis: Cluster):
         self.redis = redis
         self._handlers: dict[str, set[Handler]] = {}
         self._confirmed: dict[str, asyncio.Future] = {}
@@ -431,7 +431,7 @@ class ShardedBus:
         (a failover or a resharding that Redis did not announce to this connection)."""
         if not self._placed:
             return False
-        await self.redis.nodes_manager.initialize()
+        await self.redis.refresh_slots()
         return any(self._node_for(channel).name != node for channel, node in list(self._placed.items()))
 
     async def _watch(self) -> None:
@@ -447,14 +447,14 @@ class ShardedBus:
                     if self.connected.is_set() and await self._moved():
                         log.warning("sharded pub/sub: a slot moved to another node; rebuilding")
                         self._lost()
-                except (*LOST, RedisError) as exc:
+                except Exception as exc:  # whatever it is, this loop is the bus's only way back
                     log.warning("sharded pub/sub: slot map unreadable (%s); rebuilding", type(exc).__name__)
                     self._lost()
                 continue
             self._broken.clear()
             await self._close_links()
             try:
-                await self.redis.nodes_manager.initialize()  # the slot map after a failover
+                await self.redis.refresh_slots()  # the slot map after a failover
                 by_node: dict[str, list[str]] = {}
                 nodes: dict[str, ClusterNode] = {}
                 for channel in self._handlers:
@@ -477,7 +477,7 @@ class ShardedBus:
                 waiters = [asyncio.shield(f) for f in self._confirmed.values()]
                 if waiters:
                     await asyncio.wait_for(asyncio.gather(*waiters), 5)
-            except (*LOST, asyncio.TimeoutError, RedisError) as exc:
+            except Exception as exc:  # never give up: a dead watcher would leave every listener deaf
                 log.warning("sharded pub/sub: cluster not reachable yet (%s)", type(exc).__name__)
                 self.connected.clear()
                 self._broken.set()

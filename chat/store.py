@@ -24,7 +24,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError
+from redis.exceptions import DataError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 AnyRedis = Union[Redis, RedisCluster]
@@ -79,7 +79,7 @@ def redis_client(url: str) -> AnyRedis:
             options["ssl"] = True
         options.pop("host", None)
         options.pop("port", None)
-        return RedisCluster(
+        return Cluster(
             startup_nodes=[ClusterNode(host, port) for host, port in seeds],
             socket_connect_timeout=2, socket_timeout=5, max_connections=64,
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 8),
@@ -92,6 +92,36 @@ def redis_client(url: str) -> AnyRedis:
     )
     pool.connection_class = packed_in_c(pool.connection_class)
     return Redis(connection_pool=pool)
+
+
+class ClusterUnreachable(RedisConnectionError):
+    """No node gave a usable slot map (every seed down, or the nodes disagreeing mid-failover)."""
+
+
+class Cluster(RedisCluster):
+    """redis-py's cluster client, with one difference: a slot map that cannot be read is a
+    RedisError like any other sign that Redis is unavailable. redis-py raises its own
+    RedisClusterException there, which is not a RedisError, so code that answers
+    `unavailable` and retries would instead die (the sharded bus's watcher did, mid-failover,
+    and stopped re-subscribing for good)."""
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> "Cluster":
+        try:
+            await super().initialize(*args, **kwargs)
+        except RedisError:
+            raise
+        except RedisClusterException as exc:
+            raise ClusterUnreachable(f"no usable slot map: {exc}") from exc
+        return self
+
+    async def refresh_slots(self) -> None:
+        """Read the slot map again now, whether or not a command has failed since."""
+        try:
+            await self.nodes_manager.initialize()
+        except RedisError:
+            raise
+        except RedisClusterException as exc:
+            raise ClusterUnreachable(f"no usable slot map: {exc}") from exc
 
 
 class _HiredisPacking:

@@ -91,9 +91,24 @@ class ClusterServers:
         subprocess.run([cli, "--cluster", "create", *[f"127.0.0.1:{p}" for p in self.ports],
                         "--cluster-replicas", str(self.replicas), "--cluster-yes"],
                        check=True, capture_output=True, timeout=60)
+        self.wait_ready()
+        return self
+
+    def wait_ready(self) -> None:
+        """Until every node says cluster_state:ok and every replica follows its master."""
         wait_until(lambda: all(_cluster_ok(p) for p in self.ports), 30, 0.05, "cluster_state:ok on every node")
         wait_until(self._replicas_in_sync, 30, 0.05, "every replica attached to its master")
-        return self
+
+    def kill_all(self) -> None:
+        """SIGKILL every node (their append-only files and nodes.conf stay for a restart)."""
+        for port in self.ports:
+            self.kill(port)
+
+    def restart_all(self) -> None:
+        """Start every node again on its port and folder, and wait until the cluster is whole."""
+        for port in self.ports:
+            self.start_node(port)
+        self.wait_ready()
 
     def start_node(self, port: int, server: str | None = None) -> None:
         folder = self.root / str(port)

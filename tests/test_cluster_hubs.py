@@ -214,3 +214,26 @@ async def test_a_failover_of_the_chats_node_loses_no_acknowledged_message(redis_
     while len(heard) < len(acked):
         heard.append((await sam.expect("message", timeout=30, chat_id=chat_id))["text"])
     assert heard == acked
+
+
+async def test_the_hubs_hear_each_other_again_after_every_node_was_down(redis_cluster, cluster_hubs, crds, lang):
+    """Every node of the cluster killed, then restarted: the bus keeps trying meanwhile, and the
+    agent on hub two hears the visitor on hub one again (runs last: it stops the module's cluster)."""
+    one, two = cluster_hubs
+    sam, _ = await agent(two, crds, f"a-{lang}", [lang])
+    ada, _ = await visitor(one, lang)
+    chat_id = (await sam.expect("assigned"))["chat_id"]
+    redis_cluster.kill_all()
+    await asyncio.to_thread(wait_until, lambda: "cluster not reachable yet" in two.log_tail(50_000), 30, 0.05,
+                            "hub two's bus finding no node to read the slot map from")
+    await asyncio.to_thread(redis_cluster.restart_all)
+    for _ in range(30):
+        await ada.send(type="message", text="back", client_id="back")
+        try:
+            await ada.expect("message", timeout=2, client_id="back")
+            break
+        except AssertionError:
+            continue
+    else:
+        raise AssertionError("the visitor's message was never acknowledged after the restart")
+    assert (await sam.expect("message", timeout=30, chat_id=chat_id))["text"] == "back"
