@@ -11,7 +11,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from redis.asyncio import Redis
 
-from chat import keys
+from chat import frames, keys
 from chat.store import publish as bus_publish
 
 ROLES = ("agent", "supervisor")
@@ -123,7 +123,7 @@ async def end_sessions(redis: Redis, username: str) -> None:
     # After the transaction: the agent's channel is in the routing slot {q}, not {a}. A crash
     # in between leaves the sessions deleted (every later request and reconnect is refused)
     # and only the sockets open at that instant unwarned.
-    await bus_publish(redis, keys.agent_channel(username), msgpack.packb({"type": "revoked"}))
+    await bus_publish(redis, keys.agent_channel(username), msgpack.packb({"type": frames.EVENT_REVOKED}))
 
 
 async def set_disabled(redis: Redis, username: str, disabled: bool) -> bool:
@@ -163,7 +163,7 @@ async def _routing_offline(redis: Redis, username: str) -> None:
 
     profile = (await read_agents(redis)).get(username)
     if profile is not None:
-        await write_agent(redis, username, {**profile, "status": "offline"})
+        await write_agent(redis, username, {**profile, "status": frames.AGENT_OFFLINE})
 
 
 def _from_hash(username: str, raw: dict[bytes, bytes]) -> Account:

@@ -21,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 from agents import canned, csrf, login_limit
 from agents.accounts import check_password
 from agents.sessions import COOKIE, Session, close_session, open_session, read_session
-from chat import reports
+from chat import frames, reports
 from chat.runtime import Runtime
 from chat.snapshot import list_agents, queue_snapshot
 
@@ -236,7 +236,7 @@ async def api_agents(request: Request) -> Response:
         return session
     agents = await list_agents(_rt(request))
     fields = ("username", "name", "status", "load", "capacity", "langs", "topics")
-    return _json({"agents": [{k: a[k] for k in fields} for a in agents if a["status"] != "offline"]})
+    return _json({"agents": [{k: a[k] for k in fields} for a in agents if a["status"] != frames.AGENT_OFFLINE]})
 
 
 async def _report(request: Request) -> dict[str, Any] | JSONResponse:

@@ -52,7 +52,7 @@ class AgentConnection(Connection):
         super().__init__(ws, rt)
         self.account = account
         self.session_id = session_id
-        self.status = "away"
+        self.status = frames.AGENT_AWAY
         self.feeds: dict[str, ChatFeed] = {}
         self.replied: set[str] = set()  # chats this socket wrote in (the first reply is recorded once)
         self.viewing: str | None = None  # the ticket this dashboard has open (ticket_viewing)
@@ -67,7 +67,7 @@ class AgentConnection(Connection):
         return AgentSkills(account.username, account.langs, account.topics, account.max_chats)
 
     def wants_chats(self) -> bool:
-        return self.status == "online" and len(self.feeds) < self.account.max_chats
+        return self.status == frames.AGENT_ONLINE and len(self.feeds) < self.account.max_chats
 
     # --- start ---------------------------------------------------------------------
 
@@ -80,12 +80,13 @@ class AgentConnection(Connection):
         agents = await read_agents(rt.redis)
         previous = agents.get(account.username, {}).get("status")
         # A new demo user should see chats arrive without looking for the status toggle.
-        self.status = previous if previous in ("online", "away") else ("online" if rt.demo else "away")
+        self.status = (previous if previous in frames.AGENT_CHOICES
+                       else frames.AGENT_ONLINE if rt.demo else frames.AGENT_AWAY)
         self.hub.agents_changed()  # until written, this hub reads profiles from Redis again
         await write_agent(rt.redis, account.username, {**account.profile(), "status": self.status})
         self.hub.agents_changed()  # this hub at once; the others when the announcement reaches them
         await rt.redis.zadd(keys.AGENTS_SEEN, {account.username: rt.clock()})
-        if self.status == "online":
+        if self.status == frames.AGENT_ONLINE:
             await rollups.agent_online(rt, account.username, rt.clock())
         await self.hub.add_agent(self)
         held = sorted(c.decode() for c in await rt.redis.smembers(keys.agent_chats(account.username)))
@@ -94,11 +95,11 @@ class AgentConnection(Connection):
             entry = await self._open_chat(chat_id)
             if entry:
                 entries.append(entry)
-        self.send({"type": "welcome", "agent": {**account.profile(), "status": self.status}, "chats": entries})
+        self.send({"type": frames.WELCOME, "agent": {**account.profile(), "status": self.status}, "chats": entries})
         for feed in self.feeds.values():
             feed.resume(catch_up=False)  # each was read after its subscription (_open_chat)
         await self.welcomed()
-        if self.status == "online":
+        if self.status == frames.AGENT_ONLINE:
             self.hub.kick_dispatch()
 
     async def _open_chat(self, chat_id: str) -> dict[str, Any] | None:
@@ -114,7 +115,7 @@ class AgentConnection(Connection):
         # had), so no catch-up read of the log is needed after it.
         await self.hub.watch(chat_id, feed)
         chat, history = await self._read_chat(chat_id)
-        if not chat or chat.get("status") == "closed":
+        if not chat or chat.get("status") == frames.CHAT_CLOSED:
             await self._drop_chat(chat_id)
             return None
         feed.last_seq = len(history)
@@ -122,7 +123,8 @@ class AgentConnection(Connection):
         entry = {
             "chat_id": chat_id,
             "visitor": chats.visitor_profile(chat),
-            "status": "active" if chat.get("status") == "queued" else chat.get("status"),  # claimed, being recorded
+            # a queued chat here is claimed and being recorded
+            "status": frames.CHAT_ACTIVE if chat.get("status") == frames.CHAT_QUEUED else chat.get("status"),
             "history": history,
             "waited_s": round(float(chat.get("assigned_at") or now) - float(chat.get("arrived_at") or now), 1),
             "started_at": float(chat.get("created_at") or now),
@@ -157,16 +159,16 @@ class AgentConnection(Connection):
 
     def _on_event(self, chat_id: str, event: dict[str, Any]) -> None:
         kind = event.get("type")
-        if kind == "typing":
-            if event.get("from") == "visitor":
-                self.send({"type": "typing", "chat_id": chat_id, "active": bool(event.get("active"))})
-        elif kind == "read":
-            self.send({"type": "read", "chat_id": chat_id, "seq": event.get("seq", 0)})
-        elif kind == "closed":
+        if kind == frames.TYPING:
+            if event.get("from") == frames.FROM_VISITOR:
+                self.send({"type": frames.TYPING, "chat_id": chat_id, "active": bool(event.get("active"))})
+        elif kind == frames.READ:
+            self.send({"type": frames.READ, "chat_id": chat_id, "seq": event.get("seq", 0)})
+        elif kind == frames.CLOSED:
             feed = self.feeds.pop(chat_id, None)
             if feed is None:  # already told (the closing socket does not wait for the echo)
                 return
-            frame = {"type": "closed", "chat_id": chat_id, "reason": event["reason"]}
+            frame = {"type": frames.CLOSED, "chat_id": chat_id, "reason": event["reason"]}
             if event.get("ref"):
                 frame["ref"] = event["ref"]
             self.send(frame)
@@ -180,16 +182,16 @@ class AgentConnection(Connection):
 
     def on_agent_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
-        if kind == "assigned":
+        if kind == frames.ASSIGNED:
             if event["chat_id"] not in self.feeds:  # else opened already (this hub claimed it)
                 asyncio.create_task(self._assigned(event["chat_id"], event.get("transferred_from")))
-        elif kind == "released":
+        elif kind == frames.RELEASED:
             asyncio.create_task(self._released(event["chat_id"], event.get("to")))
-        elif kind == "revoked":  # the account was disabled, removed, or changed role or password
+        elif kind == frames.EVENT_REVOKED:  # the account was disabled, removed, or changed role or password
             self.cut_off(frames.CLOSE_POLICY, "session ended: log in again")
-        elif kind == "status" and event["status"] != self.status:
+        elif kind == frames.STATUS and event["status"] != self.status:
             self.status = event["status"]
-            self.send({"type": "status", "status": self.status})
+            self.send({"type": frames.STATUS, "status": self.status})
 
     async def catch_up_state(self) -> None:
         """Catch up with chats given to or taken from this agent while pub/sub was away."""
@@ -198,8 +200,8 @@ class AgentConnection(Connection):
             await self._assigned(chat_id, None)
         for chat_id in set(self.feeds) - held:
             chat = await chats.load_chat(self.rt.redis, chat_id)
-            if chat and chat.get("status") == "closed":
-                self._on_event(chat_id, {"type": "closed", "reason": chat.get("closed_reason", ""),
+            if chat and chat.get("status") == frames.CHAT_CLOSED:
+                self._on_event(chat_id, {"type": frames.CLOSED, "reason": chat.get("closed_reason", ""),
                                          "ref": chat.get("ticket")})
             else:
                 await self._released(chat_id, None)
@@ -218,7 +220,7 @@ class AgentConnection(Connection):
         if entry and recorded is not None:
             await asyncio.wait([recorded])  # its failure is the claimer's to report
         if entry:
-            frame = {"type": "assigned", **entry}
+            frame = {"type": frames.ASSIGNED, **entry}
             if transferred_from:
                 frame["transferred_from"] = transferred_from
             self.send(frame)
@@ -227,7 +229,7 @@ class AgentConnection(Connection):
     async def _released(self, chat_id: str, to: str | None) -> None:
         if chat_id in self.feeds:
             await self._drop_chat(chat_id)
-            frame = {"type": "released", "chat_id": chat_id}
+            frame = {"type": frames.RELEASED, "chat_id": chat_id}
             if to:
                 frame["to"] = to
             self.send(frame)
@@ -265,7 +267,7 @@ class AgentConnection(Connection):
             raise FrameError(frames.BAD_FRAME, "\"text\" is empty")
         client_id = frames.text_field(frame, "client_id", limit=64)
         try:
-            seq, raw, new = await self.hub.log.append(chat_id, "agent", masked(text), rt.clock(), client_id,
+            seq, raw, new = await self.hub.log.append(chat_id, frames.FROM_AGENT, masked(text), rt.clock(), client_id,
                                                       self.account.name, holder=self.account.username)
         except ChatGone:
             raise FrameError(frames.NOT_ALLOWED, "this chat is closed") from None
@@ -283,32 +285,33 @@ class AgentConnection(Connection):
     async def _typing(self, frame: dict[str, Any]) -> None:
         chat_id = self._held(frame)
         await lifecycle.publish(self.rt, keys.chat_channel(chat_id),
-                                {"type": "typing", "from": "agent", "active": frames.bool_field(frame, "active", True)})
+                                {"type": frames.TYPING, "from": frames.FROM_AGENT,
+                                 "active": frames.bool_field(frame, "active", True)})
 
     async def _status(self, frame: dict[str, Any]) -> None:
-        await self._set_status(frames.choice_field(frame, "status", ("online", "away")))
+        await self._set_status(frames.choice_field(frame, "status", frames.AGENT_CHOICES))
 
     async def _close(self, frame: dict[str, Any]) -> None:
         rt = self.rt
         chat_id = self._held(frame)
-        resolution = frames.choice_field(frame, "resolution", ("resolved", "unresolved"))
+        resolution = frames.choice_field(frame, "resolution", frames.RESOLUTIONS)
         claimed = None
         self._closing.add(chat_id)  # the slot it frees is this handler's to fill, not the closed event's
         try:
-            if resolution == "resolved":
+            if resolution == frames.RESOLVED:
                 # The freed slot is filled in the same round trip, when the agent is online.
-                skills = self.skills() if self.status == "online" else None
+                skills = self.skills() if self.status == frames.AGENT_ONLINE else None
                 if skills:
                     done, claimed = await lifecycle.close_and_claim(rt, chat_id, skills)
                 else:
-                    done = await lifecycle.close(rt, chat_id, "resolved", holder=self.account.username)
+                    done = await lifecycle.close(rt, chat_id, frames.CLOSED_RESOLVED, holder=self.account.username)
                 ref = None
             else:
-                ref = await lifecycle.make_ticket(rt, chat_id, "unresolved", holder=self.account.username)
+                ref = await lifecycle.make_ticket(rt, chat_id, frames.TRIGGER_UNRESOLVED, holder=self.account.username)
                 done = ref is not None
             if done:  # the slot is free now: this socket need not wait for the pub/sub echo
-                self._on_event(chat_id, {"type": "closed", "reason": "resolved" if ref is None else "ticket",
-                                         "ref": ref})
+                reason = frames.CLOSED_RESOLVED if ref is None else frames.CLOSED_TICKET
+                self._on_event(chat_id, {"type": frames.CLOSED, "reason": reason, "ref": ref})
         finally:
             self._closing.discard(chat_id)
         if claimed:
@@ -319,7 +322,7 @@ class AgentConnection(Connection):
     async def _transfer(self, frame: dict[str, Any]) -> None:
         chat_id = self._held(frame)
         to = frames.text_field(frame, "to", limit=64, required=True)
-        if to == "queue":
+        if to == frames.TO_QUEUE:
             if not await lifecycle.transfer_to_queue(self.rt, chat_id, self.account.username):
                 raise FrameError(frames.NOT_ALLOWED, "this chat cannot go back to the queue")
         elif to == self.account.username:
@@ -331,8 +334,8 @@ class AgentConnection(Connection):
 
     # The agent-to-server frames (docs/protocol.md, section 4): one handler each.
     _handlers = {
-        "message": _message, "typing": _typing, "status": _status, "close": _close, "transfer": _transfer,
-        frames.TICKET_VIEWING: lambda self, frame: self._ticket_viewing(frame),
+        frames.MESSAGE: _message, frames.TYPING: _typing, frames.STATUS: _status, frames.CLOSE: _close,
+        frames.TRANSFER: _transfer, frames.TICKET_VIEWING: lambda self, frame: self._ticket_viewing(frame),
     }
 
     async def _ticket_viewing(self, frame: dict[str, Any]) -> None:
@@ -360,13 +363,14 @@ class AgentConnection(Connection):
         await write_agent(rt.redis, self.account.username, profile)
         self.hub.agents_changed()
         self.status = status
-        if status == "online":
+        if status == frames.AGENT_ONLINE:
             await rollups.agent_online(rt, self.account.username, rt.clock())
         else:
             await rollups.agent_offline(rt, self.account.username, rt.clock())
-        self.send({"type": "status", "status": status})  # the sender's confirmation does not depend on pub/sub
-        await lifecycle.publish(rt, keys.agent_channel(self.account.username), {"type": "status", "status": status})
-        await lifecycle.queue_changed(rt, work=status == "online")
+        self.send({"type": frames.STATUS, "status": status})  # the sender's confirmation does not depend on pub/sub
+        await lifecycle.publish(rt, keys.agent_channel(self.account.username),
+                                {"type": frames.STATUS, "status": status})
+        await lifecycle.queue_changed(rt, work=status == frames.AGENT_ONLINE)
 
     async def detach(self) -> None:
         if self.viewing:
@@ -388,7 +392,7 @@ async def agent_endpoint(ws: WebSocket) -> None:
     except RedisError:
         await ws.accept()
         await ws.send_text(frames.encode(frames.error(frames.UNAVAILABLE, "briefly unavailable: reconnect"), False))
-        await ws.close(1011, "unavailable")
+        await ws.close(frames.CLOSE_UNAVAILABLE, "unavailable")
         return
     if account is None or not origin_allowed(ws, rt):
         await ws.accept()

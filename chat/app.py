@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from chat import keys
+from chat import frames, keys
 from chat.bus import make_bus
 from chat.config import DeskConfig
 from chat.duties import Duties
@@ -139,7 +139,7 @@ def create_app(settings: Settings, config: DeskConfig, redis_url: str, demo: boo
             yield
         finally:
             for conn in hub.all_connections():
-                conn.cut_off(1012, "server restarting: reconnect")
+                conn.cut_off(frames.CLOSE_RESTART, "server restarting: reconnect")
             await duties.stop()
             await help_centre.stop()
             try:  # bounded: SIGTERM must end the process within seconds (uvicorn waits for this)

@@ -12,7 +12,7 @@ from typing import Any
 import msgpack
 from redis.asyncio import Redis
 
-from chat import keys
+from chat import frames, keys
 from chat.batching import ScriptBatcher
 from chat.store import is_cluster
 from chat.queue import NotHolder
@@ -61,7 +61,7 @@ class ChatFull(Exception):
 
 
 def pack_message(sender: str, text: str, ts: float, client_id: str | None, name: str | None = None) -> bytes:
-    frame: dict[str, Any] = {"seq": SEQ_PLACEHOLDER, "type": "message", "from": sender, "text": text, "ts": ts}
+    frame: dict[str, Any] = {"seq": SEQ_PLACEHOLDER, "type": frames.MESSAGE, "from": sender, "text": text, "ts": ts}
     if client_id:
         frame["client_id"] = client_id
     if name:

@@ -259,7 +259,7 @@ class Connection:
             return
         except RedisError:
             self.error(frames.UNAVAILABLE, "the service is briefly unavailable: reconnect in a moment")
-            await self.close(1011, "unavailable")
+            await self.close(frames.CLOSE_UNAVAILABLE, "unavailable")
             return
         try:
             await receive_loop(self, self.handle)

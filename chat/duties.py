@@ -9,7 +9,7 @@ import logging
 
 from redis.exceptions import RedisError
 
-from chat import keys, lifecycle, rollups, timers
+from chat import frames, keys, lifecycle, rollups, timers
 from chat.cancellation import raise_if_cancelled
 from chat.chats import load_chat
 from chat.runtime import Runtime
@@ -124,7 +124,7 @@ class Duties:
             if await self._visitor_gone(keys=[keys.VISITORS_SEEN], args=[chat_id, repr(cutoff)]):
                 try:
                     chat = await load_chat(rt.redis, chat_id)
-                    if chat and chat.get("status") in ("queued", "offline"):
+                    if chat and chat.get("status") in frames.WAITING_STATUSES:
                         await lifecycle.visitor_left(rt, chat_id)
                 except Exception as exc:
                     # The presence entry is taken: put it back so that this chat is swept again

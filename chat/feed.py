@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable
 
 from redis.asyncio import Redis
 
-from chat import keys
+from chat import frames, keys
 
 log = logging.getLogger("livechat.feed")
 
@@ -45,11 +45,11 @@ class ChatFeed:
     def push(self, event: dict[str, Any], raw: bytes) -> None:
         """An event from pub/sub (or the sender's own acknowledgement)."""
         if self.paused or self._filling:
-            if event.get("type") == "message":
+            if event.get("type") == frames.MESSAGE:
                 self._fill_to = max(self._fill_to, int(event["seq"]))
             self._pending.append((event, raw))
             return
-        if event.get("type") != "message":
+        if event.get("type") != frames.MESSAGE:
             self.on_event(event)
             return
         seq = int(event["seq"])

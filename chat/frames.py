@@ -15,7 +15,11 @@ MAX_FRAME_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 4000
 MAX_FIELD_CHARS = 500
 
-# error codes
+# Every value below is written on the wire, or in Redis, exactly as it is here, and named in
+# backticks in docs/protocol.md (tests/test_docs.py checks): the code uses these names, never
+# the string itself. Changing a value changes the protocol.
+
+# error codes (the `code` of an `error` frame, docs/protocol.md 6.2)
 BAD_FRAME = "bad_frame"
 BAD_IDENTITY = "bad_identity"
 BAD_RESUME = "bad_resume"
@@ -28,21 +32,125 @@ LIMIT_REACHED = "limit_reached"  # a per-chat, per-address or per-process cap: n
 # HTTP API error codes (`{"error": message, "code": ...}`)
 BAD_QUERY = "bad_query"              # a query parameter is missing or malformed (/api/reports)
 RANGE_TOO_LONG = "range_too_long"    # a report range longer than [reports] keep_days
+ERROR_CODES = frozenset({BAD_FRAME, BAD_IDENTITY, BAD_RESUME, TOO_LONG, RATE_LIMITED, NOT_ALLOWED, UNAVAILABLE,
+                         NOT_FOUND, LIMIT_REACHED, BAD_QUERY, RANGE_TOO_LONG})
 
+# frame types (the `type` of a frame). One name per type, whichever way the frame goes;
+# the tuples below say which socket sends or accepts which (docs/protocol.md 3-5, 10).
+HELLO = "hello"                      # visitor -> hub: the first frame
+WELCOME = "welcome"                  # hub -> visitor, agent: the first answer
+QUEUED = "queued"                    # hub -> visitor: place in line and ETA
+OFFLINE = "offline"                  # hub -> visitor: nobody can take the chat now (a reason follows)
+ASSIGNED = "assigned"                # hub -> visitor, agent: an agent has the chat
+RELEASED = "released"                # hub -> agent: a chat left this agent
+MESSAGE = "message"                  # both ways, visitor and agent
+TYPING = "typing"                    # both ways, visitor and agent
+READ = "read"                        # visitor -> hub -> agent: read up to seq
+LEAVE = "leave"                      # visitor -> hub: the visitor ends the chat
+CONTACT = "contact"                  # visitor -> hub, and its echo
+WAIT_OR_TICKET = "wait_or_ticket"    # hub -> visitor: the offer; visitor -> hub: the answer
+RATE = "rate"                        # visitor -> hub
+RATED = "rated"                      # hub -> visitor: the rating's echo
+TICKET = "ticket"                    # hub -> visitor: the chat became a ticket
+CLOSED = "closed"                    # hub -> visitor, agent: the chat is over
+STATUS = "status"                    # agent -> hub, and its confirmation
+CLOSE = "close"                      # agent -> hub: end a held chat
+TRANSFER = "transfer"                # agent -> hub: hand a held chat on
+TICKET_CHANGED = "ticket_changed"    # hub -> agent: a ticket was made or changed; fetch it again
+TICKET_VIEWING = "ticket_viewing"    # agent -> hub: I have this ticket open (and am or am not replying)
+TICKET_VIEWERS = "ticket_viewers"    # hub -> agents: who has a ticket open now
+QUEUE = "queue"                      # hub -> supervisor: the queue snapshot
+REFRESH = "refresh"                  # supervisor -> hub: a snapshot now, please
+ERROR = "error"                      # hub -> any client: a refused frame or a failure
 
-# ticket frames on the agent socket (docs/protocol.md 4.1, 4.2)
-TICKET_CHANGED = "ticket_changed"  # hub -> agent: a ticket was made or changed; fetch it again
-TICKET_VIEWING = "ticket_viewing"  # agent -> hub: I have this ticket open (and am or am not replying)
-TICKET_VIEWERS = "ticket_viewers"  # hub -> agents: who has a ticket open now
+# client -> server frame types, per socket
+VISITOR_SENDS = (HELLO, MESSAGE, TYPING, READ, LEAVE, CONTACT, WAIT_OR_TICKET, RATE)
+AGENT_SENDS = (STATUS, MESSAGE, TYPING, CLOSE, TRANSFER, TICKET_VIEWING)
+SUPERVISOR_SENDS = (REFRESH,)
+CLIENT_FRAMES = frozenset(VISITOR_SENDS + AGENT_SENDS + SUPERVISOR_SENDS)
+# server -> client frame types, per socket
+TO_VISITOR = (WELCOME, QUEUED, OFFLINE, ASSIGNED, MESSAGE, TYPING, WAIT_OR_TICKET, TICKET, CLOSED, CONTACT, RATED,
+              ERROR)
+TO_AGENT = (WELCOME, ASSIGNED, RELEASED, MESSAGE, TYPING, READ, CLOSED, STATUS, TICKET_CHANGED, TICKET_VIEWERS, ERROR)
+TO_SUPERVISOR = (QUEUE, ERROR)
+SERVER_FRAMES = frozenset(TO_VISITOR + TO_AGENT + TO_SUPERVISOR)
 TICKET_VIEWERS_SHOWN = 20  # viewers listed in one ticket_viewers frame
 
-# offline reasons besides no_agents / closed_hours (docs/protocol.md lists them all)
-OFFLINE_BUSY = "busy"  # the desk holds [limits] max_waiting_chats already: leave a message
+# chat statuses (`welcome.status`, the chat record's `status`; docs/protocol.md 3.6)
+CHAT_QUEUED = "queued"      # waiting in line for an agent
+CHAT_ACTIVE = "active"      # an agent holds it
+CHAT_OFFLINE = "offline"    # nobody can take it now: a leave-a-message chat that ends as a ticket
+CHAT_CLOSED = "closed"      # over, for good
+CHAT_STATUSES = (CHAT_QUEUED, CHAT_ACTIVE, CHAT_OFFLINE, CHAT_CLOSED)
+WAITING_STATUSES = (CHAT_QUEUED, CHAT_OFFLINE)  # the visitor's presence counts (visitor_grace)
 
-# close codes
+# agent statuses (the `status` frame and the agent's profile; docs/protocol.md 4.1, 4.2)
+AGENT_ONLINE = "online"     # takes new chats up to max_chats (set by the agent)
+AGENT_AWAY = "away"         # takes none, keeps its chats (set by the agent)
+AGENT_OFFLINE = "offline"   # gone past agent_grace (set by the hub only)
+AGENT_CHOICES = (AGENT_ONLINE, AGENT_AWAY)  # what a `status` frame may ask for
+AGENT_STATUSES = (AGENT_ONLINE, AGENT_AWAY, AGENT_OFFLINE)
+
+# offline reasons (the `reason` of an `offline` frame; docs/protocol.md 3.1, 3.2)
+OFFLINE_NO_AGENTS = "no_agents"        # nobody online can serve the chat
+OFFLINE_CLOSED_HOURS = "closed_hours"  # the plan is outside its support hours, or offers no live chat
+OFFLINE_BUSY = "busy"  # the desk holds [limits] max_waiting_chats already: leave a message
+OFFLINE_REASONS = (OFFLINE_NO_AGENTS, OFFLINE_CLOSED_HOURS, OFFLINE_BUSY)
+
+# close reasons (the `reason` of a `closed` frame; docs/protocol.md 3.2)
+CLOSED_RESOLVED = "resolved"          # the agent closed it as resolved
+CLOSED_VISITOR_LEFT = "visitor_left"  # the visitor left, and no ticket was made
+CLOSED_TICKET = "ticket"              # it became a ticket (`ref` is set)
+CLOSED_TIMEOUT = "timeout"            # an offline chat in which the visitor wrote nothing went idle
+CLOSED_REASONS = (CLOSED_RESOLVED, CLOSED_VISITOR_LEFT, CLOSED_TICKET, CLOSED_TIMEOUT)
+
+# the values of fields of client frames (docs/protocol.md 3.3, 4.2)
+FROM_VISITOR = "visitor"              # a message's `from`
+FROM_AGENT = "agent"
+SENDERS = (FROM_VISITOR, FROM_AGENT)
+RESOLVED = "resolved"                 # a `close` frame's `resolution`
+UNRESOLVED = "unresolved"
+RESOLUTIONS = (RESOLVED, UNRESOLVED)
+CHOICE_WAIT = "wait"                  # a `wait_or_ticket` answer's `choice`
+CHOICE_TICKET = "ticket"
+WAIT_CHOICES = (CHOICE_WAIT, CHOICE_TICKET)
+TO_QUEUE = "queue"                    # a `transfer` frame's `to` that gives the chat back to the line
+
+# ticket triggers (why a ticket was made: `trigger`; docs/protocol.md 10, docs/tickets.md)
+TRIGGER_OFFLINE = "offline"            # the visitor wrote in an offline chat
+TRIGGER_MAX_WAIT = "max_wait"          # the visitor chose (or let time choose) a ticket after max_wait
+TRIGGER_VISITOR_LEFT = "visitor_left"  # the visitor wrote, then left the line
+TRIGGER_UNRESOLVED = "unresolved"      # the agent closed the chat as unresolved
+TRIGGER_EMAIL = "email"                # a mail to the support address (also the ticket's channel)
+CHAT_TRIGGERS = (TRIGGER_OFFLINE, TRIGGER_MAX_WAIT, TRIGGER_VISITOR_LEFT, TRIGGER_UNRESOLVED)  # a chat ends in
+TRIGGERS = (*CHAT_TRIGGERS, TRIGGER_EMAIL)
+
+# ticket channels (how a ticket came in: `channel`; docs/tickets.md, docs/reports.md)
+CHANNEL_CHAT = "chat"      # a chat that became a ticket
+CHANNEL_EMAIL = "email"    # a mail to the support address
+CHANNELS = (CHANNEL_CHAT, CHANNEL_EMAIL)
+
+# ticket statuses (docs/protocol.md 8.5, docs/tickets.md)
+TICKET_OPEN = "open"          # waiting for us
+TICKET_PENDING = "pending"    # waiting for the customer
+TICKET_SOLVED = "solved"      # done
+TICKET_STATUSES = (TICKET_OPEN, TICKET_PENDING, TICKET_SOLVED)
+
+# Internal events: pub/sub messages between hub processes (msgpack {"type": ...}) that the
+# sockets turn into frames or closes. Never sent to a client as such, so not part of the wire
+# protocol; events that do become frames as they are (assigned, closed, ...) use the frame types.
+EVENT_CHANGED = "changed"     # keys.QUEUE_CHANNEL: the queue (or, with "agents", a profile) moved
+EVENT_REQUEUED = "requeued"   # a chat channel: the chat is back in line; its visitor gets `queued` again
+EVENT_REVOKED = "revoked"     # an agent channel: the user's sessions ended; its sockets close (1008)
+EVENT_TICKET = "ticket"       # keys.TICKETS_CHANNEL: a ticket changed (hubs send `ticket_changed`)
+EVENT_VIEWERS = "viewers"     # keys.TICKETS_CHANNEL: who has a ticket open (hubs send `ticket_viewers`)
+INTERNAL_EVENTS = frozenset({EVENT_CHANGED, EVENT_REQUEUED, EVENT_REVOKED, EVENT_TICKET, EVENT_VIEWERS})
+
+# close codes (docs/protocol.md 6.3)
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
+CLOSE_UNAVAILABLE = 1011  # Redis could not be reached when the socket started
 CLOSE_RESTART = 1012
 CLOSE_SLOW = 1013  # the client stopped reading; reconnect and resume from last_seq
 
@@ -66,7 +174,7 @@ def error(code: str, message: str, refused: dict[str, Any] | None = None) -> dic
     type (``refused``), and its ``chat_id`` and ``client_id`` where it had them, so that the
     client can undo what it assumed on sending (a message shown as sending, a close or a
     transfer it waits for)."""
-    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    frame: dict[str, Any] = {"type": ERROR, "code": code, "message": message}
     if refused is not None:
         frame["refused"] = refused["type"][:40]
         chat_id = refused.get("chat_id")

@@ -10,7 +10,7 @@ from typing import Any
 import msgpack
 from redis.exceptions import NoScriptError
 
-from chat import keys, rollups, stats, timers
+from chat import frames, keys, rollups, stats, timers
 from chat.store import is_cluster, publish as bus_publish
 from chat.chats import create_chat_on, decode_chat, load_chat, update_chat
 from chat.queue import AgentSkills, NotHolder, topic_key
@@ -23,8 +23,8 @@ try:  # the archive (retention, erasure) lives with the transcripts, when they a
 except ImportError:
     _add_to_archive = None
 
-QUEUE_CHANGED = msgpack.packb({"type": "changed"})
-QUEUE_WORK = msgpack.packb({"type": "changed", "work": True})
+QUEUE_CHANGED = msgpack.packb({"type": frames.EVENT_CHANGED})
+QUEUE_WORK = msgpack.packb({"type": frames.EVENT_CHANGED, "work": True})
 
 
 async def publish(rt: Runtime, channel: str, event: dict[str, Any]) -> None:
@@ -53,7 +53,7 @@ async def open_chat(rt: Runtime, chat_id: str, fields: dict[str, Any], resume_tt
         token = create_chat_on(pipe, chat_id, fields, resume_ttl)
         if is_cluster(rt.redis):  # a cluster pipeline runs every node's part at once: the record goes first
             await pipe.execute()
-        if status == "queued":
+        if status == frames.CHAT_QUEUED:
             plan = rt.config.plan(chat.get("plan"))
             arrived = float(chat["arrived_at"])
             route = dict(lang=chat["lang"], topic=topic_key(chat.get("topic"), chat.get("emergency") == "1"),
@@ -70,7 +70,7 @@ async def open_chat(rt: Runtime, chat_id: str, fields: dict[str, Any], resume_tt
     for result in results:
         if isinstance(result, Exception) and not isinstance(result, NoScriptError):
             raise result
-    if status == "queued":
+    if status == frames.CHAT_QUEUED:
         if any(isinstance(result, NoScriptError) for result in results):  # Redis lost its script cache
             await rt.queue.enqueue(chat_id, **route)
             await bus_publish(rt.redis, keys.QUEUE_CHANNEL, QUEUE_WORK)
@@ -81,10 +81,10 @@ async def open_chat(rt: Runtime, chat_id: str, fields: dict[str, Any], resume_tt
 async def go_offline(rt: Runtime, chat_id: str, reason: str) -> None:
     """Nobody can take the chat now: what the visitor writes becomes a ticket."""
     await rt.queue.remove(chat_id)
-    await update_chat(rt.redis, chat_id, status="offline", offline_reason=reason)
+    await update_chat(rt.redis, chat_id, status=frames.CHAT_OFFLINE, offline_reason=reason)
     await timers.cancel_all(rt.redis, chat_id)
     await timers.schedule(rt.redis, timers.OFFLINE_IDLE, chat_id, rt.clock() + rt.config.timing.offline_idle)
-    await publish(rt, keys.chat_channel(chat_id), {"type": "offline", "reason": reason})
+    await publish(rt, keys.chat_channel(chat_id), {"type": frames.OFFLINE, "reason": reason})
     await queue_changed(rt)
 
 
@@ -94,8 +94,8 @@ async def assigned(rt: Runtime, chat_id: str, username: str, agent_name: str) ->
     first, arrived, *dims = await rt.redis.hmget(keys.chat(chat_id), "assigned_at", "arrived_at", "plan", "lang", "topic")
     # One round trip: each write would otherwise wait for its own fsync.
     async with rt.redis.pipeline(transaction=False) as pipe:
-        pipe.hset(keys.chat(chat_id), mapping={"status": "active", "agent": username, "agent_name": agent_name,
-                                               "assigned_at": repr(now)})
+        pipe.hset(keys.chat(chat_id), mapping={"status": frames.CHAT_ACTIVE, "agent": username,
+                                               "agent_name": agent_name, "assigned_at": repr(now)})
         pipe.hdel(keys.chat(chat_id), "wait_offered")  # an offer made while waiting ends with the wait
         pipe.zrem(keys.TIMERS, *timers.cancel_all_members(chat_id))
         if not first:
@@ -104,18 +104,18 @@ async def assigned(rt: Runtime, chat_id: str, username: str, agent_name: str) ->
             chat = {k: v.decode() for k, v in zip(("plan", "lang", "topic"), dims) if v is not None}
             rollups.chat_assigned_on(pipe, rt, chat_id, chat, username, waited, now)
         bus_publish(pipe, keys.chat_channel(chat_id),
-                     msgpack.packb({"type": "assigned", "agent": {"name": agent_name, "username": username}}))
-        bus_publish(pipe, keys.agent_channel(username), msgpack.packb({"type": "assigned", "chat_id": chat_id}))
+                     msgpack.packb({"type": frames.ASSIGNED, "agent": {"name": agent_name, "username": username}}))
+        bus_publish(pipe, keys.agent_channel(username), msgpack.packb({"type": frames.ASSIGNED, "chat_id": chat_id}))
         bus_publish(pipe, keys.QUEUE_CHANNEL, QUEUE_CHANGED)
         await pipe.execute()
 
 
 async def requeued(rt: Runtime, chat_id: str, previous_agent: str | None = None) -> None:
     """The chat is back in line at its original place (agent gone or transfer to queue)."""
-    await update_chat(rt.redis, chat_id, status="queued", agent="", agent_name="")
-    await publish(rt, keys.chat_channel(chat_id), {"type": "requeued"})
+    await update_chat(rt.redis, chat_id, status=frames.CHAT_QUEUED, agent="", agent_name="")
+    await publish(rt, keys.chat_channel(chat_id), {"type": frames.EVENT_REQUEUED})
     if previous_agent:
-        await publish(rt, keys.agent_channel(previous_agent), {"type": "released", "chat_id": chat_id})
+        await publish(rt, keys.agent_channel(previous_agent), {"type": frames.RELEASED, "chat_id": chat_id})
     await queue_changed(rt, work=True)
 
 
@@ -137,9 +137,11 @@ async def transfer_to_agent(rt: Runtime, chat_id: str, target: str, holder: str 
     account = await load_account(rt.redis, target)
     name = account.name if account else target
     await update_chat(rt.redis, chat_id, agent=target, agent_name=name)
-    await publish(rt, keys.agent_channel(detail), {"type": "released", "chat_id": chat_id, "to": target})
-    await publish(rt, keys.agent_channel(target), {"type": "assigned", "chat_id": chat_id, "transferred_from": detail})
-    await publish(rt, keys.chat_channel(chat_id), {"type": "assigned", "agent": {"name": name, "username": target}})
+    await publish(rt, keys.agent_channel(detail), {"type": frames.RELEASED, "chat_id": chat_id, "to": target})
+    await publish(rt, keys.agent_channel(target),
+                  {"type": frames.ASSIGNED, "chat_id": chat_id, "transferred_from": detail})
+    await publish(rt, keys.chat_channel(chat_id),
+                  {"type": frames.ASSIGNED, "agent": {"name": name, "username": target}})
     await queue_changed(rt)
     return True, detail
 
@@ -155,7 +157,7 @@ async def close_and_claim(rt: Runtime, chat_id: str, agent: AgentSkills) -> tupl
     """An agent closes a chat it holds (NotHolder otherwise) as resolved and, in the same round
     trip as the close, claims the next chat for the slot it frees: (closed, the claimed chat
     id or None). The caller records the claim with ``assigned``."""
-    return await _close(rt, chat_id, "resolved", None, agent, agent.username)
+    return await _close(rt, chat_id, frames.CLOSED_RESOLVED, None, agent, agent.username)
 
 
 async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None,
@@ -178,10 +180,10 @@ async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None,
         elif found[1] == 0:
             raise NotHolder(chat_id)
     chat = decode_chat(found[0])
-    if not chat or chat.get("status") == "closed":
+    if not chat or chat.get("status") == frames.CHAT_CLOSED:
         return False, None
     now = rt.clock()
-    event: dict[str, Any] = {"type": "closed", "reason": reason}
+    event: dict[str, Any] = {"type": frames.CLOSED, "reason": reason}
     if ref:
         event["ref"] = ref
     # A chat whose visitor never wrote holds nothing worth keeping for the retention period
@@ -194,8 +196,8 @@ async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None,
         rt.queue.remove_on(pipe, chat_id)
         if claim_for is not None:
             rt.queue.claim_on(pipe, claim_for, now)
-        pipe.hset(keys.chat(chat_id), mapping={"status": "closed", "closed_reason": reason, "closed_at": repr(now),
-                                               "ticket": ref or ""})
+        pipe.hset(keys.chat(chat_id), mapping={"status": frames.CHAT_CLOSED, "closed_reason": reason,
+                                               "closed_at": repr(now), "ticket": ref or ""})
         pipe.zrem(keys.TIMERS, *timers.cancel_all_members(chat_id))
         pipe.hdel(keys.TIMER_FAILURES, *timers.cancel_all_members(chat_id))
         pipe.zrem(keys.VISITORS_SEEN, chat_id)
@@ -211,9 +213,9 @@ async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None,
         elif _add_to_archive is not None:
             _add_to_archive(pipe, chat_id, now, chat.get("email"))
         bus_publish(pipe, keys.chat_channel(chat_id), msgpack.packb(event))
-        if chat.get("status") in ("queued", "active"):
+        if chat.get("status") in (frames.CHAT_QUEUED, frames.CHAT_ACTIVE):
             # A freed slot is work for the hubs, unless the claim above has just refilled it.
-            work = chat.get("status") == "active" and claim_for is None
+            work = chat.get("status") == frames.CHAT_ACTIVE and claim_for is None
             bus_publish(pipe, keys.QUEUE_CHANNEL, QUEUE_WORK if work else QUEUE_CHANGED)
         results = await pipe.execute(raise_on_error=False)
     claimed = None
@@ -233,36 +235,36 @@ async def make_ticket(rt: Runtime, chat_id: str, trigger: str, holder: str = "")
     from transcripts.tickets import open_ticket
 
     chat = await load_chat(rt.redis, chat_id)
-    if not chat or chat.get("status") == "closed":
+    if not chat or chat.get("status") == frames.CHAT_CLOSED:
         return None
     if holder:
         await rt.queue.remove(chat_id, holder)  # before any ticket or mail is made
     ref = await open_ticket(rt, chat_id, trigger)
-    event = {"type": "ticket", "ref": ref}
+    event = {"type": frames.TICKET, "ref": ref}
     if await rt.redis.hget(keys.ticket(ref), "confirmation") == b"limited":
         event["confirmation"] = "limited"  # the visitor is told why no confirmation comes
     await publish(rt, keys.chat_channel(chat_id), event)
-    if await close(rt, chat_id, "ticket", ref):
+    if await close(rt, chat_id, frames.CLOSED_TICKET, ref):
         await stats.record_ticket(rt.redis, trigger, rt.clock())
-        await rollups.ticket_made(rt, ref, {**chat, "channel": "chat"}, trigger, rt.clock())
+        await rollups.ticket_made(rt, ref, {**chat, "channel": frames.CHANNEL_CHAT}, trigger, rt.clock())
     return ref
 
 
 async def visitor_left(rt: Runtime, chat_id: str) -> None:
     """The visitor ended the chat (leave frame, or gone past the grace period)."""
     chat = await load_chat(rt.redis, chat_id)
-    if not chat or chat.get("status") == "closed":
+    if not chat or chat.get("status") == frames.CHAT_CLOSED:
         return
     wrote = int(chat.get("visitor_msgs") or 0) > 0
     status = chat.get("status")
-    if status == "queued":
+    if status == frames.CHAT_QUEUED:
         await rollups.chat_abandoned(rt, chat_id, chat, rt.clock())
-    if status == "offline" and wrote:
-        await make_ticket(rt, chat_id, "offline")
-    elif status == "queued" and wrote:
-        await make_ticket(rt, chat_id, "visitor_left")
+    if status == frames.CHAT_OFFLINE and wrote:
+        await make_ticket(rt, chat_id, frames.TRIGGER_OFFLINE)
+    elif status == frames.CHAT_QUEUED and wrote:
+        await make_ticket(rt, chat_id, frames.TRIGGER_VISITOR_LEFT)
     else:
-        await close(rt, chat_id, "visitor_left")
+        await close(rt, chat_id, frames.CLOSED_VISITOR_LEFT)
 
 
 async def fire_timer(rt: Runtime, kind: str, chat_id: str) -> None:
@@ -270,21 +272,22 @@ async def fire_timer(rt: Runtime, kind: str, chat_id: str) -> None:
     if not chat:
         return
     status = chat.get("status")
-    if kind == timers.MAX_WAIT and status == "queued":
+    if kind == timers.MAX_WAIT and status == frames.CHAT_QUEUED:
         plan = rt.config.plan(chat.get("plan"))
         await update_chat(rt.redis, chat_id, wait_offered=repr(rt.clock()))
         await timers.schedule(rt.redis, timers.WAIT_CHOICE, chat_id, rt.clock() + rt.config.timing.wait_choice_timeout)
         await publish(rt, keys.chat_channel(chat_id), {
-            "type": "wait_or_ticket", "max_wait_s": int(plan.max_wait),
+            "type": frames.WAIT_OR_TICKET, "max_wait_s": int(plan.max_wait),
             "timeout_s": int(rt.config.timing.wait_choice_timeout),
         })
-    elif kind == timers.WAIT_CHOICE and status == "queued" and await rt.redis.hdel(keys.chat(chat_id), "wait_offered"):
-        await make_ticket(rt, chat_id, "max_wait")  # (unless the visitor answered meanwhile)
-    elif kind == timers.OFFLINE_IDLE and status == "offline":
+    elif (kind == timers.WAIT_CHOICE and status == frames.CHAT_QUEUED
+          and await rt.redis.hdel(keys.chat(chat_id), "wait_offered")):
+        await make_ticket(rt, chat_id, frames.TRIGGER_MAX_WAIT)  # (unless the visitor answered meanwhile)
+    elif kind == timers.OFFLINE_IDLE and status == frames.CHAT_OFFLINE:
         if int(chat.get("visitor_msgs") or 0) > 0:
-            await make_ticket(rt, chat_id, "offline")
+            await make_ticket(rt, chat_id, frames.TRIGGER_OFFLINE)
         else:
-            await close(rt, chat_id, "timeout")
+            await close(rt, chat_id, frames.CLOSED_TIMEOUT)
 
 
 async def answer_wait_offer(rt: Runtime, chat_id: str, choice: str) -> bool:
@@ -293,12 +296,12 @@ async def answer_wait_offer(rt: Runtime, chat_id: str, choice: str) -> bool:
     chat is still waiting: otherwise anyone could have the desk mail any address at will.
     Each offer is answered once (taking ``wait_offered`` is the atomic step)."""
     chat = await load_chat(rt.redis, chat_id)
-    if not chat or chat.get("status") != "queued" or not chat.get("wait_offered"):
+    if not chat or chat.get("status") != frames.CHAT_QUEUED or not chat.get("wait_offered"):
         return False
     if not await rt.redis.hdel(keys.chat(chat_id), "wait_offered"):
         return False  # answered by another tab, or the answer timed out, a moment ago
-    if choice == "ticket":
-        await make_ticket(rt, chat_id, "max_wait")
+    if choice == frames.CHOICE_TICKET:
+        await make_ticket(rt, chat_id, frames.TRIGGER_MAX_WAIT)
     else:
         plan = rt.config.plan(chat.get("plan"))
         await timers.cancel(rt.redis, timers.WAIT_CHOICE, chat_id)

@@ -21,13 +21,14 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from chat import frames
 from chat.rollups import DURATION_BUCKETS, read_totals
 from chat.runtime import Runtime
 from chat.snapshot import queue_snapshot
-from chat.stats import read_stats
+from chat.stats import WAIT_BUCKETS as STATS_WAIT_BUCKETS, read_stats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-WAIT_BUCKETS = ("5", "15", "30", "60", "120", "300", "600", "+Inf")
+WAIT_BUCKETS = (*map(str, STATS_WAIT_BUCKETS), "+Inf")  # the le labels of chat.stats' wait_le_<b> fields
 
 
 def _token(rt: Runtime) -> str:
@@ -135,7 +136,7 @@ async def render(rt: Runtime, counts: dict[str, int]) -> str:
     out.family("livechat_chats_active", "gauge", "Chats an agent is handling now.", [("", None, snap["active"])])
     out.family(
         "livechat_agents", "gauge", "Agents by status.",
-        [("", {"status": "online"}, snap["agents_online"]), ("", {"status": "away"}, snap["agents_away"]),
+        [("", {"status": frames.AGENT_ONLINE}, snap["agents_online"]), ("", {"status": frames.AGENT_AWAY}, snap["agents_away"]),
          ("", {"status": "busy"}, snap["agents_busy"])],
     )
     out.family("livechat_agent_free_capacity", "gauge", "Chats the online agents could still take.",
@@ -181,7 +182,7 @@ async def render(rt: Runtime, counts: dict[str, int]) -> str:
                [("", None, stats.get("help_solved", 0))])
     out.family("livechat_help_unanswered_total", "counter", "Questions that became a chat after the widget searched the help centre.",
                [("", None, stats.get("help_unanswered", 0))])
-    triggers = {"offline", "max_wait", "visitor_left", "unresolved"}
+    triggers = set(frames.CHAT_TRIGGERS)
     triggers |= {f[8:] for f in stats if f.startswith("tickets:")}
     out.family(
         "livechat_tickets_total", "counter", "Email tickets made, by what triggered them.",

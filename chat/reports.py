@@ -29,8 +29,6 @@ from chat.rollups import DURATION_BUCKETS, NONE
 
 GROUPS = ("plan", "lang", "topic", "channel", "agent")
 INTERVALS = ("hour", "day", "week", "month")
-TRIGGERS = ("offline", "max_wait", "visitor_left", "unresolved", "email")
-CHANNELS = ("chat", "email")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 READ_BATCH = 500  # hour hashes read per round trip
 
@@ -41,7 +39,7 @@ COLUMNS = (
     "wait_avg", "wait_p50", "wait_p90", "wait_max",
     "first_replies", "first_reply_avg", "first_reply_p50", "first_reply_p90",
     "handled", "handle_avg", "handle_p50", "handle_p90",
-    "tickets", *(f"tickets_{t}" for t in TRIGGERS), *(f"tickets_channel_{c}" for c in CHANNELS),
+    "tickets", *(f"tickets_{t}" for t in frames.TRIGGERS), *(f"tickets_channel_{c}" for c in frames.CHANNELS),
     "first_response", "first_response_met", "first_response_missed", "first_response_met_pct", "first_response_p50",
     "next_response", "next_response_met", "next_response_missed", "next_response_met_pct",
     "solved",
@@ -173,8 +171,8 @@ def figures(cell: dict[str, float]) -> dict[str, Any]:
         "handled": handled, "handle_avg": _avg(cell, "handle"), "handle_p50": percentile(cell, "handle", 0.5),
         "handle_p90": percentile(cell, "handle", 0.9),
         "tickets": _int(cell, "tickets"),
-        **{f"tickets_{t}": _int(cell, f"tickets.trigger.{t}") for t in TRIGGERS},
-        **{f"tickets_channel_{c}": _int(cell, f"tickets.channel.{c}") for c in CHANNELS},
+        **{f"tickets_{t}": _int(cell, f"tickets.trigger.{t}") for t in frames.TRIGGERS},
+        **{f"tickets_channel_{c}": _int(cell, f"tickets.channel.{c}") for c in frames.CHANNELS},
         "solved": _int(cell, "solved"),
         "rated": rated,
         "csat_avg": round(cell.get("rating_sum", 0) / rated, 2) if rated else None,

@@ -26,7 +26,7 @@ from typing import Awaitable, Callable
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from chat import keys
+from chat import frames, keys
 from chat.config import DeskConfig
 
 log = logging.getLogger("livechat.schema")
@@ -104,16 +104,16 @@ async def _ticket_life(redis: Redis, config: DeskConfig, dry_run: bool) -> list[
         if dry_run:
             continue
         life = {"assignee": "", "awaiting_since": repr(created_at), "first_response_at": "", "pending_since": "",
-                "channel": "chat"}
+                "channel": frames.CHANNEL_CHAT}
         async with redis.pipeline(transaction=True) as pipe:
             if recent:
                 due_at = initial_fields(config, {"plan": plan, "emergency": emergency == "1"}, created_at)["due_at"]
-                pipe.hset(keys.ticket(ref), mapping={**life, "status": "open", "solved_at": "", "due_at": repr(due_at)})
+                pipe.hset(keys.ticket(ref), mapping={**life, "status": frames.TICKET_OPEN, "solved_at": "", "due_at": repr(due_at)})
                 pipe.zadd(keys.TICKETS_DUE, {ref: due_at})
             else:
-                pipe.hset(keys.ticket(ref), mapping={**life, "status": "solved", "solved_at": repr(now), "due_at": ""})
-                pipe.zrem(keys.tickets_by_status("open"), ref)
-                pipe.zadd(keys.tickets_by_status("solved"), {ref: created_at})
+                pipe.hset(keys.ticket(ref), mapping={**life, "status": frames.TICKET_SOLVED, "solved_at": repr(now), "due_at": ""})
+                pipe.zrem(keys.tickets_by_status(frames.TICKET_OPEN), ref)
+                pipe.zadd(keys.tickets_by_status(frames.TICKET_SOLVED), {ref: created_at})
             await pipe.execute()
     changes = []
     if opened:
@@ -201,9 +201,9 @@ _RENAMED_KEYS: tuple[tuple[str, str, str], ...] = (
     ("ticket indexes", "lc:tickets", keys.TICKETS),
     ("ticket indexes", "lc:tickets:due", keys.TICKETS_DUE),
     ("ticket indexes", "lc:tickets:pending-since", keys.TICKETS_PENDING),
-    ("ticket indexes", "lc:tickets:status:open", keys.tickets_by_status("open")),
-    ("ticket indexes", "lc:tickets:status:pending", keys.tickets_by_status("pending")),
-    ("ticket indexes", "lc:tickets:status:solved", keys.tickets_by_status("solved")),
+    ("ticket indexes", "lc:tickets:status:open", keys.tickets_by_status(frames.TICKET_OPEN)),
+    ("ticket indexes", "lc:tickets:status:pending", keys.tickets_by_status(frames.TICKET_PENDING)),
+    ("ticket indexes", "lc:tickets:status:solved", keys.tickets_by_status(frames.TICKET_SOLVED)),
     ("the outbox", "lc:outbox", keys.OUTBOX),
     ("the outbox", "lc:outbox-failed", keys.OUTBOX_FAILED),
     ("the archive", "lc:closed", keys.CHATS_CLOSED),

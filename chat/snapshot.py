@@ -12,12 +12,11 @@ from typing import Any
 
 import msgpack
 
-from chat import keys
+from chat import frames, keys
 from chat.queue import read_agents
 from chat.runtime import Runtime
 from chat.stats import day, read_stats
 
-TICKET_TRIGGERS = ("offline", "max_wait", "visitor_left", "unresolved")
 HISTORY_SECONDS = 3600  # the chart shows the last hour
 HISTORY_KEEP = 2 * HISTORY_SECONDS  # points older than this are trimmed
 
@@ -84,7 +83,7 @@ async def list_agents(rt: Runtime) -> list[dict[str, Any]]:
     for name, load in zip(names, loads):
         info = {_text(k): _text(v) for k, v in profiles[name].items()}
         capacity = int(_number(info.get("max_chats"), 0))
-        status = str(info.get("status") or "offline")
+        status = str(info.get("status") or frames.AGENT_OFFLINE)
         agents.append(
             {
                 "username": name,
@@ -95,7 +94,7 @@ async def list_agents(rt: Runtime) -> list[dict[str, Any]]:
                 "topics": [str(_text(t)) for t in info.get("topics") or []],
                 "load": int(load),
                 "capacity": capacity,
-                "free": max(0, capacity - int(load)) if status == "online" else 0,
+                "free": max(0, capacity - int(load)) if status == frames.AGENT_ONLINE else 0,
             }
         )
     return agents
@@ -168,8 +167,8 @@ async def queue_snapshot(rt: Runtime, record: bool = True) -> dict[str, Any]:
             active += 1
 
     agents = await list_agents(rt)
-    count = {s: sum(1 for a in agents if a["status"] == s) for s in ("online", "away", "offline")}
-    present = [a for a in agents if a["status"] != "offline"]
+    count = {s: sum(1 for a in agents if a["status"] == s) for s in frames.AGENT_STATUSES}
+    present = [a for a in agents if a["status"] != frames.AGENT_OFFLINE]
     busy = sum(1 for a in present if a["capacity"] and a["load"] >= a["capacity"])
 
     stats = await read_stats(redis)
@@ -179,7 +178,7 @@ async def queue_snapshot(rt: Runtime, record: bool = True) -> dict[str, Any]:
         n = stats.get(f"{today}{field}_count", 0.0)
         return round(stats.get(f"{today}{field}_sum", 0.0) / n, 1) if n else None
 
-    tickets = {t: int(stats.get(f"{today}tickets:{t}", 0)) for t in TICKET_TRIGGERS}
+    tickets = {t: int(stats.get(f"{today}tickets:{t}", 0)) for t in frames.CHAT_TRIGGERS}
     for field, value in stats.items():  # triggers added later still show up
         if field.startswith(f"{today}tickets:"):
             tickets.setdefault(field[len(today) + 8:], int(value))
@@ -210,10 +209,10 @@ async def queue_snapshot(rt: Runtime, record: bool = True) -> dict[str, Any]:
             for name in by_plan
         ],
         "active": active,
-        "agents_online": count["online"],
-        "agents_away": count["away"],
+        "agents_online": count[frames.AGENT_ONLINE],
+        "agents_away": count[frames.AGENT_AWAY],
         "agents_busy": busy,
-        "capacity": sum(a["capacity"] for a in agents if a["status"] == "online"),
+        "capacity": sum(a["capacity"] for a in agents if a["status"] == frames.AGENT_ONLINE),
         "free_capacity": sum(a["free"] for a in agents),
         "agents": present,
         "tickets_today": tickets,

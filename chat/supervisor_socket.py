@@ -85,7 +85,7 @@ class SupervisorFeed:
                 if snapshot is not None:
                     now_cmp = comparable(snapshot)
                     if now_cmp != last_pushed or started - last_push_at >= REFRESH - MIN_INTERVAL:
-                        self._deliver({"type": "queue", **snapshot})
+                        self._deliver({"type": frames.QUEUE, **snapshot})
                         last_pushed, last_push_at = now_cmp, started
                 try:
                     await asyncio.wait_for(self.changed.wait(), REFRESH)
@@ -169,7 +169,7 @@ async def supervisor_socket(ws: WebSocket) -> None:
                 return
             try:
                 frame = frames.decode(data)
-                if frame["type"] == "refresh":
+                if frame["type"] == frames.REFRESH:
                     shared.changed.set()
                     continue
                 raise frames.FrameError(frames.BAD_FRAME, f"unknown frame type {frame['type'][:40]!r}")
@@ -180,7 +180,7 @@ async def supervisor_socket(ws: WebSocket) -> None:
     user_channel = keys.agent_channel(session.username)
 
     def on_user_event(channel: str, data: bytes) -> None:
-        if msgpack.unpackb(data).get("type") == "revoked":
+        if msgpack.unpackb(data).get("type") == frames.EVENT_REVOKED:
             revoked.set()
 
     async def session_loop() -> None:

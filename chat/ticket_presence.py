@@ -44,6 +44,6 @@ async def set_viewing(rt: Runtime, ref: str, username: str, name: str, viewing: 
         if lapsed:
             pipe.hdel(key, *lapsed)
         bus_publish(pipe, keys.TICKETS_CHANNEL, msgpack.packb(
-            {"type": "viewers", "ref": ref, "viewers": viewers[:frames.TICKET_VIEWERS_SHOWN]}))
+            {"type": frames.EVENT_VIEWERS, "ref": ref, "viewers": viewers[:frames.TICKET_VIEWERS_SHOWN]}))
         await pipe.execute()
     return viewers

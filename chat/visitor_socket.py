@@ -60,7 +60,7 @@ class VisitorConnection(Connection):
         self.resume_token = ""
         self.lang = "en"
         self.topic_key = "_"
-        self.status = "queued"
+        self.status = frames.CHAT_QUEUED
         self.feed: ChatFeed | None = None
         self.position: int | None = None
         self.eta: int | None = None
@@ -72,66 +72,66 @@ class VisitorConnection(Connection):
         return self.ws.app.state.hub
 
     def needs_presence(self) -> bool:
-        return self.status in ("queued", "offline")
+        return self.status in frames.WAITING_STATUSES
 
     # --- outbound ------------------------------------------------------------------
 
     def update_position(self, position: int, eta: int | None) -> None:
-        if self.status == "queued" and (position, eta) != (self.position, self.eta):
+        if self.status == frames.CHAT_QUEUED and (position, eta) != (self.position, self.eta):
             self.position, self.eta = position, eta
-            self.send({"type": "queued", "position": position, "eta_s": eta})
+            self.send({"type": frames.QUEUED, "position": position, "eta_s": eta})
 
     def _on_message(self, frame: dict[str, Any] | None, raw: bytes) -> None:
         self.send_packed(raw, frame)
 
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
-        if kind == "typing":
-            if event.get("from") == "agent":
-                self.send({"type": "typing", "active": bool(event.get("active"))})
-        elif kind == "assigned":
-            self._set_status("active")
-            self.send({"type": "assigned", "agent": {"name": event["agent"]["name"]}})
-        elif kind == "requeued":
-            self._set_status("queued")
+        if kind == frames.TYPING:
+            if event.get("from") == frames.FROM_AGENT:
+                self.send({"type": frames.TYPING, "active": bool(event.get("active"))})
+        elif kind == frames.ASSIGNED:
+            self._set_status(frames.CHAT_ACTIVE)
+            self.send({"type": frames.ASSIGNED, "agent": {"name": event["agent"]["name"]}})
+        elif kind == frames.EVENT_REQUEUED:
+            self._set_status(frames.CHAT_QUEUED)
             self.position = None
-        elif kind == "offline":
-            self._set_status("offline")
-            self.send({"type": "offline", "reason": event["reason"]})
-        elif kind == "closed":
-            self._set_status("closed")
-            frame = {"type": "closed", "reason": event["reason"]}
+        elif kind == frames.OFFLINE:
+            self._set_status(frames.CHAT_OFFLINE)
+            self.send({"type": frames.OFFLINE, "reason": event["reason"]})
+        elif kind == frames.CLOSED:
+            self._set_status(frames.CHAT_CLOSED)
+            frame = {"type": frames.CLOSED, "reason": event["reason"]}
             if event.get("ref"):
                 frame["ref"] = event["ref"]
             self.send(frame)
-        elif kind == "ticket":
-            self.send({"type": "ticket", "ref": event["ref"]})
+        elif kind == frames.TICKET:
+            self.send({"type": frames.TICKET, "ref": event["ref"]})
             if event.get("confirmation") == "limited":
                 self.error(frames.LIMIT_REACHED, "the ticket is made, but this address got all the confirmation "
                                                  "mails it may get today: none was sent for this one")
-        elif kind == "wait_or_ticket":
+        elif kind == frames.WAIT_OR_TICKET:
             self.send(event)
 
     async def catch_up_state(self) -> None:
         """Catch up with what happened to the chat while pub/sub was away."""
-        if self.status == "closed":
+        if self.status == frames.CHAT_CLOSED:
             return
         chat = await chats.load_chat(self.rt.redis, self.chat_id)
         status = (chat or {}).get("status")
         if not chat or status == self.status:
             return
-        if status == "active":
-            self._on_event({"type": "assigned", "agent": {"name": chat.get("agent_name", "")}})
-        elif status == "queued":
-            self._on_event({"type": "requeued"})
-        elif status == "offline":
-            self._on_event({"type": "offline", "reason": chat.get("offline_reason", "")})
-        elif status == "closed":
-            self._on_event({"type": "closed", "reason": chat.get("closed_reason", ""), "ref": chat.get("ticket")})
+        if status == frames.CHAT_ACTIVE:
+            self._on_event({"type": frames.ASSIGNED, "agent": {"name": chat.get("agent_name", "")}})
+        elif status == frames.CHAT_QUEUED:
+            self._on_event({"type": frames.EVENT_REQUEUED})
+        elif status == frames.CHAT_OFFLINE:
+            self._on_event({"type": frames.OFFLINE, "reason": chat.get("offline_reason", "")})
+        elif status == frames.CHAT_CLOSED:
+            self._on_event({"type": frames.CLOSED, "reason": chat.get("closed_reason", ""), "ref": chat.get("ticket")})
 
     def _set_status(self, status: str) -> None:
         self.status = status
-        self.hub.set_waiting(self, status == "queued")
+        self.hub.set_waiting(self, status == frames.CHAT_QUEUED)
 
     # --- hello ---------------------------------------------------------------------
 
@@ -154,7 +154,7 @@ class VisitorConnection(Connection):
             hello = await asyncio.wait_for(self.receive(), self.rt.config.timing.hello_timeout)
         except (asyncio.TimeoutError, FrameError, Closed):
             hello = None
-        if not hello or hello.get("type") != "hello":
+        if not hello or hello.get("type") != frames.HELLO:
             self.error(frames.BAD_FRAME, "the first frame must be hello")
             await self.close(frames.CLOSE_POLICY, "hello expected")
             return
@@ -183,7 +183,7 @@ class VisitorConnection(Connection):
         self.verified = chat.get("verified") == "1"
         self.emergency = chat.get("emergency") == "1"
         self.topic_key = topic_key(chat.get("topic"), self.emergency)
-        self.status = chat.get("status", "queued")  # a new chat's is decided below
+        self.status = chat.get("status", frames.CHAT_QUEUED)  # a new chat's is decided below
         # Checked and counted with no await in between, so concurrent resumes cannot all pass.
         per_chat = rt.config.limits.sockets_per_chat
         if per_chat and len(self.hub.visitors.get(self.chat_id, ())) >= per_chat:
@@ -202,7 +202,7 @@ class VisitorConnection(Connection):
                 self.resume_token = await lifecycle.open_chat(rt, self.chat_id, fields, resume_ttl)
             else:
                 await self.hub.watch(self.chat_id, self.feed)
-                if chat["status"] in ("queued", "offline"):
+                if chat["status"] in frames.WAITING_STATUSES:
                     await rt.redis.zadd(keys.VISITORS_SEEN, {self.chat_id: rt.clock()})
         except Exception:  # refused or Redis unavailable: this socket leaves no trace in the hub
             self.hub.remove_visitor(self)
@@ -210,20 +210,20 @@ class VisitorConnection(Connection):
             await self.hub.unwatch(self.chat_id, self.feed)
             raise
         self.send({
-            "type": "welcome", "chat_id": self.chat_id, "resume": self.resume_token, "status": self.status,
+            "type": frames.WELCOME, "chat_id": self.chat_id, "resume": self.resume_token, "status": self.status,
             "plan": chat.get("plan"), "verified": self.verified, "emergency": self.emergency,
         })
-        if self.status == "queued":
+        if self.status == frames.CHAT_QUEUED:
             self.hub.set_waiting(self, True)
-        elif self.status == "offline":
-            self.send({"type": "offline", "reason": chat.get("offline_reason") or "no_agents"})
-        elif self.status == "active":
-            self.send({"type": "assigned", "agent": {"name": chat.get("agent_name", "")}})
+        elif self.status == frames.CHAT_OFFLINE:
+            self.send({"type": frames.OFFLINE, "reason": chat.get("offline_reason") or frames.OFFLINE_NO_AGENTS})
+        elif self.status == frames.CHAT_ACTIVE:
+            self.send({"type": frames.ASSIGNED, "agent": {"name": chat.get("agent_name", "")}})
         # A new chat's log is empty, and its channel was subscribed before anyone could write.
         self.feed.resume(catch_up=fields is None)
-        if self.status == "closed":
+        if self.status == frames.CHAT_CLOSED:
             await self.feed_drained()
-            frame = {"type": "closed", "reason": chat.get("closed_reason") or "resolved"}
+            frame = {"type": frames.CLOSED, "reason": chat.get("closed_reason") or frames.CLOSED_RESOLVED}
             if chat.get("ticket"):
                 frame["ref"] = chat["ticket"]
             self.send(frame)
@@ -288,12 +288,12 @@ class VisitorConnection(Connection):
         rt = self.rt
         plan = rt.config.plan(fields["plan"])
         if not is_open(plan, rt.config.schedules, rt.clock()):
-            return {"status": "offline", "offline_reason": "closed_hours"}
+            return {"status": frames.CHAT_OFFLINE, "offline_reason": frames.OFFLINE_CLOSED_HOURS}
         if await self._desk_full():
-            return {"status": "offline", "offline_reason": frames.OFFLINE_BUSY}
+            return {"status": frames.CHAT_OFFLINE, "offline_reason": frames.OFFLINE_BUSY}
         if not await self.hub.someone_can_serve(fields["lang"], fields["topic"], fields["emergency"]):
-            return {"status": "offline", "offline_reason": "no_agents"}
-        return {"status": "queued"}
+            return {"status": frames.CHAT_OFFLINE, "offline_reason": frames.OFFLINE_NO_AGENTS}
+        return {"status": frames.CHAT_QUEUED}
 
     async def _desk_full(self) -> bool:
         """[limits] max_waiting_chats: past it a new chat is not queued but offline (busy), so
@@ -321,26 +321,27 @@ class VisitorConnection(Connection):
 
     async def handle(self, frame: dict[str, Any]) -> None:
         kind = frame["type"]
-        if kind == "message":
+        if kind == frames.MESSAGE:
             await self._message(frame)
-        elif kind == "typing":
-            if self.status != "closed":
-                await lifecycle.publish(self.rt, keys.chat_channel(self.chat_id),
-                                        {"type": "typing", "from": "visitor", "active": frames.bool_field(frame, "active", True)})
-        elif kind == "leave":
+        elif kind == frames.TYPING:
+            if self.status != frames.CHAT_CLOSED:
+                await lifecycle.publish(self.rt, keys.chat_channel(self.chat_id), {
+                    "type": frames.TYPING, "from": frames.FROM_VISITOR, "active": frames.bool_field(frame, "active", True)})
+        elif kind == frames.LEAVE:
             await lifecycle.visitor_left(self.rt, self.chat_id)
-        elif kind == "rate":
+        elif kind == frames.RATE:
             await self._rate(frame)
-        elif kind == "contact":
+        elif kind == frames.CONTACT:
             await self._contact(frame)
-        elif kind == "wait_or_ticket":
-            choice = frames.choice_field(frame, "choice", ("wait", "ticket"))
+        elif kind == frames.WAIT_OR_TICKET:
+            choice = frames.choice_field(frame, "choice", frames.WAIT_CHOICES)
             if not await lifecycle.answer_wait_offer(self.rt, self.chat_id, choice):
                 raise FrameError(frames.NOT_ALLOWED, "no wait_or_ticket question is waiting for an answer")
-        elif kind == "read":
+        elif kind == frames.READ:
             seq = frames.int_field(frame, "seq", 0)
-            await lifecycle.publish(self.rt, keys.chat_channel(self.chat_id), {"type": "read", "from": "visitor", "seq": seq})
-        elif kind == "hello":
+            await lifecycle.publish(self.rt, keys.chat_channel(self.chat_id),
+                                    {"type": frames.READ, "from": frames.FROM_VISITOR, "seq": seq})
+        elif kind == frames.HELLO:
             raise FrameError(frames.BAD_FRAME, "hello was already received")
         else:
             raise FrameError(frames.BAD_FRAME, f"unknown frame type {kind[:40]!r}")
@@ -350,13 +351,13 @@ class VisitorConnection(Connection):
         if not text.strip():
             raise FrameError(frames.BAD_FRAME, "\"text\" is empty")
         client_id = frames.text_field(frame, "client_id", limit=64)
-        if self.status == "closed":
+        if self.status == frames.CHAT_CLOSED:
             raise FrameError(frames.NOT_ALLOWED, "this chat is closed")
         rt = self.rt
         limits = rt.config.limits
         try:
             seq, raw, new = await self.hub.log.append(
-                self.chat_id, "visitor", masked(text), rt.clock(), client_id,
+                self.chat_id, frames.FROM_VISITOR, masked(text), rt.clock(), client_id,
                 max_messages=limits.visitor_messages_per_chat, max_bytes=limits.visitor_bytes_per_chat)
         except ChatGone:
             raise FrameError(frames.NOT_ALLOWED, "this chat is closed") from None
@@ -368,11 +369,11 @@ class VisitorConnection(Connection):
             return
         self.feed.push(msgpack.unpackb(raw), raw)
         self.hub.messages.add()
-        if self.status == "offline":
+        if self.status == frames.CHAT_OFFLINE:
             await timers.schedule(rt.redis, timers.OFFLINE_IDLE, self.chat_id, rt.clock() + rt.config.timing.offline_idle)
         # The chat's first message (seq 1 from the log: the feed's own count may still be
         # catching up from the log when the visitor writes right after hello).
-        if seq == 1 and self.status == "queued" and not self.emergency and text.lstrip().lower().startswith(EMERGENCY):
+        if seq == 1 and self.status == frames.CHAT_QUEUED and not self.emergency and text.lstrip().lower().startswith(EMERGENCY):
             await self._escalate()
 
     async def _escalate(self) -> None:
@@ -395,7 +396,7 @@ class VisitorConnection(Connection):
         await lifecycle.queue_changed(self.rt, work=True)
 
     async def _rate(self, frame: dict[str, Any]) -> None:
-        if self.status != "closed":
+        if self.status != frames.CHAT_CLOSED:
             raise FrameError(frames.NOT_ALLOWED, "a chat can be rated once it is closed")
         score = frames.int_field(frame, "score", 0, 1, 5)
         if score == 0:
@@ -411,7 +412,7 @@ class VisitorConnection(Connection):
         await record_rating(self.rt.redis, score, now)
         await rollups.chat_rated(self.rt, self.chat_id, await chats.load_chat(self.rt.redis, self.chat_id) or {},
                                  score, now)
-        self.send({"type": "rated", "score": score})
+        self.send({"type": frames.RATED, "score": score})
 
     async def _contact(self, frame: dict[str, Any]) -> None:
         email = frames.text_field(frame, "email", limit=254, one_line=True) or ""
@@ -425,7 +426,7 @@ class VisitorConnection(Connection):
             fields["name"] = name
         if fields:
             await chats.update_chat(self.rt.redis, self.chat_id, **fields)
-        self.send({"type": "contact", "email": email, **({"name": name} if name else {})})
+        self.send({"type": frames.CONTACT, "email": email, **({"name": name} if name else {})})
 
     async def detach(self) -> None:
         self.hub.remove_visitor(self)

@@ -4,6 +4,7 @@ repository. Pure file reading: no server, no Redis."""
 
 from __future__ import annotations
 
+import ast
 import re
 import shutil
 import subprocess
@@ -17,14 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 CONFIGURATION = DOCS / "configuration.md"
 PROTOCOL = DOCS / "protocol.md"
+TICKETS = DOCS / "tickets.md"
 SERVER_SOURCES = ("chat", "transcripts", "agents", "helpcentre")
-# Pub/sub events between hub processes that sockets turn into frames (or closes); never sent
-# to a client as such, so not part of the wire protocol.
-INTERNAL_EVENTS = {
-    "changed",   # chat/lifecycle.py: the queue moved (keys.QUEUE_CHANNEL)
-    "requeued",  # chat/lifecycle.py: a visitor socket sends `queued` frames again
-    "revoked",   # agents/accounts.py: the user's sockets are closed (1008)
-}
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
 INLINE_CODE = re.compile(r"`[^`\n]*`")
 LINK = re.compile(r"\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
@@ -65,16 +60,31 @@ def in_backticks(name: str, markdown: str) -> bool:
     return f"`{name}`" in markdown
 
 
-def server_frame_types() -> set[str]:
-    """Every `"type": "…"` the server's Python sources put in a dict, minus the events that
-    only travel between hub processes."""
-    found: set[str] = set()
-    for package in SERVER_SOURCES:
-        for source in sorted((ROOT / package).glob("*.py")):
-            source_text = text(source)
-            found |= set(re.findall(r"[\"']type[\"']\s*:\s*[\"']([a-z_]+)[\"']", source_text))
-            found |= {getattr(frames, name) for name in re.findall(r"[\"']type[\"']\s*:\s*frames\.([A-Z_]+)", source_text)}
-    return found - INTERNAL_EVENTS
+def glance(kind: str) -> list[str]:
+    """The values in backticks of one row of docs/protocol.md's "Constants at a glance" table."""
+    section = text(PROTOCOL).split("## 10. Constants at a glance", 1)[1]
+    row = re.search(rf"^\| {re.escape(kind)} \| (.*) \|$", section, re.M)
+    assert row, f"no row {kind!r} in section 10 of docs/protocol.md"
+    return re.findall(r"`([^`]+)`", row.group(1))
+
+
+def first_column(markdown: str, header: str) -> list[str]:
+    """The values in backticks of the first column of the table whose header row starts with header."""
+    table = markdown.split(f"| {header} |", 1)[1].split("\n\n", 1)[0]
+    return re.findall(r"^\| `([^`]+)` \|", table, re.M)
+
+
+def server_sources() -> list[Path]:
+    return [p for package in SERVER_SOURCES for p in sorted((ROOT / package).rglob("*.py"))]
+
+
+def type_entries(source: str) -> Iterator[ast.expr]:
+    """The value of every `"type": …` entry of a dict display in a Python source."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values):
+                if isinstance(key, ast.Constant) and key.value == "type":
+                    yield value
 
 
 def _block_end(source: str, start: int) -> int:
@@ -152,12 +162,9 @@ def test_configuration_names_every_environment_variable():
 
 def test_protocol_names_every_error_code():
     """Every error code of chat/frames.py is named in backticks in docs/protocol.md."""
-    codes = {value for name, value in vars(frames).items()
-             if name.isupper() and not name.startswith(("_", "OFFLINE_")) and isinstance(value, str)
-             and re.fullmatch(r"[a-z][a-z_]*", value)}
-    assert "limit_reached" in codes
+    assert "limit_reached" in frames.ERROR_CODES
     page = text(PROTOCOL)
-    assert sorted(c for c in codes if not in_backticks(c, page)) == []
+    assert sorted(c for c in frames.ERROR_CODES if not in_backticks(c, page)) == []
 
 
 def test_protocol_names_every_close_code():
@@ -167,33 +174,89 @@ def test_protocol_names_every_close_code():
     assert codes and sorted(c for c in codes if not in_backticks(c, page)) == []
 
 
-def test_protocol_names_every_offline_reason():
-    """Every offline reason of chat/frames.py is named in backticks in docs/protocol.md."""
-    reasons = {value for name, value in vars(frames).items() if name.startswith("OFFLINE_")}
+def test_protocol_names_every_wire_value():
+    """Every frame type, status, reason, trigger and field value of chat/frames.py is named in
+    backticks in docs/protocol.md."""
+    values = (frames.CLIENT_FRAMES | frames.SERVER_FRAMES | set(frames.CHAT_STATUSES) | set(frames.AGENT_STATUSES)
+              | set(frames.OFFLINE_REASONS) | set(frames.CLOSED_REASONS) | set(frames.TRIGGERS)
+              | set(frames.TICKET_STATUSES) | set(frames.CHANNELS) | set(frames.SENDERS) | set(frames.RESOLUTIONS)
+              | set(frames.WAIT_CHOICES))
     page = text(PROTOCOL)
-    assert reasons and sorted(r for r in reasons if not in_backticks(r, page)) == []
+    assert sorted(v for v in values if not in_backticks(v, page)) == []
 
 
-def test_protocol_names_every_frame_type_the_server_sends():
-    """Every frame type the server's sources send is named in backticks in docs/protocol.md."""
-    sent = server_frame_types()
-    assert {"welcome", "queue", "wait_or_ticket", "released"} <= sent  # the search itself works
-    page = text(PROTOCOL)
-    assert sorted(t for t in sent if not in_backticks(t, page)) == []
+def test_protocol_glance_lists_the_frame_types_of_each_socket():
+    """Section 10 of docs/protocol.md lists exactly the frame types chat/frames.py gives each socket."""
+    assert glance("visitor → hub frames") == list(frames.VISITOR_SENDS)
+    assert glance("hub → visitor frames") == list(frames.TO_VISITOR)
+    assert glance("agent → hub frames") == list(frames.AGENT_SENDS)
+    assert glance("hub → agent frames") == list(frames.TO_AGENT)
+    assert glance("supervisor ↔ hub frames") == [*frames.SUPERVISOR_SENDS, *frames.TO_SUPERVISOR]
+
+
+def test_protocol_glance_lists_every_status_reason_and_choice():
+    """Section 10 of docs/protocol.md lists exactly the statuses, reasons, triggers and choices of chat/frames.py."""
+    assert glance("chat statuses") == list(frames.CHAT_STATUSES)
+    assert glance("agent statuses") == list(frames.AGENT_STATUSES)
+    assert glance("`offline` reasons") == list(frames.OFFLINE_REASONS)
+    assert glance("`closed` reasons") == list(frames.CLOSED_REASONS)
+    assert glance("message senders (`from`)") == list(frames.SENDERS)
+    assert glance("`close` resolutions") == list(frames.RESOLUTIONS)
+    assert glance("`wait_or_ticket` choices") == list(frames.WAIT_CHOICES)
+    assert glance("`transfer` targets") == [frames.TO_QUEUE]
+    assert glance("ticket triggers") == list(frames.TRIGGERS)
+    assert glance("ticket statuses") == list(frames.TICKET_STATUSES)
+
+
+def test_ticket_page_explains_every_trigger_and_status():
+    """docs/tickets.md's trigger and status tables have exactly one row per trigger and ticket status of chat/frames.py."""
+    page = text(TICKETS)
+    assert first_column(page, "trigger") == list(frames.TRIGGERS)
+    assert first_column(page, "status") == list(frames.TICKET_STATUSES)
+
+
+def test_every_value_of_frames_belongs_to_a_group():
+    """Every word constant of chat/frames.py is in a group the docs tests check, or an internal event."""
+    groups = (frames.ERROR_CODES | frames.CLIENT_FRAMES | frames.SERVER_FRAMES | frames.INTERNAL_EVENTS
+              | {frames.TO_QUEUE}, frames.CHAT_STATUSES, frames.AGENT_STATUSES, frames.OFFLINE_REASONS,
+              frames.CLOSED_REASONS, frames.TRIGGERS, frames.TICKET_STATUSES, frames.CHANNELS, frames.SENDERS,
+              frames.RESOLUTIONS, frames.WAIT_CHOICES)
+    grouped = set().union(*groups)
+    words = {name: value for name, value in vars(frames).items()
+             if name.isupper() and isinstance(value, str) and re.fullmatch(r"[a-z][a-z_]*", value)}
+    assert "CHAT_QUEUED" in words  # the search itself works
+    assert sorted(name for name, value in words.items() if value not in grouped) == []
+
+
+def test_server_sources_name_frame_types_by_their_constant():
+    """No dict in the server's sources spells a frame or event type as a string: chat/frames.py is the one source."""
+    followers = {ROOT / "chat" / "queue.py"}  # follows with the routing work (its AGENTS_CHANGED event)
+    spelt = [f"{p.relative_to(ROOT)}: {value.value!r}" for p in server_sources() if p not in followers
+             for value in type_entries(text(p))
+             if isinstance(value, ast.Constant) and re.fullmatch(r"[a-z_]+", str(value.value))]  # not ASGI's "http.request"
+    assert spelt == []
+
+
+def test_server_sources_send_only_grouped_frame_types():
+    """Every `"type": frames.X` the server's sources put in a dict is a server frame type or an internal event."""
+    named = {value.attr for p in server_sources() for value in type_entries(text(p))
+             if isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name) and value.value.id == "frames"}
+    assert {"WELCOME", "QUEUE", "RELEASED", "WAIT_OR_TICKET"} <= named  # the search itself works
+    assert sorted(n for n in named if getattr(frames, n, None) not in frames.SERVER_FRAMES | frames.INTERNAL_EVENTS) == []
 
 
 def test_widget_handles_only_frames_the_server_sends():
     """The widget's frame handlers (widget/*.js) are for frame types the server sends."""
     handled = set().union(*(handled_frame_types(text(p)) for p in sorted((ROOT / "widget").glob("*.js"))))
     assert "welcome" in handled  # the search itself works
-    assert sorted(handled - server_frame_types()) == []
+    assert sorted(handled - frames.SERVER_FRAMES) == []
 
 
 def test_supervisor_view_handles_only_frames_the_server_sends():
     """The supervisor view's frame handlers (agents/static/supervisor.js) are for frames the server sends."""
     handled = handled_frame_types(text(ROOT / "agents" / "static" / "supervisor.js"))
     assert "queue" in handled  # the search itself works
-    assert sorted(handled - server_frame_types()) == []
+    assert sorted(handled - frames.SERVER_FRAMES) == []
 
 
 def test_dashboard_handles_only_frames_the_server_sends():
@@ -201,7 +264,7 @@ def test_dashboard_handles_only_frames_the_server_sends():
     scripts = sorted((ROOT / "agents" / "static").glob("*.js"))
     handled = set().union(*(handled_frame_types(text(p)) for p in scripts))
     assert {"welcome", "assigned", "released"} <= handled  # the search itself works
-    assert sorted(handled - server_frame_types()) == []
+    assert sorted(handled - frames.SERVER_FRAMES) == []
 
 
 def test_relative_links_lead_to_files():

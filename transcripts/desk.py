@@ -28,7 +28,7 @@ import msgpack
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from chat import keys, rollups
+from chat import frames, keys, rollups
 from chat.config import DeskConfig
 from chat.runtime import Runtime
 from transcripts import outbox, tickets
@@ -36,7 +36,7 @@ from transcripts.contact import is_mailable
 from transcripts.customer_link import page_link, promise
 from transcripts.mailer import OutgoingMail, agent_reply, conversation_message_id, solved_notice
 from transcripts.masking import mask
-from transcripts.targets import DUE_SOON, OPEN, PENDING, SOLVED, STATUSES, due_at
+from transcripts.targets import DUE_SOON, due_at
 from transcripts.tickets import customer_reply_to, load_ticket, ticket_fields
 
 MAX_REPLY_CHARS = 20_000
@@ -76,7 +76,7 @@ async def _transition(rt: Runtime, ref: str, change: Change, extra: Extra | None
 
         def write(pipe: Pipeline) -> None:
             _apply(pipe, ref, fields)
-            if fields.get("status") == SOLVED and ticket.get("status") != SOLVED:
+            if fields.get("status") == frames.TICKET_SOLVED and ticket.get("status") != frames.TICKET_SOLVED:
                 event = rollups.ticket_solved(rt, ref, ticket, float(fields.get("solved_at") or now))
                 tickets.queue_follow_up(pipe, ref, {"rollup": event.packed(rt)})
             if extra is not None:
@@ -90,8 +90,8 @@ async def _transition(rt: Runtime, ref: str, change: Change, extra: Extra | None
 
 
 def _customer_wrote(config: DeskConfig, ticket: dict[str, Any], now: float) -> dict[str, Any]:
-    fields: dict[str, Any] = {"status": OPEN, "updated_at": now, "pending_since": None, "solved_at": None}
-    if ticket.get("status") != OPEN or ticket.get("due_at") is None:
+    fields: dict[str, Any] = {"status": frames.TICKET_OPEN, "updated_at": now, "pending_since": None, "solved_at": None}
+    if ticket.get("status") != frames.TICKET_OPEN or ticket.get("due_at") is None:
         fields["awaiting_since"] = now
         fields["due_at"] = due_at(config, ticket, now, bool(ticket.get("first_response_at")))
     return fields
@@ -178,18 +178,18 @@ async def revoke_link(rt: Runtime, ref: str) -> dict[str, Any]:
 def too_late_to_reopen(config: DeskConfig, ticket: dict[str, Any], now: float) -> bool:
     """A reply this long after the ticket was solved starts a new ticket (linked to it)."""
     solved_at = ticket.get("solved_at")
-    return (ticket.get("status") == SOLVED and solved_at is not None
+    return (ticket.get("status") == frames.TICKET_SOLVED and solved_at is not None
             and now - float(solved_at) > config.tickets.reopen_days * 86400)
 
 
 def _status_fields(config: DeskConfig, ticket: dict[str, Any], status: str, now: float) -> dict[str, Any]:
     if status == ticket.get("status"):
         return {}
-    if status == OPEN:
+    if status == frames.TICKET_OPEN:
         return _customer_wrote(config, ticket, now)
-    if status == PENDING:
-        return {"status": PENDING, "pending_since": now, "due_at": None, "solved_at": None, "updated_at": now}
-    return {"status": SOLVED, "solved_at": now, "due_at": None, "pending_since": None, "updated_at": now}
+    if status == frames.TICKET_PENDING:
+        return {"status": frames.TICKET_PENDING, "pending_since": now, "due_at": None, "solved_at": None, "updated_at": now}
+    return {"status": frames.TICKET_SOLVED, "solved_at": now, "due_at": None, "pending_since": None, "updated_at": now}
 
 
 async def reply(rt: Runtime, ref: str, author: dict[str, str], text: str, internal: bool,
@@ -201,8 +201,8 @@ async def reply(rt: Runtime, ref: str, author: dict[str, str], text: str, intern
         raise TicketError(400, "text is empty")
     if len(text) > MAX_REPLY_CHARS:
         raise TicketError(413, f"text is longer than {MAX_REPLY_CHARS} characters")
-    if status is not None and status not in STATUSES:
-        raise TicketError(400, f"status must be one of {', '.join(STATUSES)}")
+    if status is not None and status not in frames.TICKET_STATUSES:
+        raise TicketError(400, f"status must be one of {', '.join(frames.TICKET_STATUSES)}")
     current = await load_ticket(rt.redis, ref)
     if current is None:
         raise TicketError(404, "no such ticket")
@@ -225,14 +225,14 @@ async def reply(rt: Runtime, ref: str, author: dict[str, str], text: str, intern
         answered.clear()
         if internal:
             return {"updated_at": now} if status is None else {**_status_fields(rt.config, ticket, status, now)}
-        if ticket.get("status") == OPEN:
+        if ticket.get("status") == frames.TICKET_OPEN:
             answered.append(ticket)
         fields = {"updated_at": now}
         if not ticket.get("first_response_at"):
             fields["first_response_at"] = now
-        target = status or PENDING
+        target = status or frames.TICKET_PENDING
         fields.update(_status_fields(rt.config, ticket, target, now))
-        if target == OPEN:  # the agent answered but keeps the ticket on our side: the next answer is due
+        if target == frames.TICKET_OPEN:  # the agent answered but keeps the ticket on our side: the next answer is due
             fields.update(awaiting_since=now, due_at=due_at(rt.config, ticket, now, True))
         return fields
 
@@ -250,8 +250,8 @@ async def reply(rt: Runtime, ref: str, author: dict[str, str], text: str, intern
 
 async def update(rt: Runtime, ref: str, status: str | None = None, assignee: str | None = None) -> dict[str, Any]:
     """Set a ticket's status and/or assignee ("" for nobody)."""
-    if status is not None and status not in STATUSES:
-        raise TicketError(400, f"status must be one of {', '.join(STATUSES)}")
+    if status is not None and status not in frames.TICKET_STATUSES:
+        raise TicketError(400, f"status must be one of {', '.join(frames.TICKET_STATUSES)}")
     if assignee is not None and assignee and not await rt.redis.sismember(keys.ACCOUNTS, assignee):
         raise TicketError(400, f"no agent {assignee!r}")
     now = rt.clock()
@@ -288,16 +288,16 @@ async def solve_stale_pending(rt: Runtime) -> list[str]:
                                            page_link(rt, ticket), promise(rt.config, ticket, answered=True))
 
         def change(t: dict[str, Any]) -> dict[str, Any] | None:
-            if t.get("status") != PENDING or t.get("pending_since") is None or float(t["pending_since"]) > cutoff:
+            if t.get("status") != frames.TICKET_PENDING or t.get("pending_since") is None or float(t["pending_since"]) > cutoff:
                 return None
-            return _status_fields(rt.config, t, SOLVED, now)
+            return _status_fields(rt.config, t, frames.TICKET_SOLVED, now)
 
         def extra(pipe: Pipeline, _: dict[str, Any]) -> None:
             if mail is not None:
                 outbox.queue_mail(pipe, mail, now)
 
         after = await _transition(rt, ref, change, extra)
-        if after.get("status") == SOLVED:
+        if after.get("status") == frames.TICKET_SOLVED:
             solved.append(ref)
     return solved
 
@@ -305,7 +305,7 @@ async def solve_stale_pending(rt: Runtime) -> list[str]:
 def messages(ticket: dict[str, Any]) -> list[dict[str, Any]]:
     """The whole conversation in order: the chat transcript (or the first mail), then every
     mail in and out and every note."""
-    first_kind = "mail_in" if ticket.get("channel") == "email" else "chat"
+    first_kind = "mail_in" if ticket.get("channel") == frames.CHANNEL_EMAIL else "chat"
 
     def files(entry: dict[str, Any]) -> list[dict[str, Any]]:  # each with the agents' download link
         return [{**a, "url": f"/api/tickets/{ticket['ref']}/attachments/{a['id']}"} for a in entry.get("attachments", [])]

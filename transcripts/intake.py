@@ -25,7 +25,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 
-from chat import keys, rollups
+from chat import frames, keys, rollups
 from chat.runtime import Runtime
 from chat.stats import record_ticket
 from transcripts.contact import email_hash, normalize_email
@@ -34,7 +34,7 @@ from transcripts.mailer import envelope_address
 from transcripts.plan_lookup import plan_of
 from transcripts.reply_address import ticket_of
 from transcripts.desk import add_customer_mail, too_late_to_reopen
-from transcripts.tickets import EMAIL, load_ticket, open_mail_ticket
+from transcripts.tickets import load_ticket, open_mail_ticket
 
 log = logging.getLogger("livechat.intake")
 
@@ -136,9 +136,10 @@ async def take(rt: Runtime, raw: bytes, envelope: tuple[str, ...] = ()) -> Taken
     ref, made = await open_mail_ticket(rt, mail.fingerprint, contact, first, _retention_seconds(rt), blobs)
     if not made:
         return Taken("duplicate", ref)
-    await record_ticket(rt.redis, EMAIL, now)
+    await record_ticket(rt.redis, frames.TRIGGER_EMAIL, now)
     plan, lang, topic = await rt.redis.hmget(keys.ticket(ref), ["plan", "lang", "topic"])
     await rollups.ticket_made(rt, ref, {"plan": (plan or b"").decode(), "lang": (lang or b"").decode(),
-                                        "topic": (topic or b"").decode(), "channel": EMAIL}, EMAIL, now)
+                                        "topic": (topic or b"").decode(), "channel": frames.CHANNEL_EMAIL},
+                              frames.TRIGGER_EMAIL, now)
     log.info("mail opened ticket %s", ref)
     return Taken("opened", ref)

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from chat.config import Limits
+from chat import frames
 from chat.frames import clean_line
 from chat.settings import Settings
 from transcripts.contact import email_hash, is_mailable
@@ -221,7 +222,7 @@ SOLVED_TEXTS = {
 def _thread_ids(ticket: dict[str, Any], settings: Settings) -> tuple[str, list[str]]:
     """(In-Reply-To, References) of a new mail in a ticket's conversation: it answers the
     customer's last mail (or our confirmation), and references the whole chain."""
-    chain = [message_id(ticket["ref"], "visitor", settings)] if ticket.get("channel") != "email" else []
+    chain = [message_id(ticket["ref"], "visitor", settings)] if ticket.get("channel") != frames.CHANNEL_EMAIL else []
     chain += [m["message_id"] for m in ticket.get("transcript", []) if m.get("message_id")]
     last_in = chain[-1] if chain else ""
     for entry in ticket.get("thread", []):

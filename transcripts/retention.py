@@ -4,12 +4,11 @@ workers may run it at once (each deletion is one transaction, counted once)."""
 
 from __future__ import annotations
 
-from chat import keys
+from chat import frames, keys
 from chat.runtime import Runtime
 from transcripts.archive import delete_chat
 from transcripts.delivery import maildir_path
 from transcripts.maildir import purge_maildir
-from transcripts.targets import SOLVED
 from transcripts.tickets import delete_ticket
 
 BATCH = 200
@@ -29,7 +28,7 @@ async def purge_expired(rt: Runtime, now: float) -> int:
             break
     start = 0
     while True:  # solved tickets (indexed by creation, which comes before the solving)
-        refs = await rt.redis.zrangebyscore(keys.tickets_by_status(SOLVED), "-inf", cutoff, start=start, num=BATCH)
+        refs = await rt.redis.zrangebyscore(keys.tickets_by_status(frames.TICKET_SOLVED), "-inf", cutoff, start=start, num=BATCH)
         for raw in refs:
             solved_at = await rt.redis.hget(keys.ticket(raw.decode()), "solved_at")
             if solved_at and float(solved_at) < cutoff:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from chat import frames
 from chat.config import DeskConfig
 from chat.plans import respond_by
 
-STATUSES = ("open", "pending", "solved")   # waiting for us / for the customer / done
-OPEN, PENDING, SOLVED = STATUSES
 DUE_SOON = 3600.0  # a ticket due within this is flagged "due soon" (amber)
 
 
@@ -29,10 +28,10 @@ def due_at(config: DeskConfig, ticket: dict[str, Any], since: float, answered_be
 
 def initial_fields(config: DeskConfig, ticket: dict[str, Any], now: float) -> dict[str, Any]:
     """The life of a ticket just made: open, nobody assigned, the first response due."""
-    return {"status": OPEN, "assignee": "", "awaiting_since": now, "first_response_at": None,
+    return {"status": frames.TICKET_OPEN, "assignee": "", "awaiting_since": now, "first_response_at": None,
             "due_at": due_at(config, ticket, now, False), "pending_since": None, "solved_at": None}
 
 
 def breached(ticket: dict[str, Any], now: float) -> bool:
     due = ticket.get("due_at")
-    return ticket.get("status") == OPEN and due is not None and float(due) < now
+    return ticket.get("status") == frames.TICKET_OPEN and due is not None and float(due) < now

@@ -35,7 +35,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
-from chat import keys, rollups, windows
+from chat import frames, keys, rollups, windows
 from chat.store import publish as bus_publish
 from chat.chatlog import read_log
 from chat.chats import load_chat
@@ -46,10 +46,8 @@ from transcripts.customer_link import page_link, promise
 from transcripts.mailer import OutgoingMail, mail_ids, ticket_mails
 from transcripts.refs import new_ref, normalize_ref
 from transcripts.reply_address import address_for
-from transcripts.targets import STATUSES, initial_fields
+from transcripts.targets import initial_fields
 
-TRIGGERS = ("offline", "max_wait", "visitor_left", "unresolved")
-EMAIL = "email"  # the trigger (and channel) of a ticket opened by a mail to the support address
 # Fields of the ticket hash that are not plain strings.
 _FLAGS = ("verified", "emergency")
 _TIMES = ("created_at", "updated_at")
@@ -66,7 +64,7 @@ def _text(value: Any) -> str:
 def _ticket_from_chat(ref: str, chat_id: str, chat: dict[str, str], transcript: list[dict], trigger: str, now: float) -> dict[str, Any]:
     return {
         "ref": ref,
-        "status": "open",
+        "status": frames.TICKET_OPEN,
         "chat_id": chat_id,
         "name": chat.get("name", ""),
         "email": chat.get("email", "").strip(),
@@ -120,7 +118,7 @@ def _from_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
         else:
             ticket[key] = v.decode("utf-8", "replace")
     ticket.setdefault("transcript", [])
-    ticket.setdefault("channel", "chat")
+    ticket.setdefault("channel", frames.CHANNEL_CHAT)
     return ticket
 
 
@@ -164,8 +162,8 @@ async def stage_chat_ticket(rt: Runtime, chat_id: str, trigger: str) -> tuple[st
     """The first steps of a chat's ticket (:func:`stage_new_ticket`): (ref, True), or the
     chat's ticket made before and False. :func:`settle_new_ticket` (or the repair sweep, after
     a crash) claims the chat's pointer and lists and mails it."""
-    if trigger not in TRIGGERS:
-        raise ValueError(f"trigger must be one of {', '.join(TRIGGERS)}")
+    if trigger not in frames.CHAT_TRIGGERS:
+        raise ValueError(f"trigger must be one of {', '.join(frames.CHAT_TRIGGERS)}")
     existing = await rt.redis.get(keys.chat_ticket(chat_id))
     if existing:
         return existing.decode(), False
@@ -266,7 +264,7 @@ async def announce(redis: Redis, ref: str, rev: int, now: float) -> None:
 
 def _index_keys(ref: str, address: str, customer: str) -> list[str]:
     return [keys.TICKETS_INDEXED, keys.TICKETS_ANNOUNCED, keys.TICKETS_DIRTY, keys.ticket_gone(ref), keys.TICKETS,
-            *(keys.tickets_by_status(s) for s in STATUSES), keys.TICKETS_DUE, keys.TICKETS_PENDING,
+            *(keys.tickets_by_status(s) for s in frames.TICKET_STATUSES), keys.TICKETS_DUE, keys.TICKETS_PENDING,
             keys.tickets_by_email(address), keys.tickets_by_customer(customer)]
 
 
@@ -306,7 +304,7 @@ async def finish(redis: Redis, ref: str, owners: tuple[str, str] | None = None) 
         customer = customer_hash(sub) if sub else ""
         await redis.eval(_SYNC, 12, *_index_keys(ref, address, customer), ref, str(int(rev or 0)), created, status,
                          due, pending, f"{int(rev or 0)}:{address}:{customer}", str(GONE_TTL))
-    await bus_publish(redis, keys.TICKETS_CHANNEL, msgpack.packb({"type": "ticket", "ref": ref}))
+    await bus_publish(redis, keys.TICKETS_CHANNEL, msgpack.packb({"type": frames.EVENT_TICKET, "ref": ref}))
 
 
 def queue_follow_up(pipe: Pipeline, ref: str, item: dict[str, Any]) -> None:
@@ -507,8 +505,8 @@ async def list_tickets(redis: Redis, page: int, per_page: int = 50, status: str 
     nobody), plan, and matching `q` in reference, address, name or subject; newest first, or
     by `due`: open tickets soonest due first, then the others newest first.
     {"page", "per_page", "pages", "total", "status", "tickets": [summary...]}."""
-    if status is not None and status not in STATUSES:
-        raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+    if status is not None and status not in frames.TICKET_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(frames.TICKET_STATUSES)}")
     if order not in ORDERS:
         raise ValueError(f"order must be one of {', '.join(ORDERS)}")
     per_page = max(1, min(int(per_page), 200))
@@ -525,7 +523,7 @@ async def list_tickets(redis: Redis, page: int, per_page: int = 50, status: str 
         every = [t for t in await _summaries(redis, await redis.zrevrange(index, 0, MAX_LISTED - 1))
                  if _matches(t, assignee, plan, q)]
         if order == "due":
-            every.sort(key=lambda t: (0, t["due_at"]) if t.get("status") == "open" and t.get("due_at") is not None
+            every.sort(key=lambda t: (0, t["due_at"]) if t.get("status") == frames.TICKET_OPEN and t.get("due_at") is not None
                        else (1, -t.get("created_at", 0)))
         total, tickets = len(every), every[start:start + per_page]
     return {
@@ -579,8 +577,8 @@ async def open_mail_ticket(rt: Runtime, fingerprint: str, contact: dict[str, str
     def build(ref: str, now: float) -> dict[str, Any]:
         return {
             **_ticket_from_chat(ref, "", {"plan": next(iter(rt.config.plans), ""), "lang": "en", **contact},
-                                [{"seq": 1, "from": "visitor", **first}], EMAIL, now),
-            "channel": EMAIL,
+                                [{"seq": 1, "from": frames.FROM_VISITOR, **first}], frames.TRIGGER_EMAIL, now),
+            "channel": frames.CHANNEL_EMAIL,
             "subject": contact.get("subject", ""),
             "mail_fingerprint": fingerprint,
             "fingerprint_ttl": str(int(ttl)),

@@ -16,10 +16,11 @@ from starlette.routing import Route
 from agents import csrf
 from agents.accounts import load_account
 from agents.sessions import Session, read_session
+from chat import frames
 from transcripts import desk
 from transcripts.archive import earlier_chats
 from transcripts.refs import normalize_ref
-from transcripts.targets import STATUSES, breached
+from transcripts.targets import breached
 from transcripts.templating import render, transcript_rows
 from transcripts.tickets import ORDERS, attachment, earlier_tickets, list_tickets, load_ticket
 
@@ -125,8 +126,8 @@ async def ticket_list(request: Request) -> Response:
             raise ValueError
     except ValueError:
         return _error(request, 400, "page must be 1 or more, per_page from 1 to 200")
-    if status is not None and status not in STATUSES:
-        return _error(request, 400, f"status must be one of {', '.join(STATUSES)}")
+    if status is not None and status not in frames.TICKET_STATUSES:
+        return _error(request, 400, f"status must be one of {', '.join(frames.TICKET_STATUSES)}")
     order = params.get("sort", "due")
     if order not in ORDERS:
         return _error(request, 400, f"sort must be one of {', '.join(ORDERS)}")
@@ -142,7 +143,7 @@ async def ticket_list(request: Request) -> Response:
     for ticket in result["tickets"]:
         ticket["breached"] = breached(ticket, now)
     if prefers_html(request.headers.get("accept", "")):
-        return HTMLResponse(render("tickets_page.html", statuses=STATUSES, **result), headers=HTML_HEADERS)
+        return HTMLResponse(render("tickets_page.html", statuses=frames.TICKET_STATUSES, **result), headers=HTML_HEADERS)
     return JSONResponse(result, headers=HEADERS)
 
 
