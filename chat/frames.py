@@ -136,6 +136,16 @@ TICKET_PENDING = "pending"    # waiting for the customer
 TICKET_SOLVED = "solved"      # done
 TICKET_STATUSES = (TICKET_OPEN, TICKET_PENDING, TICKET_SOLVED)
 
+# ticket thread kinds (an entry's `kind`; docs/protocol.md 8.5, 8.10)
+THREAD_MAIL_IN = "mail_in"      # a mail from the customer
+THREAD_MAIL_OUT = "mail_out"    # an agent's answer, mailed
+THREAD_NOTE = "note"            # an internal note: never shown to the customer
+THREAD_WEB_IN = "web_in"        # a reply on the private ticket page
+THREAD_WIDGET_IN = "widget_in"  # a reply from the widget (a verified customer)
+THREAD_KINDS = (THREAD_MAIL_IN, THREAD_MAIL_OUT, THREAD_NOTE, THREAD_WEB_IN, THREAD_WIDGET_IN)
+THREAD_CHAT = "chat"            # in a ticket's `messages`: a message of the chat it was made from
+CUSTOMER_KINDS = (THREAD_MAIL_IN, THREAD_WEB_IN, THREAD_WIDGET_IN)  # what the customer wrote after the chat
+
 # Internal events: pub/sub messages between hub processes (msgpack {"type": ...}) that the
 # sockets turn into frames or closes. Never sent to a client as such, so not part of the wire
 # protocol; events that do become frames as they are (assigned, closed, ...) use the frame types.

@@ -179,8 +179,8 @@ def test_protocol_names_every_wire_value():
     backticks in docs/protocol.md."""
     values = (frames.CLIENT_FRAMES | frames.SERVER_FRAMES | set(frames.CHAT_STATUSES) | set(frames.AGENT_STATUSES)
               | set(frames.OFFLINE_REASONS) | set(frames.CLOSED_REASONS) | set(frames.TRIGGERS)
-              | set(frames.TICKET_STATUSES) | set(frames.CHANNELS) | set(frames.SENDERS) | set(frames.RESOLUTIONS)
-              | set(frames.WAIT_CHOICES))
+              | set(frames.TICKET_STATUSES) | set(frames.CHANNELS) | set(frames.THREAD_KINDS) | set(frames.SENDERS)
+              | set(frames.RESOLUTIONS) | set(frames.WAIT_CHOICES))
     page = text(PROTOCOL)
     assert sorted(v for v in values if not in_backticks(v, page)) == []
 
@@ -206,6 +206,7 @@ def test_protocol_glance_lists_every_status_reason_and_choice():
     assert glance("`transfer` targets") == [frames.TO_QUEUE]
     assert glance("ticket triggers") == list(frames.TRIGGERS)
     assert glance("ticket statuses") == list(frames.TICKET_STATUSES)
+    assert glance("ticket thread kinds") == [*frames.THREAD_KINDS, frames.THREAD_CHAT, "messages"]
 
 
 def test_ticket_page_explains_every_trigger_and_status():
@@ -219,8 +220,8 @@ def test_every_value_of_frames_belongs_to_a_group():
     """Every word constant of chat/frames.py is in a group the docs tests check, or an internal event."""
     groups = (frames.ERROR_CODES | frames.CLIENT_FRAMES | frames.SERVER_FRAMES | frames.INTERNAL_EVENTS
               | {frames.TO_QUEUE}, frames.CHAT_STATUSES, frames.AGENT_STATUSES, frames.OFFLINE_REASONS,
-              frames.CLOSED_REASONS, frames.TRIGGERS, frames.TICKET_STATUSES, frames.CHANNELS, frames.SENDERS,
-              frames.RESOLUTIONS, frames.WAIT_CHOICES)
+              frames.CLOSED_REASONS, frames.TRIGGERS, frames.TICKET_STATUSES, frames.CHANNELS, frames.THREAD_KINDS,
+              frames.SENDERS, frames.RESOLUTIONS, frames.WAIT_CHOICES)
     grouped = set().union(*groups)
     words = {name: value for name, value in vars(frames).items()
              if name.isupper() and isinstance(value, str) and re.fullmatch(r"[a-z][a-z_]*", value)}

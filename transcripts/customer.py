@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from chat import keys, windows
+from chat import frames, keys, windows
 from chat.runtime import Runtime
 from transcripts import desk
 from transcripts.customer_link import TEXTS, promise, texts, token_ok
@@ -29,7 +29,9 @@ from transcripts.templating import render
 RATE_WINDOW = 60  # seconds: [limits] ticket_requests_per_minute counts per window
 MAX_FORM_BYTES = 128 * 1024  # a reply form (the text is capped at desk.MAX_REPLY_CHARS)
 MAX_FILES = 10               # files attached to one reply (within [mail_in] attachment_bytes in all)
-PUBLIC_KINDS = ("chat", "mail_in", "mail_out", "web_in", "widget_in")  # never "note": internal notes stay inside
+# never a note: internal notes stay inside
+PUBLIC_KINDS = (frames.THREAD_CHAT, frames.THREAD_MAIL_IN, frames.THREAD_MAIL_OUT, frames.THREAD_WEB_IN,
+                frames.THREAD_WIDGET_IN)
 
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; "
        "frame-ancestors 'none'")
@@ -91,13 +93,13 @@ def _page(rt: Runtime, ticket: dict[str, Any], notice: str = "", status: int = 2
     name = ticket.get("name") or ""
     rows = []
     for m in public_messages(ticket):
-        mine = m["kind"] in ("mail_in", "web_in", "widget_in") or (m["kind"] == "chat" and m["from"] == "visitor")
+        mine = m["kind"] in frames.CUSTOMER_KINDS or (m["kind"] == frames.THREAD_CHAT and m["from"] == frames.FROM_VISITOR)
         rows.append({"mine": mine, "who": words["you"] if mine else (m.get("name") or words["support"]),
                      "text": m["text"], "ts": m["ts"], "kind": m["kind"],
                      "files": [a["name"] for a in m.get("attachments", [])]})
-    body = render("customer_ticket.html", w=words, ref=ticket["ref"], lang=_lang(ticket), status=ticket.get("status", "open"),
+    body = render("customer_ticket.html", w=words, ref=ticket["ref"], lang=_lang(ticket), status=ticket.get("status", frames.TICKET_OPEN),
                   subject=ticket.get("subject") or "", name=name, rows=rows, notice=notice, text=text,
-                  promise=promise(rt.config, ticket) if ticket.get("status") != "solved" else "",
+                  promise=promise(rt.config, ticket) if ticket.get("status") != frames.TICKET_SOLVED else "",
                   style=_style_url())
     return HTMLResponse(body, status, headers=PAGE_HEADERS)
 
@@ -168,7 +170,7 @@ async def ticket_page_reply(request: Request) -> Response:
             return _page(rt, ticket, words["long"], 413)
     text, files = await _reply_form(request, raw)
     try:
-        await desk.add_customer_message(rt, ticket["ref"], text, "web_in", files)
+        await desk.add_customer_message(rt, ticket["ref"], text, frames.THREAD_WEB_IN, files)
     except desk.TicketError as exc:
         if exc.status == 404:
             return _not_found()

@@ -207,7 +207,7 @@ async def reply(rt: Runtime, ref: str, author: dict[str, str], text: str, intern
     if current is None:
         raise TicketError(404, "no such ticket")
     now = rt.clock()
-    entry: dict[str, Any] = {"kind": "note" if internal else "mail_out", "from": author["username"],
+    entry: dict[str, Any] = {"kind": frames.THREAD_NOTE if internal else frames.THREAD_MAIL_OUT, "from": author["username"],
                              "name": author.get("name") or author["username"], "text": text, "ts": now}
     mail: OutgoingMail | None = None
     if not internal:
@@ -305,7 +305,7 @@ async def solve_stale_pending(rt: Runtime) -> list[str]:
 def messages(ticket: dict[str, Any]) -> list[dict[str, Any]]:
     """The whole conversation in order: the chat transcript (or the first mail), then every
     mail in and out and every note."""
-    first_kind = "mail_in" if ticket.get("channel") == frames.CHANNEL_EMAIL else "chat"
+    first_kind = frames.THREAD_MAIL_IN if ticket.get("channel") == frames.CHANNEL_EMAIL else frames.THREAD_CHAT
 
     def files(entry: dict[str, Any]) -> list[dict[str, Any]]:  # each with the agents' download link
         return [{**a, "url": f"/api/tickets/{ticket['ref']}/attachments/{a['id']}"} for a in entry.get("attachments", [])]
@@ -317,7 +317,7 @@ def messages(ticket: dict[str, Any]) -> list[dict[str, Any]]:
             **({"original": m["original"]} if "original" in m else {})}
            for i, m in enumerate(ticket.get("transcript", []), 1)]
     for entry in ticket.get("thread", []):
-        out.append({"id": str(entry["id"]), "kind": entry.get("kind", "mail_in"), "from": entry.get("from", ""),
+        out.append({"id": str(entry["id"]), "kind": entry.get("kind", frames.THREAD_MAIL_IN), "from": entry.get("from", ""),
                     "name": entry.get("name", ""), "text": entry.get("text", ""), "ts": entry.get("ts", 0),
                     **({"original": entry["original"]} if "original" in entry else {}),
                     **({"automatic": True} if entry.get("automatic") else {}),

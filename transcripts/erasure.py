@@ -9,7 +9,7 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from chat import keys
+from chat import frames, keys
 from transcripts import outbox
 from transcripts.archive import delete_chat
 from transcripts.contact import email_hash, normalize_email
@@ -51,7 +51,7 @@ async def _chats_with_email(redis: Redis, email: str) -> dict[str, str]:
         for chat_id, (raw_email, raw_status) in zip(batch, rows):
             stored = normalize_email(raw_email.decode("utf-8", "replace") if raw_email else "")
             if stored == email or (chat_id in indexed and raw_email is None):
-                found[chat_id] = raw_status.decode() if raw_status else "closed"
+                found[chat_id] = raw_status.decode() if raw_status else frames.CHAT_CLOSED
     return found
 
 
@@ -65,7 +65,7 @@ async def erase_email(redis: Redis, address: str, maildir: Path | None = None) -
     digest = email_hash(email)
     mails = [m["id"] for m in await outbox.queued(redis) + await outbox.failed_mails(redis) if m["about"] == digest]
     for chat_id, status in sorted((await _chats_with_email(redis, email)).items()):
-        if status != "closed":
+        if status != frames.CHAT_CLOSED:
             report.still_open.append(chat_id)
         elif await delete_chat(redis, chat_id):
             report.chats.append(chat_id)

@@ -113,7 +113,7 @@ async def take(rt: Runtime, raw: bytes, envelope: tuple[str, ...] = ()) -> Taken
     now = rt.clock()
     kept, dropped, blobs = _files(mail, rt.config.mail_in.attachment_bytes)
     attached = {**({"attachments": kept} if kept else {}), **({"dropped": dropped} if dropped else {})}
-    entry = {**attached, "kind": "mail_in", "from": mail.sender, "name": mail.sender_name, "subject": mail.subject,
+    entry = {**attached, "kind": frames.THREAD_MAIL_IN, "from": mail.sender, "name": mail.sender_name, "subject": mail.subject,
              "text": mail.reply, "original": mail.text[:ORIGINAL_CHARS], "message_id": mail.message_id,
              "automatic": mail.automatic, "ts": now}
     ref, previous = await _thread_for(rt, mail, envelope)
@@ -131,7 +131,7 @@ async def take(rt: Runtime, raw: bytes, envelope: tuple[str, ...] = ()) -> Taken
     contact = {"name": mail.sender_name, "email": mail.sender, "subject": mail.subject,
                **({"plan": plan} if (plan := await _plan_of_sender(rt, mail.sender)) else {}),
                **({"previous_ref": previous} if previous else {})}
-    first = {**attached, "kind": "mail_in", "text": mail.reply, "subject": mail.subject, "message_id": mail.message_id,
+    first = {**attached, "kind": frames.THREAD_MAIL_IN, "text": mail.reply, "subject": mail.subject, "message_id": mail.message_id,
              "original": mail.text[:ORIGINAL_CHARS], "ts": now}
     ref, made = await open_mail_ticket(rt, mail.fingerprint, contact, first, _retention_seconds(rt), blobs)
     if not made:

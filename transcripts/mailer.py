@@ -228,7 +228,7 @@ def _thread_ids(ticket: dict[str, Any], settings: Settings) -> tuple[str, list[s
     for entry in ticket.get("thread", []):
         if entry.get("message_id"):
             chain.append(entry["message_id"])
-            if entry.get("kind") == "mail_in":
+            if entry.get("kind") == frames.THREAD_MAIL_IN:
                 last_in = entry["message_id"]
     return last_in, chain[-20:]  # RFC 5322 lets us trim the middle of a long chain
 

@@ -12,13 +12,15 @@ from typing import Any, Iterable
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from chat import frames
+
 TEMPLATES = Path(__file__).with_name("templates")
 
 TRIGGER_WORDING = {
-    "offline": "left a message while no agent was available",
-    "max_wait": "waited longer than the plan allows and asked to be answered by email",
-    "visitor_left": "left the queue before an agent could answer",
-    "unresolved": "was closed as unresolved by the agent",
+    frames.TRIGGER_OFFLINE: "left a message while no agent was available",
+    frames.TRIGGER_MAX_WAIT: "waited longer than the plan allows and asked to be answered by email",
+    frames.TRIGGER_VISITOR_LEFT: "left the queue before an agent could answer",
+    frames.TRIGGER_UNRESOLVED: "was closed as unresolved by the agent",
 }
 
 
@@ -33,9 +35,9 @@ def utc(ts: float | int | str | None, fmt: str = "%Y-%m-%d %H:%M UTC") -> str:
 def speaker(message: dict[str, Any], visitor_name: str = "") -> str:
     """Who said it, as shown in a transcript."""
     sender = message.get("from")
-    if sender == "visitor":
+    if sender == frames.FROM_VISITOR:
         return visitor_name or "Visitor"
-    if sender == "agent":
+    if sender == frames.FROM_AGENT:
         return message.get("name") or "Agent"
     return "System"
 

@@ -114,7 +114,7 @@ async def _own_tickets(rt: Runtime, email: str) -> list[dict[str, Any]]:
     found = []
     for ref in refs:
         ticket = await load_ticket(rt.redis, ref)
-        if ticket and ticket.get("status") != "solved" and normalize_email(ticket.get("email")) == email:
+        if ticket and ticket.get("status") != frames.TICKET_SOLVED and normalize_email(ticket.get("email")) == email:
             found.append(ticket)
     found.sort(key=lambda t: t.get("updated_at") or 0, reverse=True)
     return found[:SHOWN_TICKETS]
@@ -123,7 +123,7 @@ async def _own_tickets(rt: Runtime, email: str) -> list[dict[str, Any]]:
 def _summary(ticket: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     return {"ref": ticket["ref"], "subject": ticket.get("subject") or "", "status": ticket.get("status"),
             "created_at": ticket.get("created_at"), "updated_at": ticket.get("updated_at"),
-            "promise": promise(rt.config, ticket) if ticket.get("status") == "open" else "",
+            "promise": promise(rt.config, ticket) if ticket.get("status") == frames.TICKET_OPEN else "",
             "messages": [{k: m.get(k) for k in ("kind", "from", "name", "text", "ts")} for m in public_messages(ticket)]}
 
 
@@ -154,7 +154,7 @@ async def my_ticket_message(request: Request) -> Response:
     if not isinstance(text, str):
         return _error(frames.BAD_FRAME, "text must be a string", 400)
     try:
-        await desk.add_customer_message(rt, ticket["ref"], text, "widget_in")
+        await desk.add_customer_message(rt, ticket["ref"], text, frames.THREAD_WIDGET_IN)
     except desk.TicketError as exc:
         code = frames.NOT_FOUND if exc.status == 404 else frames.TOO_LONG if exc.status == 413 else frames.BAD_FRAME
         return _error(code, exc.message, exc.status)
