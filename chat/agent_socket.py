@@ -256,7 +256,7 @@ class AgentConnection(Connection):
     async def _handle(self, frame: dict[str, Any]) -> None:
         handler = self._handlers.get(frame["type"])
         if handler is None:
-            raise FrameError(frames.BAD_FRAME, f"unknown frame type {frame['type'][:40]!r}")
+            raise FrameError(frames.BAD_FRAME, f"unknown frame type {frame['type'][:frames.MAX_TYPE_CHARS]!r}")
         await handler(self, frame)
 
     async def _message(self, frame: dict[str, Any]) -> None:
@@ -265,7 +265,7 @@ class AgentConnection(Connection):
         text = frames.text_field(frame, "text", limit=frames.MAX_TEXT_CHARS, required=True)
         if not text.strip():
             raise FrameError(frames.BAD_FRAME, "\"text\" is empty")
-        client_id = frames.text_field(frame, "client_id", limit=64)
+        client_id = frames.text_field(frame, "client_id", limit=frames.MAX_ID_CHARS)
         try:
             seq, raw, new = await self.hub.log.append(chat_id, frames.FROM_AGENT, masked(text), rt.clock(), client_id,
                                                       self.account.name, holder=self.account.username)
@@ -321,7 +321,7 @@ class AgentConnection(Connection):
 
     async def _transfer(self, frame: dict[str, Any]) -> None:
         chat_id = self._held(frame)
-        to = frames.text_field(frame, "to", limit=64, required=True)
+        to = frames.text_field(frame, "to", limit=frames.MAX_USERNAME_CHARS, required=True)
         if to == frames.TO_QUEUE:
             if not await lifecycle.transfer_to_queue(self.rt, chat_id, self.account.username):
                 raise FrameError(frames.NOT_ALLOWED, "this chat cannot go back to the queue")
@@ -343,7 +343,7 @@ class AgentConnection(Connection):
         stays open); a null or empty ref: no ticket open any more."""
         from transcripts.refs import normalize_ref
 
-        raw = frames.text_field(frame, "ref", limit=40, one_line=True)
+        raw = frames.text_field(frame, "ref", limit=frames.MAX_REF_CHARS, one_line=True)
         replying = frames.bool_field(frame, "replying", False)
         ref = normalize_ref(raw) if raw else None
         if raw and (ref is None or not await self.rt.redis.exists(keys.ticket(ref))):

@@ -11,9 +11,23 @@ from typing import Any
 import msgpack
 
 MSGPACK_SUBPROTOCOL = "livechat.msgpack"
-MAX_FRAME_BYTES = 64 * 1024
-MAX_TEXT_CHARS = 4000
-MAX_FIELD_CHARS = 500
+
+# limits (characters after cleaning, unless bytes; docs/protocol.md 3.1, 3.3, 4.2, 6.1, 10)
+MAX_FRAME_BYTES = 64 * 1024  # one WebSocket message; past it the socket is closed (CLOSE_TOO_BIG)
+MAX_TEXT_CHARS = 4000        # a message's `text`
+MAX_FIELD_CHARS = 500        # text_field's default: no field uses it
+MAX_ID_CHARS = 64            # a `client_id`, and the `chat_id` or `client_id` an error echoes
+MAX_TYPE_CHARS = 40          # of a refused frame's `type`, echoed in `refused` and error messages
+MAX_NAME_CHARS = 100         # a visitor's `name` (hello, contact)
+MAX_EMAIL_CHARS = 254        # an email address (hello, contact, identity token)
+MAX_SITE_CHARS = 100         # hello's `site`
+MAX_PAGE_CHARS = 2000        # hello's `page`
+MAX_TOPIC_CHARS = 32         # hello's `topic`
+MAX_LANG_CHARS = 24          # hello's `lang`, read before its pattern is checked
+MAX_IDENTITY_CHARS = 4096    # hello's `identity` token
+MAX_COMMENT_CHARS = 1000     # a rating's `comment`
+MAX_USERNAME_CHARS = 64      # a transfer's `to`
+MAX_REF_CHARS = 40           # ticket_viewing's `ref`
 
 # Every value below is written on the wire, or in Redis, exactly as it is here, and named in
 # backticks in docs/protocol.md (tests/test_docs.py checks): the code uses these names, never
@@ -176,7 +190,7 @@ class FrameError(Exception):
 def client_id_of(frame: dict[str, Any]) -> str | None:
     """The client_id of a frame, if it carries a usable one (echoed in errors that refuse it)."""
     value = frame.get("client_id")
-    return value[:64] if isinstance(value, str) and value else None
+    return value[:MAX_ID_CHARS] if isinstance(value, str) and value else None
 
 
 def error(code: str, message: str, refused: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -186,10 +200,10 @@ def error(code: str, message: str, refused: dict[str, Any] | None = None) -> dic
     transfer it waits for)."""
     frame: dict[str, Any] = {"type": ERROR, "code": code, "message": message}
     if refused is not None:
-        frame["refused"] = refused["type"][:40]
+        frame["refused"] = refused["type"][:MAX_TYPE_CHARS]
         chat_id = refused.get("chat_id")
         if isinstance(chat_id, str) and chat_id:
-            frame["chat_id"] = chat_id[:64]
+            frame["chat_id"] = chat_id[:MAX_ID_CHARS]
         client_id = client_id_of(refused)
         if client_id:
             frame["client_id"] = client_id

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from chat.frames import clean_line
+from chat.frames import MAX_EMAIL_CHARS, MAX_IDENTITY_CHARS, clean_line
 from chat.config import Limits
 
 
@@ -49,7 +49,7 @@ def verify(secret: str, token: Any, plans: Iterable[str], now: float,
     site that mints them for a year) must not make anyone a verified customer for that long."""
     if not secret:
         raise IdentityError("this server has no site secret configured")
-    if not isinstance(token, str) or token.count(".") != 1 or len(token) > 4096:
+    if not isinstance(token, str) or token.count(".") != 1 or len(token) > MAX_IDENTITY_CHARS:
         raise IdentityError("malformed token")
     body, mac = token.split(".")
     expected = _b64(hmac.new(secret.encode("utf-8"), body.encode("ascii", "replace"), hashlib.sha256).digest())
@@ -78,6 +78,6 @@ def verify(secret: str, token: Any, plans: Iterable[str], now: float,
     return Identity(
         sub=str(sub)[:200],
         plan=plan,
-        email=clean_line(email)[:254] if isinstance(email, str) else "",
+        email=clean_line(email)[:MAX_EMAIL_CHARS] if isinstance(email, str) else "",
         name=clean_line(name)[:200] if isinstance(name, str) else "",
     )

@@ -172,7 +172,7 @@ async def supervisor_socket(ws: WebSocket) -> None:
                 if frame["type"] == frames.REFRESH:
                     shared.changed.set()
                     continue
-                raise frames.FrameError(frames.BAD_FRAME, f"unknown frame type {frame['type'][:40]!r}")
+                raise frames.FrameError(frames.BAD_FRAME, f"unknown frame type {frame['type'][:frames.MAX_TYPE_CHARS]!r}")
             except frames.FrameError as exc:
                 await send(frames.error(exc.code, exc.message))
 

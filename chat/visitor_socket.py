@@ -254,28 +254,28 @@ class VisitorConnection(Connection):
                 plan = rt.config.plans[identity.plan]
             except IdentityError as exc:
                 self.error(frames.BAD_IDENTITY, f"identity not accepted ({exc}): continuing as an unverified visitor")
-        lang = (frames.text_field(hello, "lang", limit=24) or "en").lower()
+        lang = (frames.text_field(hello, "lang", limit=frames.MAX_LANG_CHARS) or "en").lower()
         if not LANG.match(lang):
             raise FrameError(frames.BAD_FRAME, "\"lang\" must be a language code such as en or fr-be")
-        topic = (frames.text_field(hello, "topic", limit=32) or "").lower()
+        topic = (frames.text_field(hello, "topic", limit=frames.MAX_TOPIC_CHARS) or "").lower()
         if topic and not TOPIC.match(topic):
             raise FrameError(frames.BAD_FRAME, "\"topic\" must be a short word such as billing")
-        email = frames.text_field(hello, "email", limit=254, one_line=True) or ""
+        email = frames.text_field(hello, "email", limit=frames.MAX_EMAIL_CHARS, one_line=True) or ""
         if email and not EMAIL.match(email):
             email = ""
         emergency = topic == EMERGENCY and await self._emergency_allowed(identity is not None)
         return {
-            "site": frames.text_field(hello, "site", limit=100) or "default",
+            "site": frames.text_field(hello, "site", limit=frames.MAX_SITE_CHARS) or "default",
             "plan": plan.name,
             "verified": identity is not None,
             "sub": identity.sub if identity else "",
             # A verified visitor's name and email are what the site vouches for, never what the
             # hello claims (agents act on them); an unverified visitor's are its own, unverified.
-            "name": identity.name if identity else frames.text_field(hello, "name", limit=100, one_line=True) or "",
+            "name": identity.name if identity else frames.text_field(hello, "name", limit=frames.MAX_NAME_CHARS, one_line=True) or "",
             "email": identity.email if identity else email,
             "lang": lang,
             "topic": topic,
-            "page": frames.text_field(hello, "page", limit=2000) or "",
+            "page": frames.text_field(hello, "page", limit=frames.MAX_PAGE_CHARS) or "",
             "emergency": emergency,
             "created_at": repr(now),
             "arrived_at": repr(now),
@@ -344,13 +344,13 @@ class VisitorConnection(Connection):
         elif kind == frames.HELLO:
             raise FrameError(frames.BAD_FRAME, "hello was already received")
         else:
-            raise FrameError(frames.BAD_FRAME, f"unknown frame type {kind[:40]!r}")
+            raise FrameError(frames.BAD_FRAME, f"unknown frame type {kind[:frames.MAX_TYPE_CHARS]!r}")
 
     async def _message(self, frame: dict[str, Any]) -> None:
         text = frames.text_field(frame, "text", limit=frames.MAX_TEXT_CHARS, required=True)
         if not text.strip():
             raise FrameError(frames.BAD_FRAME, "\"text\" is empty")
-        client_id = frames.text_field(frame, "client_id", limit=64)
+        client_id = frames.text_field(frame, "client_id", limit=frames.MAX_ID_CHARS)
         if self.status == frames.CHAT_CLOSED:
             raise FrameError(frames.NOT_ALLOWED, "this chat is closed")
         rt = self.rt
@@ -401,7 +401,7 @@ class VisitorConnection(Connection):
         score = frames.int_field(frame, "score", 0, 1, 5)
         if score == 0:
             raise FrameError(frames.BAD_FRAME, "\"score\" must be from 1 to 5")
-        comment = frames.text_field(frame, "comment", limit=1000) or ""
+        comment = frames.text_field(frame, "comment", limit=frames.MAX_COMMENT_CHARS) or ""
         stored = await self.rt.redis.hsetnx(keys.chat(self.chat_id), "rating", score)
         if not stored:
             raise FrameError(frames.NOT_ALLOWED, "this chat was already rated")
@@ -415,8 +415,8 @@ class VisitorConnection(Connection):
         self.send({"type": frames.RATED, "score": score})
 
     async def _contact(self, frame: dict[str, Any]) -> None:
-        email = frames.text_field(frame, "email", limit=254, one_line=True) or ""
-        name = frames.text_field(frame, "name", limit=100, one_line=True)
+        email = frames.text_field(frame, "email", limit=frames.MAX_EMAIL_CHARS, one_line=True) or ""
+        name = frames.text_field(frame, "name", limit=frames.MAX_NAME_CHARS, one_line=True)
         if email and not EMAIL.match(email):
             raise FrameError(frames.BAD_FRAME, "\"email\" is not an email address")
         if self.verified:

@@ -60,12 +60,17 @@ def in_backticks(name: str, markdown: str) -> bool:
     return f"`{name}`" in markdown
 
 
-def glance(kind: str) -> list[str]:
-    """The values in backticks of one row of docs/protocol.md's "Constants at a glance" table."""
+def glance_row(kind: str) -> str:
+    """The second cell of one row of docs/protocol.md's "Constants at a glance" table."""
     section = text(PROTOCOL).split("## 10. Constants at a glance", 1)[1]
     row = re.search(rf"^\| {re.escape(kind)} \| (.*) \|$", section, re.M)
     assert row, f"no row {kind!r} in section 10 of docs/protocol.md"
-    return re.findall(r"`([^`]+)`", row.group(1))
+    return row.group(1)
+
+
+def glance(kind: str) -> list[str]:
+    """The values in backticks of one row of docs/protocol.md's "Constants at a glance" table."""
+    return re.findall(r"`([^`]+)`", glance_row(kind))
 
 
 def first_column(markdown: str, header: str) -> list[str]:
@@ -207,6 +212,17 @@ def test_protocol_glance_lists_every_status_reason_and_choice():
     assert glance("ticket triggers") == list(frames.TRIGGERS)
     assert glance("ticket statuses") == list(frames.TICKET_STATUSES)
     assert glance("ticket thread kinds") == [*frames.THREAD_KINDS, frames.THREAD_CHAT, "messages"]
+
+
+def test_protocol_glance_states_every_field_limit():
+    """Section 10 of docs/protocol.md states the frame and field limits of chat/frames.py."""
+    row = glance_row("limits")
+    stated = [f"WebSocket message `{frames.MAX_FRAME_BYTES}` bytes", f"`text` `{frames.MAX_TEXT_CHARS}` characters",
+              f"`client_id` {frames.MAX_ID_CHARS}", f"`name` {frames.MAX_NAME_CHARS}", f"`email` {frames.MAX_EMAIL_CHARS}",
+              f"`site` {frames.MAX_SITE_CHARS}", f"`page` {frames.MAX_PAGE_CHARS}", f"`topic` {frames.MAX_TOPIC_CHARS}",
+              f"`identity` {frames.MAX_IDENTITY_CHARS}", f"`comment` {frames.MAX_COMMENT_CHARS}",
+              f"`to` {frames.MAX_USERNAME_CHARS}"]
+    assert [s for s in stated if s not in row] == []
 
 
 def test_ticket_page_explains_every_trigger_and_status():
