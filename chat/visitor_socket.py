@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import re
 
 import msgpack
@@ -48,6 +49,13 @@ def client_fingerprint(rt: Runtime, ws: WebSocket) -> str:
     return hashlib.sha256(rt.secret + host.encode()).hexdigest()[:32]
 
 
+def _score(raw: str | None) -> float:
+    try:
+        return float(raw) if raw is not None else math.inf
+    except ValueError:
+        return math.inf
+
+
 class VisitorConnection(Connection):
     kind = "visitor"
 
@@ -64,6 +72,7 @@ class VisitorConnection(Connection):
         self.feed: ChatFeed | None = None
         self.position: int | None = None
         self.eta: int | None = None
+        self.score = math.inf  # the chat's place in line by virtual arrival (unknown: behind everyone)
         self.verified = False
         self.emergency = False
 
@@ -183,6 +192,7 @@ class VisitorConnection(Connection):
         self.verified = chat.get("verified") == "1"
         self.emergency = chat.get("emergency") == "1"
         self.topic_key = topic_key(chat.get("topic"), self.emergency)
+        self.score = _score(chat.get("score"))
         self.status = chat.get("status", "queued")  # a new chat's is decided below
         # Checked and counted with no await in between, so concurrent resumes cannot all pass.
         per_chat = rt.config.limits.sockets_per_chat
@@ -392,7 +402,8 @@ class VisitorConnection(Connection):
             return
         self.emergency = True
         self.topic_key = topic_key(chat.get("topic"), True)
-        await lifecycle.queue_changed(self.rt, work=True)
+        self.score = score
+        await lifecycle.queue_changed(self.rt, work=True, moved=[(self.lang, score)])
 
     async def _rate(self, frame: dict[str, Any]) -> None:
         if self.status != "closed":
