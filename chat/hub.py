@@ -37,6 +37,61 @@ POSITION_INTERVAL = 0.3  # at most ~3 position frames a second per visitor
 POSITION_SLICE = 256     # waiting sockets updated between two turns of the event loop
 
 
+class Presence:
+    """Presence marks made as this process's sockets come and go (an agent connects or
+    leaves, a waiting visitor resumes or leaves: who, and when last seen), written together:
+    marks made while a write is in flight wait for it and then go out in one pipeline, one
+    ZADD per sorted set, so a thousand sockets closing at once cost one round trip, not a
+    thousand. The sweeps read the same sorted sets as before (chat/duties.py); a mark is
+    late by one round trip at most, against grace periods of many heartbeats. The heartbeat
+    itself writes every socket's mark in one pipeline a beat (Hub.heartbeat)."""
+
+    def __init__(self, redis: Any):
+        self.redis = redis
+        self._pending: dict[str, dict[str, float]] = {}
+        self._written: asyncio.Future | None = None
+        self._flusher: asyncio.Task | None = None
+
+    def mark(self, key: str, member: str, when: float) -> "asyncio.Future[None]":
+        """Set member's time in the sorted set key (keys.VISITORS_SEEN or AGENTS_SEEN) with
+        the next write; the future ends when it is stored, or with the write's error."""
+        self._pending.setdefault(key, {})[member] = when
+        if self._written is None:
+            self._written = asyncio.get_running_loop().create_future()
+            self._written.add_done_callback(_retrieved)  # nobody need wait for a mark
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush(), name="presence")
+        return self._written
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, written = self._pending, self._written
+                self._pending, self._written = {}, None
+                try:
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        for key, marks in batch.items():
+                            pipe.zadd(key, marks)
+                        await pipe.execute()
+                except Exception as exc:
+                    if written is not None and not written.done():
+                        written.set_exception(exc)
+                    continue
+                except BaseException:
+                    if written is not None and not written.done():
+                        written.cancel()
+                    raise
+                if written is not None and not written.done():
+                    written.set_result(None)
+        finally:
+            self._flusher = None
+
+
+def _retrieved(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class ChatListener(Protocol):
     def push(self, event: dict[str, Any], raw: bytes) -> None: ...
     def resync(self) -> None: ...
@@ -48,6 +103,7 @@ class Hub:
         self.bus = bus
         self.queue = rt.queue
         self.log = ChatLog(rt.redis, ScriptBatcher(rt.redis))
+        self.presence = Presence(rt.redis)
         self.messages = MessageCounter()
         self.chat_listeners: dict[str, set[ChatListener]] = {}
         self.agents: dict[str, set["AgentConnection"]] = {}
@@ -164,7 +220,7 @@ class Hub:
             del self.agents[username]
             await self.bus.unsubscribe(keys.agent_channel(username), self._on_agent_event)
         try:
-            await self.rt.redis.zadd(keys.AGENTS_SEEN, {username: self.rt.clock()})
+            await self.presence.mark(keys.AGENTS_SEEN, username, self.rt.clock())
         except RedisError:
             pass
 

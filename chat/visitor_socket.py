@@ -11,7 +11,6 @@ import re
 import msgpack
 from typing import Any
 
-from redis.exceptions import RedisError
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
@@ -213,7 +212,7 @@ class VisitorConnection(Connection):
             else:
                 await self.hub.watch(self.chat_id, self.feed)
                 if chat["status"] in ("queued", "offline"):
-                    await rt.redis.zadd(keys.VISITORS_SEEN, {self.chat_id: rt.clock()})
+                    await self.hub.presence.mark(keys.VISITORS_SEEN, self.chat_id, rt.clock())
         except Exception:  # refused or Redis unavailable: this socket leaves no trace in the hub
             self.hub.remove_visitor(self)
             self.feed.close()
@@ -444,10 +443,8 @@ class VisitorConnection(Connection):
             self.feed.close()
             await self.hub.unwatch(self.chat_id, self.feed)
         if self.chat_id and self.needs_presence():
-            try:
-                await self.rt.redis.zadd(keys.VISITORS_SEEN, {self.chat_id: self.rt.clock()})
-            except RedisError:
-                pass
+            # Not waited for: the socket is gone, and the mark goes with others (hub.Presence).
+            self.hub.presence.mark(keys.VISITORS_SEEN, self.chat_id, self.rt.clock())
 
 
 async def visitor_endpoint(ws: WebSocket) -> None:
