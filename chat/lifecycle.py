@@ -11,7 +11,7 @@ import msgpack
 from redis.exceptions import NoScriptError
 
 from chat import keys, rollups, stats, timers
-from chat.store import is_cluster, publish as bus_publish
+from chat.store import execute, is_cluster, publish as bus_publish
 from chat.chats import create_chat_on, decode_chat, load_chat, update_chat
 from chat.queue import AgentSkills, NotHolder, topic_key
 from chat.runtime import Runtime
@@ -85,7 +85,7 @@ async def open_chat(rt: Runtime, chat_id: str, fields: dict[str, Any], resume_tt
         else:
             pipe.zadd(keys.VISITORS_SEEN, {chat_id: now})
             timers.schedule_on(pipe, timers.OFFLINE_IDLE, chat_id, now + rt.config.timing.offline_idle)
-        results = await pipe.execute(raise_on_error=False)
+        results = await execute(rt.redis, pipe, raise_on_error=False)
     for result in results:
         if isinstance(result, Exception) and not isinstance(result, NoScriptError):
             raise result
@@ -129,7 +129,7 @@ async def assigned(rt: Runtime, chat_id: str, username: str, agent_name: str) ->
         # The claim took the chat out of its language's line: the places behind it moved.
         lang = dims[1].decode() if dims[1] is not None else None
         bus_publish(pipe, keys.QUEUE_CHANNEL, queue_news(False, [(lang, _score(score))]) if lang else QUEUE_CHANGED)
-        await pipe.execute()
+        await execute(rt.redis, pipe)
 
 
 async def requeued(rt: Runtime, chat_id: str, previous_agent: str | None = None) -> None:
@@ -242,7 +242,7 @@ async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None,
             if claim_for is not None:  # whichever chat it claims left one of these lines
                 moved += [(lang, None) for lang in claim_for.langs]
             bus_publish(pipe, keys.QUEUE_CHANNEL, queue_news(work, moved))
-        results = await pipe.execute(raise_on_error=False)
+        results = await execute(rt.redis, pipe, raise_on_error=False)
     claimed = None
     if claim_for is not None and results[1] and not isinstance(results[1], Exception):
         claimed = results[1].decode()
