@@ -21,6 +21,7 @@ no TTL) feeds /metrics.
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import datetime, timezone
 from typing import Any
@@ -72,7 +73,18 @@ return since
 
 def hour_of(ts: float) -> str:
     """The UTC hour bucket of a time, ``YYYYMMDDHH``."""
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y%m%d%H")
+    return _hour(int(ts // 3600))
+
+
+@functools.lru_cache(maxsize=64)
+def _hour(number: int) -> str:
+    # Formatted once an hour, not for every addition of every event.
+    return datetime.fromtimestamp(number * 3600, timezone.utc).strftime("%Y%m%d%H")
+
+
+@functools.lru_cache(maxsize=64)
+def _hour_start(hour: str) -> int:
+    return int(datetime.strptime(hour, "%Y%m%d%H").replace(tzinfo=timezone.utc).timestamp())
 
 
 def bucket_name(seconds: float) -> str:
@@ -132,9 +144,8 @@ class Event:
         marker_ttl = int(rt.config.retention_days * 86400) or 86400
         hash_keys, args = [keys.ROLLUP_TOTALS], [str(marker_ttl), "0", str(len(self.totals) // 3), *self.totals]
         for hour, ops in self.hours.items():
-            start = datetime.strptime(hour, "%Y%m%d%H").replace(tzinfo=timezone.utc).timestamp()
             hash_keys.append(keys.rollup(hour))
-            args += [str(int(start) + 3600 + keep), str(len(ops) // 3), *ops]
+            args += [str(_hour_start(hour) + 3600 + keep), str(len(ops) // 3), *ops]
         return [keys.rollup_mark(self.kind, self.event_id), *hash_keys], args
 
     def queue_on(self, pipe: Any, rt: Runtime) -> None:
