@@ -85,7 +85,7 @@ class AgentConnection(Connection):
         self.hub.agents_changed()  # until written, this hub reads profiles from Redis again
         await write_agent(rt.redis, account.username, {**account.profile(), "status": self.status})
         self.hub.agents_changed()  # this hub at once; the others when the announcement reaches them
-        await rt.redis.zadd(keys.AGENTS_SEEN, {account.username: rt.clock()})
+        await self.hub.presence.mark(keys.AGENTS_SEEN, account.username, rt.clock())
         if self.status == frames.AGENT_ONLINE:
             await rollups.agent_online(rt, account.username, rt.clock())
         await self.hub.add_agent(self)

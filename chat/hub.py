@@ -37,6 +37,61 @@ POSITION_INTERVAL = 0.3  # at most ~3 position frames a second per visitor
 POSITION_SLICE = 256     # waiting sockets updated between two turns of the event loop
 
 
+class Presence:
+    """Presence marks made as this process's sockets come and go (an agent connects or
+    leaves, a waiting visitor resumes or leaves: who, and when last seen), written together:
+    marks made while a write is in flight wait for it and then go out in one pipeline, one
+    ZADD per sorted set, so a thousand sockets closing at once cost one round trip, not a
+    thousand. The sweeps read the same sorted sets as before (chat/duties.py); a mark is
+    late by one round trip at most, against grace periods of many heartbeats. The heartbeat
+    itself writes every socket's mark in one pipeline a beat (Hub.heartbeat)."""
+
+    def __init__(self, redis: Any):
+        self.redis = redis
+        self._pending: dict[str, dict[str, float]] = {}
+        self._written: asyncio.Future | None = None
+        self._flusher: asyncio.Task | None = None
+
+    def mark(self, key: str, member: str, when: float) -> "asyncio.Future[None]":
+        """Set member's time in the sorted set key (keys.VISITORS_SEEN or AGENTS_SEEN) with
+        the next write; the future ends when it is stored, or with the write's error."""
+        self._pending.setdefault(key, {})[member] = when
+        if self._written is None:
+            self._written = asyncio.get_running_loop().create_future()
+            self._written.add_done_callback(_retrieved)  # nobody need wait for a mark
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush(), name="presence")
+        return self._written
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, written = self._pending, self._written
+                self._pending, self._written = {}, None
+                try:
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        for key, marks in batch.items():
+                            pipe.zadd(key, marks)
+                        await pipe.execute()
+                except Exception as exc:
+                    if written is not None and not written.done():
+                        written.set_exception(exc)
+                    continue
+                except BaseException:
+                    if written is not None and not written.done():
+                        written.cancel()
+                    raise
+                if written is not None and not written.done():
+                    written.set_result(None)
+        finally:
+            self._flusher = None
+
+
+def _retrieved(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class ChatListener(Protocol):
     def push(self, event: dict[str, Any], raw: bytes) -> None: ...
     def resync(self) -> None: ...
@@ -48,6 +103,7 @@ class Hub:
         self.bus = bus
         self.queue = rt.queue
         self.log = ChatLog(rt.redis, ScriptBatcher(rt.redis))
+        self.presence = Presence(rt.redis)
         self.messages = MessageCounter()
         self.chat_listeners: dict[str, set[ChatListener]] = {}
         self.agents: dict[str, set["AgentConnection"]] = {}
@@ -63,6 +119,11 @@ class Hub:
         self._resyncing: asyncio.Task | None = None
         self._profiles: dict[str, dict[str, Any]] | None = None  # agents' routing profiles (agent_profiles)
         self._profiles_changes = 0
+        # Where the line changed since the last places update (chat/lifecycle.py queue_news):
+        # language -> the lowest score that joined, left or moved; _moved_all: anywhere.
+        self._moved: dict[str, float] = {}
+        self._moved_all = True
+        self._eta_basis: tuple[Any, ...] | None = None  # what the ETAs sent last were computed from (aht, agents, capacity)
 
     # --- life ------------------------------------------------------------------------
 
@@ -126,6 +187,7 @@ class Hub:
         if self._resyncing is None:
             self._resyncing = asyncio.create_task(self._resync_states(), name="resync-states")
         self.kick_dispatch()
+        self._moved_all = True  # news of the line was lost too
         self._dirty.set()
         self._to_agents({"type": frames.TICKET_CHANGED, "ref": None})  # ticket news was lost: look again
 
@@ -158,7 +220,7 @@ class Hub:
             del self.agents[username]
             await self.bus.unsubscribe(keys.agent_channel(username), self._on_agent_event)
         try:
-            await self.rt.redis.zadd(keys.AGENTS_SEEN, {username: self.rt.clock()})
+            await self.presence.mark(keys.AGENTS_SEEN, username, self.rt.clock())
         except RedisError:
             pass
 
@@ -212,7 +274,24 @@ class Hub:
             self.agents_changed()
         if event.get("work"):
             self.kick_dispatch()
+        self._line_moved(event.get("moved"))
         self._dirty.set()
+
+    def _line_moved(self, moved: Any) -> None:
+        """Note where the line changed (chat/lifecycle.py queue_news): the next places update
+        looks up only the chats at or behind that point of their language's line."""
+        if not isinstance(moved, list):
+            self._moved_all = True
+            return
+        for item in moved:
+            try:
+                lang, score = item
+                floor = -math.inf if score is None else float(score)
+            except (TypeError, ValueError):
+                self._moved_all = True
+                return
+            if floor < self._moved.get(lang, math.inf):
+                self._moved[lang] = floor
 
     # --- agents' profiles ------------------------------------------------------------
 
@@ -244,9 +323,9 @@ class Hub:
         kind, ref = event.get("type"), event.get("ref")
         if not isinstance(ref, str):
             return
-        if kind == "ticket":
+        if kind == frames.EVENT_TICKET:
             self._to_agents({"type": frames.TICKET_CHANGED, "ref": ref})
-        elif kind == "viewers":
+        elif kind == frames.EVENT_VIEWERS:
             self._to_agents({"type": frames.TICKET_VIEWERS, "ref": ref, "viewers": event.get("viewers") or []})
 
     def _to_agents(self, frame: dict[str, Any]) -> None:
@@ -299,40 +378,64 @@ class Hub:
             try:
                 await self.update_positions()
             except RedisError:
+                self._moved_all = True  # what this update should have looked up waits for the next
                 raise_if_cancelled()
                 log.warning("could not update queue positions: redis unavailable")
             except Exception:
+                self._moved_all = True
                 log.exception("queue position update failed")
             await asyncio.sleep(POSITION_INTERVAL)
 
     async def update_positions(self) -> None:
+        """Send each waiting socket its place and ETA when either changed. Places are looked
+        up (sorted-set ranks) only for the chats at or behind a point where their line
+        changed since the last update, and for sockets that have none yet: a chat that joins
+        at the back moves nobody, a claim moves only those behind it. ETAs are computed
+        again for everyone only when what they depend on changed (the average handling time,
+        the agents)."""
+        moved, everything = self._moved, self._moved_all
+        self._moved, self._moved_all = {}, False
         if not self.waiting:
             return
-        entries = [(chat_id, next(iter(conns)).lang) for chat_id, conns in self.waiting.items() if conns]
-        positions, aht = await self.queue.positions(entries)
+        stale: list[tuple[str, str]] = []
+        for chat_id, conns in self.waiting.items():
+            conn = next(iter(conns))
+            floor = moved.get(conn.lang)
+            if everything or (floor is not None and conn.score >= floor) or any(c.position is None for c in conns):
+                stale.append((chat_id, conn.lang))
+        positions, aht = await self.queue.positions(stale)
         agents = await self.agent_profiles()
         capacity: dict[str, int] = {}
         for profile in agents.values():
-            if profile.get("status") == "online":
+            if profile.get("status") == frames.AGENT_ONLINE:
                 for lang in profile.get("langs", ()):
                     capacity[lang] = capacity.get(lang, 0) + int(profile.get("max_chats", 1))
+        basis = (aht, agents, capacity)
+        looked_up = {chat_id: position for (chat_id, _), position in zip(stale, positions)}
+        last = self._eta_basis
+        if last is None or last[0] != aht or last[1] is not agents or last[2] != capacity:
+            self._eta_basis = basis  # every ETA (and whether anyone can serve) may have changed
+            todo = list(self.waiting)
+        else:
+            todo = list(looked_up)
         servable: dict[tuple[str, str], bool] = {}  # one look at the agents per (lang, topic), not per visitor
-        for n, ((chat_id, lang), position) in enumerate(zip(entries, positions)):
+        for n, chat_id in enumerate(todo):
             if n and n % POSITION_SLICE == 0:
                 await asyncio.sleep(0)  # thousands of waiting sockets: let assignments and messages through
             conns = self.waiting.get(chat_id)
             if not conns:
                 continue
             conn = next(iter(conns))
+            position = looked_up[chat_id] if chat_id in looked_up else conn.position
             if position is None:
                 continue
-            key = (lang, conn.topic_key)
+            key = (conn.lang, conn.topic_key)
             if key not in servable:
-                servable[key] = self._someone_can_serve(agents, lang, conn.topic_key)
+                servable[key] = self._someone_can_serve(agents, conn.lang, conn.topic_key)
             if not servable[key]:
-                await lifecycle.go_offline(self.rt, chat_id, "no_agents")
+                await lifecycle.go_offline(self.rt, chat_id, frames.OFFLINE_NO_AGENTS)
                 continue
-            cap = capacity.get(lang, 0)
+            cap = capacity.get(conn.lang, 0)
             eta = int(math.ceil(position * aht / cap)) if aht and cap else None
             for c in list(conns):
                 c.update_position(position, eta)
@@ -340,7 +443,7 @@ class Hub:
     @staticmethod
     def _someone_can_serve(agents: dict[str, dict[str, Any]], lang: str, topic: str) -> bool:
         for profile in agents.values():
-            if profile.get("status") != "online" or lang not in profile.get("langs", ()):
+            if profile.get("status") != frames.AGENT_ONLINE or lang not in profile.get("langs", ()):
                 continue
             topics = profile.get("topics") or ()
             if not topics or topic == "_" or topic in topics:

@@ -11,7 +11,7 @@ import msgpack
 from redis.exceptions import NoScriptError
 
 from chat import frames, keys, rollups, stats, timers
-from chat.store import is_cluster, publish as bus_publish
+from chat.store import execute, is_cluster, publish as bus_publish
 from chat.chats import create_chat_on, decode_chat, load_chat, update_chat
 from chat.queue import AgentSkills, NotHolder, topic_key
 from chat.runtime import Runtime
@@ -27,15 +27,33 @@ QUEUE_CHANGED = msgpack.packb({"type": frames.EVENT_CHANGED})
 QUEUE_WORK = msgpack.packb({"type": frames.EVENT_CHANGED, "work": True})
 
 
+def queue_news(work: bool, moved: list[tuple[str, float | None]]) -> bytes:
+    """A QUEUE_CHANNEL message that says where the line changed: ``moved`` lists (language,
+    score) of each chat that joined, left or moved in that language's line (score None: it
+    may be anywhere), so that hubs look up again only the places of the chats behind it
+    (chat/hub.py); an empty list: no place changed. QUEUE_CHANGED and QUEUE_WORK, which
+    name nothing, make every hub look up every place."""
+    return msgpack.packb({"type": frames.EVENT_CHANGED, "work": work, "moved": [[lang, score] for lang, score in moved]})
+
+
+def _score(raw: Any) -> float | None:
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        return None
+
+
 async def publish(rt: Runtime, channel: str, event: dict[str, Any]) -> None:
     await bus_publish(rt.redis, channel, msgpack.packb(event))
 
 
-async def queue_changed(rt: Runtime, work: bool = False) -> None:
-    """Tell every hub the line moved (positions) and, with work, that a chat is waiting.
-    This process's own agents are offered the work directly: a local pairing never depends
-    on the pub/sub round trip (which a reconnecting bus could miss)."""
-    await bus_publish(rt.redis, keys.QUEUE_CHANNEL, QUEUE_WORK if work else QUEUE_CHANGED)
+async def queue_changed(rt: Runtime, work: bool = False, moved: list[tuple[str, float | None]] | None = None) -> None:
+    """Tell every hub the line moved (positions) and, with work, that a chat is waiting;
+    ``moved`` says where, if known (queue_news). This process's own agents are offered the
+    work directly: a local pairing never depends on the pub/sub round trip (which a
+    reconnecting bus could miss)."""
+    news = (QUEUE_WORK if work else QUEUE_CHANGED) if moved is None else queue_news(work, moved)
+    await bus_publish(rt.redis, keys.QUEUE_CHANNEL, news)
     if work:
         rt.on_work()
 
@@ -62,36 +80,38 @@ async def open_chat(rt: Runtime, chat_id: str, fields: dict[str, Any], resume_tt
                                                                          arrived + plan.max_wait), seen=now)
             rt.queue.enqueue_on(pipe, chat_id, **route)
             rollups.chat_queued_on(pipe, rt, chat_id, chat, arrived)
-            bus_publish(pipe, keys.QUEUE_CHANNEL, QUEUE_WORK)
+            news = queue_news(True, [(route["lang"], route["score"])])
+            bus_publish(pipe, keys.QUEUE_CHANNEL, news)
         else:
             pipe.zadd(keys.VISITORS_SEEN, {chat_id: now})
             timers.schedule_on(pipe, timers.OFFLINE_IDLE, chat_id, now + rt.config.timing.offline_idle)
-        results = await pipe.execute(raise_on_error=False)
+        results = await execute(rt.redis, pipe, raise_on_error=False)
     for result in results:
         if isinstance(result, Exception) and not isinstance(result, NoScriptError):
             raise result
     if status == frames.CHAT_QUEUED:
         if any(isinstance(result, NoScriptError) for result in results):  # Redis lost its script cache
             await rt.queue.enqueue(chat_id, **route)
-            await bus_publish(rt.redis, keys.QUEUE_CHANNEL, QUEUE_WORK)
+            await bus_publish(rt.redis, keys.QUEUE_CHANNEL, news)
         rt.on_work()  # this process's agents are offered it directly (see queue_changed)
     return token
 
 
 async def go_offline(rt: Runtime, chat_id: str, reason: str) -> None:
     """Nobody can take the chat now: what the visitor writes becomes a ticket."""
-    await rt.queue.remove(chat_id)
+    route = await rt.queue.remove(chat_id)
     await update_chat(rt.redis, chat_id, status=frames.CHAT_OFFLINE, offline_reason=reason)
     await timers.cancel_all(rt.redis, chat_id)
     await timers.schedule(rt.redis, timers.OFFLINE_IDLE, chat_id, rt.clock() + rt.config.timing.offline_idle)
     await publish(rt, keys.chat_channel(chat_id), {"type": frames.OFFLINE, "reason": reason})
-    await queue_changed(rt)
+    await queue_changed(rt, moved=[(route["lang"], _score(route.get("score")))] if route else [])
 
 
 async def assigned(rt: Runtime, chat_id: str, username: str, agent_name: str) -> None:
     """After a successful claim: record it and tell the visitor and the agent's sockets."""
     now = rt.clock()
-    first, arrived, *dims = await rt.redis.hmget(keys.chat(chat_id), "assigned_at", "arrived_at", "plan", "lang", "topic")
+    first, arrived, score, *dims = await rt.redis.hmget(keys.chat(chat_id), "assigned_at", "arrived_at", "score", "plan",
+                                                        "lang", "topic")
     # One round trip: each write would otherwise wait for its own fsync.
     async with rt.redis.pipeline(transaction=False) as pipe:
         pipe.hset(keys.chat(chat_id), mapping={"status": frames.CHAT_ACTIVE, "agent": username,
@@ -106,8 +126,10 @@ async def assigned(rt: Runtime, chat_id: str, username: str, agent_name: str) ->
         bus_publish(pipe, keys.chat_channel(chat_id),
                      msgpack.packb({"type": frames.ASSIGNED, "agent": {"name": agent_name, "username": username}}))
         bus_publish(pipe, keys.agent_channel(username), msgpack.packb({"type": frames.ASSIGNED, "chat_id": chat_id}))
-        bus_publish(pipe, keys.QUEUE_CHANNEL, QUEUE_CHANGED)
-        await pipe.execute()
+        # The claim took the chat out of its language's line: the places behind it moved.
+        lang = dims[1].decode() if dims[1] is not None else None
+        bus_publish(pipe, keys.QUEUE_CHANNEL, queue_news(False, [(lang, _score(score))]) if lang else QUEUE_CHANGED)
+        await execute(rt.redis, pipe)
 
 
 async def requeued(rt: Runtime, chat_id: str, previous_agent: str | None = None) -> None:
@@ -138,11 +160,9 @@ async def transfer_to_agent(rt: Runtime, chat_id: str, target: str, holder: str 
     name = account.name if account else target
     await update_chat(rt.redis, chat_id, agent=target, agent_name=name)
     await publish(rt, keys.agent_channel(detail), {"type": frames.RELEASED, "chat_id": chat_id, "to": target})
-    await publish(rt, keys.agent_channel(target),
-                  {"type": frames.ASSIGNED, "chat_id": chat_id, "transferred_from": detail})
-    await publish(rt, keys.chat_channel(chat_id),
-                  {"type": frames.ASSIGNED, "agent": {"name": name, "username": target}})
-    await queue_changed(rt)
+    await publish(rt, keys.agent_channel(target), {"type": frames.ASSIGNED, "chat_id": chat_id, "transferred_from": detail})
+    await publish(rt, keys.chat_channel(chat_id), {"type": frames.ASSIGNED, "agent": {"name": name, "username": target}})
+    await queue_changed(rt, moved=[])  # an agent's load changed, nobody's place
     return True, detail
 
 
@@ -216,8 +236,13 @@ async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None,
         if chat.get("status") in (frames.CHAT_QUEUED, frames.CHAT_ACTIVE):
             # A freed slot is work for the hubs, unless the claim above has just refilled it.
             work = chat.get("status") == frames.CHAT_ACTIVE and claim_for is None
-            bus_publish(pipe, keys.QUEUE_CHANNEL, QUEUE_WORK if work else QUEUE_CHANGED)
-        results = await pipe.execute(raise_on_error=False)
+            moved: list[tuple[str, float | None]] = []
+            if chat.get("status") == frames.CHAT_QUEUED:
+                moved.append((chat.get("lang", ""), _score(chat.get("score"))))
+            if claim_for is not None:  # whichever chat it claims left one of these lines
+                moved += [(lang, None) for lang in claim_for.langs]
+            bus_publish(pipe, keys.QUEUE_CHANNEL, queue_news(work, moved))
+        results = await execute(rt.redis, pipe, raise_on_error=False)
     claimed = None
     if claim_for is not None and results[1] and not isinstance(results[1], Exception):
         claimed = results[1].decode()

@@ -16,14 +16,15 @@ import msgpack
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-from chat import keys
+from chat import frames, keys
 from chat.store import publish
 
 NO_TOPIC = "_"
 EMERGENCY_TOPIC = "emergency"
 QUEUE_PREFIX = keys.queue("").rstrip(":")
-# On the queue channel: agents' profiles changed (every hub reads them again).
-AGENTS_CHANGED = msgpack.packb({"type": "changed", "agents": True})
+# On the queue channel: agents' profiles changed (every hub reads them again); nobody's place
+# in line did (chat/lifecycle.py queue_news).
+AGENTS_CHANGED = msgpack.packb({"type": frames.EVENT_CHANGED, "agents": True, "moved": []})
 
 # KEYS: AGENTS, agent_chats(u), ROUTE, QUEUE_ALL, candidate queues...
 # ARGV: username, now, queue prefix

@@ -21,6 +21,7 @@ no TTL) feeds /metrics.
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import datetime, timezone
 from typing import Any
@@ -29,6 +30,7 @@ from redis.asyncio import Redis
 
 from chat import keys
 from chat.runtime import Runtime
+from chat.store import Lua
 
 # Upper bounds (seconds) of the duration histograms: waits and replies in seconds to minutes,
 # ticket responses in hours to days. Percentiles are read from these buckets (chat/reports.py).
@@ -40,7 +42,7 @@ MAX_SPREAD_HOURS = 168  # a span (handling, time online) longer than a week coun
 # KEYS: marker, then the hashes to add to. ARGV: marker TTL, then per hash: EXPIREAT (0 =
 # none), number of operations, and that many (op, field, amount) triples; op "i" adds, "m"
 # keeps the maximum. Returns 1 when counted, 0 when this event was counted before.
-_RECORD = """
+_RECORD = Lua("""
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
 local a = 2
 for k = 2, #KEYS do
@@ -59,19 +61,30 @@ for k = 2, #KEYS do
   if expire_at > 0 then redis.call('EXPIREAT', KEYS[k], expire_at) end
 end
 return 1
-"""
+""")
 
 # KEYS: AGENTS_ONLINE_SINCE; ARGV: username. Take (read and delete) when the agent went online.
-_TAKE_SINCE = """
+_TAKE_SINCE = Lua("""
 local since = redis.call('HGET', KEYS[1], ARGV[1])
 if since then redis.call('HDEL', KEYS[1], ARGV[1]) end
 return since
-"""
+""")
 
 
 def hour_of(ts: float) -> str:
     """The UTC hour bucket of a time, ``YYYYMMDDHH``."""
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y%m%d%H")
+    return _hour(int(ts // 3600))
+
+
+@functools.lru_cache(maxsize=64)
+def _hour(number: int) -> str:
+    # Formatted once an hour, not for every addition of every event.
+    return datetime.fromtimestamp(number * 3600, timezone.utc).strftime("%Y%m%d%H")
+
+
+@functools.lru_cache(maxsize=64)
+def _hour_start(hour: str) -> int:
+    return int(datetime.strptime(hour, "%Y%m%d%H").replace(tzinfo=timezone.utc).timestamp())
 
 
 def bucket_name(seconds: float) -> str:
@@ -131,15 +144,15 @@ class Event:
         marker_ttl = int(rt.config.retention_days * 86400) or 86400
         hash_keys, args = [keys.ROLLUP_TOTALS], [str(marker_ttl), "0", str(len(self.totals) // 3), *self.totals]
         for hour, ops in self.hours.items():
-            start = datetime.strptime(hour, "%Y%m%d%H").replace(tzinfo=timezone.utc).timestamp()
             hash_keys.append(keys.rollup(hour))
-            args += [str(int(start) + 3600 + keep), str(len(ops) // 3), *ops]
+            args += [str(_hour_start(hour) + 3600 + keep), str(len(ops) // 3), *ops]
         return [keys.rollup_mark(self.kind, self.event_id), *hash_keys], args
 
     def queue_on(self, pipe: Any, rt: Runtime) -> None:
-        """Record on a pipeline (or MULTI) the caller executes, with the caller's other writes."""
+        """Record on a pipeline (or MULTI) the caller executes (with chat.store.execute), with
+        the caller's other writes."""
         event_keys, args = self._script_args(rt)
-        pipe.eval(_RECORD, len(event_keys), *event_keys, *args)
+        _RECORD.queue_on(pipe, event_keys, args)
 
     def packed(self, rt: Runtime) -> list[list[str]]:
         """The event as plain data ([keys, args]), recorded later by :func:`record_packed`: a
@@ -151,7 +164,7 @@ class Event:
     async def record(self, rt: Runtime) -> bool:
         """Record now; False when this event was counted before (by this or another hub)."""
         event_keys, args = self._script_args(rt)
-        return bool(await rt.redis.eval(_RECORD, len(event_keys), *event_keys, *args))
+        return bool(await _RECORD(rt.redis, event_keys, args))
 
 
 # --- the events ----------------------------------------------------------------------------
@@ -227,7 +240,7 @@ async def record_packed(redis: Redis, packed: list[list[str]]) -> bool:
     """Record an event kept as :meth:`Event.packed`; False when it was counted before (so a
     follow-up done twice, after a crash, counts once)."""
     event_keys, args = packed
-    return bool(await redis.eval(_RECORD, len(event_keys), *event_keys, *args))
+    return bool(await _RECORD(redis, event_keys, args))
 
 
 def ticket_response(rt: Runtime, ref: str, reply_id: str, ticket: dict[str, Any], agent: str, now: float) -> Event:
@@ -257,7 +270,7 @@ async def agent_online(rt: Runtime, username: str, now: float) -> None:
 
 async def agent_offline(rt: Runtime, username: str, now: float) -> None:
     """The agent went away or offline: its time online goes to the hours it spans."""
-    since = await rt.redis.eval(_TAKE_SINCE, 1, keys.AGENTS_ONLINE_SINCE, username)
+    since = await _TAKE_SINCE(rt.redis, [keys.AGENTS_ONLINE_SINCE], [username])
     if since is None or float(since) >= now:
         return
     await Event("online", f"{username}:{float(since)!r}", {}).spread(

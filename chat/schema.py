@@ -28,6 +28,7 @@ from redis.exceptions import ResponseError
 
 from chat import frames, keys
 from chat.config import DeskConfig
+from chat.store import Lua
 
 log = logging.getLogger("livechat.schema")
 
@@ -35,14 +36,14 @@ LOCK_TTL_MS = 30_000      # a crashed migrator's lock lapses after this; another
 LOCK_REFRESH = 10.0       # seconds between renewals of the lock while a migration runs
 LOCK_POLL = 0.1           # seconds between looks at the lock by processes waiting for it
 
-_RELEASE = """
+_RELEASE = Lua("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
-"""
-_RENEW = """
+""")
+_RENEW = Lua("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
-"""
+""")
 
 # A migration describes what it changed (or, in a dry run, what it would change).
 Apply = Callable[[Redis, DeskConfig, bool], Awaitable[list[str]]]
@@ -375,11 +376,11 @@ async def ensure_current(redis: Redis, config: DeskConfig) -> Outcome:
                 applied.append((migration, changes))
         finally:
             renewer.cancel()
-            await redis.eval(_RELEASE, 1, keys.SCHEMA_LOCK, token)
+            await _RELEASE(redis, [keys.SCHEMA_LOCK], [token])
     return Outcome(before, await current_version(redis) or CURRENT, applied)
 
 
 async def _renew(redis: Redis, token: str) -> None:
     while True:
         await asyncio.sleep(LOCK_REFRESH)
-        await redis.eval(_RENEW, 1, keys.SCHEMA_LOCK, token, LOCK_TTL_MS)
+        await _RENEW(redis, [keys.SCHEMA_LOCK], [token, LOCK_TTL_MS])

@@ -3,19 +3,28 @@ handling times, tickets by trigger, messages relayed; all-time and per UTC day."
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import datetime, timezone
 
 from redis.asyncio import Redis
 
 from chat import keys
+from chat.store import Lua
 
 WAIT_BUCKETS = (5, 15, 30, 60, 120, 300, 600)
 AHT_WEIGHT = 0.2  # weight of the newest handling time in the running average used for ETAs
 
 
 def day(now: float) -> str:
-    return datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%d")
+    """The UTC day of a time, ``YYYY-MM-DD`` (a UTC day is 86,400 s of unix time)."""
+    return _day(int(now // 86400))
+
+
+@functools.lru_cache(maxsize=8)
+def _day(number: int) -> str:
+    # Formatted once a day, not on every figure of every freed slot.
+    return datetime.fromtimestamp(number * 86400, timezone.utc).strftime("%Y-%m-%d")
 
 
 def _both(pipe, field: str, amount: float, now: float) -> None:
@@ -34,21 +43,22 @@ def add_assignment(pipe, waited: float, now: float) -> None:
 
 # KEYS: STATS; ARGV: the handling time just recorded, AHT_WEIGHT. Read and write in one step,
 # so two hubs closing chats at the same moment both count in the average.
-_AHT_SCRIPT = """
+_AHT_SCRIPT = Lua("""
 local old = tonumber(redis.call('HGET', KEYS[1], 'aht'))
 local handled, weight = tonumber(ARGV[1]), tonumber(ARGV[2])
 local aht = handled
 if old then aht = (1 - weight) * old + weight * handled end
 redis.call('HSET', KEYS[1], 'aht', string.format('%.17g', aht))
-"""
+""")
 
 
 def add_handled(pipe, handled: float, now: float) -> None:
     """Queue one chat's handling time on a pipeline the caller executes; it also moves the
-    running average (``aht``) that waiting visitors' ETAs are computed from."""
+    running average (``aht``) that waiting visitors' ETAs are computed from. The caller runs
+    the pipeline with chat.store.execute."""
     _both(pipe, "handle_sum", handled, now)
     _both(pipe, "handle_count", 1, now)
-    pipe.eval(_AHT_SCRIPT, 1, keys.STATS, repr(handled), repr(AHT_WEIGHT))
+    _AHT_SCRIPT.queue_on(pipe, [keys.STATS], [repr(handled), repr(AHT_WEIGHT)])
 
 
 async def record_ticket(redis: Redis, trigger: str, now: float) -> None:

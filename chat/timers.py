@@ -8,6 +8,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from chat import keys
+from chat.store import Lua
 
 MAX_WAIT = "max_wait"          # a queued chat reached its plan's max_wait: offer a ticket
 WAIT_CHOICE = "wait_choice"    # the visitor did not answer the offer in time: make the ticket
@@ -45,27 +46,27 @@ LEASE = 60.0  # seconds a taken deadline stays with its taker before anyone may 
 
 # KEYS: TIMERS; ARGV: now, lease until, limit. Due entries move to the lease time in the same
 # step, so exactly one process takes each; a taker that dies leaves it to fire again later.
-TAKE_SCRIPT = """
+TAKE_SCRIPT = Lua("""
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], member) end
 return due
-"""
+""")
 
 # KEYS: TIMERS, TIMER_FAILURES; ARGV: member, lease time. Removes the entry unless it was
 # scheduled anew meanwhile, and forgets its failed attempts.
-DONE_SCRIPT = """
+DONE_SCRIPT = Lua("""
 redis.call('HDEL', KEYS[2], ARGV[1])
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if score and tonumber(score) == tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1], ARGV[1]) end
 return 0
-"""
+""")
 
 RETRY_BASE = 1.0    # seconds before a failed deadline is tried again; doubles per failure
 RETRY_CAP = 600.0   # never longer than this between attempts
 
 # KEYS: TIMERS, TIMER_FAILURES; ARGV: member, lease time, now, base, cap. Counts the failure and
 # moves the entry to its next attempt, unless it was scheduled anew meanwhile; returns the delay.
-RETRY_SCRIPT = """
+RETRY_SCRIPT = Lua("""
 local n = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 local delay = math.min(tonumber(ARGV[5]), tonumber(ARGV[4]) * 2 ^ (n - 1))
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -73,7 +74,7 @@ if score and tonumber(score) == tonumber(ARGV[2]) then
   redis.call('ZADD', KEYS[1], tostring(tonumber(ARGV[3]) + delay), ARGV[1])
 end
 return tostring(delay)
-"""
+""")
 
 
 async def pop_due(redis: Redis, now: float, limit: int = 100, lease: float = LEASE) -> list[tuple[str, str, float]]:
@@ -81,7 +82,7 @@ async def pop_due(redis: Redis, now: float, limit: int = 100, lease: float = LEA
     Call ``done`` after handling one; until then (or if the caller dies) it is leased, and it
     comes due again when the lease runs out: a crash delays a deadline, never loses it."""
     until = now + lease
-    due = await redis.eval(TAKE_SCRIPT, 1, keys.TIMERS, repr(now), repr(until), limit)
+    due = await TAKE_SCRIPT(redis, [keys.TIMERS], [repr(now), repr(until), limit])
     result = []
     for member in due:
         kind, _, chat_id = member.decode().partition("|")
@@ -91,13 +92,13 @@ async def pop_due(redis: Redis, now: float, limit: int = 100, lease: float = LEA
 
 async def done(redis: Redis, kind: str, chat_id: str, lease: float) -> None:
     """The deadline taken with ``pop_due`` was handled: forget it (unless it was set again)."""
-    await redis.eval(DONE_SCRIPT, 2, keys.TIMERS, keys.TIMER_FAILURES, member(kind, chat_id), repr(lease))
+    await DONE_SCRIPT(redis, [keys.TIMERS, keys.TIMER_FAILURES], [member(kind, chat_id), repr(lease)])
 
 
 async def failed(redis: Redis, kind: str, chat_id: str, lease: float, now: float) -> float:
     """Handling the deadline taken with ``pop_due`` raised: try it again later, waiting twice
     as long after each failure (RETRY_BASE up to RETRY_CAP), so that one chat whose handling
     keeps failing neither holds up the others nor floods the log. Returns the delay."""
-    delay = await redis.eval(RETRY_SCRIPT, 2, keys.TIMERS, keys.TIMER_FAILURES, member(kind, chat_id), repr(lease),
-                             repr(now), repr(RETRY_BASE), repr(RETRY_CAP))
+    delay = await RETRY_SCRIPT(redis, [keys.TIMERS, keys.TIMER_FAILURES],
+                               [member(kind, chat_id), repr(lease), repr(now), repr(RETRY_BASE), repr(RETRY_CAP)])
     return float(delay)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import re
 
 import msgpack
 from typing import Any
 
-from redis.exceptions import RedisError
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
@@ -48,6 +48,13 @@ def client_fingerprint(rt: Runtime, ws: WebSocket) -> str:
     return hashlib.sha256(rt.secret + host.encode()).hexdigest()[:32]
 
 
+def _score(raw: str | None) -> float:
+    try:
+        return float(raw) if raw is not None else math.inf
+    except ValueError:
+        return math.inf
+
+
 class VisitorConnection(Connection):
     kind = "visitor"
 
@@ -64,6 +71,7 @@ class VisitorConnection(Connection):
         self.feed: ChatFeed | None = None
         self.position: int | None = None
         self.eta: int | None = None
+        self.score = math.inf  # the chat's place in line by virtual arrival (unknown: behind everyone)
         self.verified = False
         self.emergency = False
 
@@ -183,6 +191,7 @@ class VisitorConnection(Connection):
         self.verified = chat.get("verified") == "1"
         self.emergency = chat.get("emergency") == "1"
         self.topic_key = topic_key(chat.get("topic"), self.emergency)
+        self.score = _score(chat.get("score"))
         self.status = chat.get("status", frames.CHAT_QUEUED)  # a new chat's is decided below
         # Checked and counted with no await in between, so concurrent resumes cannot all pass.
         per_chat = rt.config.limits.sockets_per_chat
@@ -203,7 +212,7 @@ class VisitorConnection(Connection):
             else:
                 await self.hub.watch(self.chat_id, self.feed)
                 if chat["status"] in frames.WAITING_STATUSES:
-                    await rt.redis.zadd(keys.VISITORS_SEEN, {self.chat_id: rt.clock()})
+                    await self.hub.presence.mark(keys.VISITORS_SEEN, self.chat_id, rt.clock())
         except Exception:  # refused or Redis unavailable: this socket leaves no trace in the hub
             self.hub.remove_visitor(self)
             self.feed.close()
@@ -393,7 +402,8 @@ class VisitorConnection(Connection):
             return
         self.emergency = True
         self.topic_key = topic_key(chat.get("topic"), True)
-        await lifecycle.queue_changed(self.rt, work=True)
+        self.score = score
+        await lifecycle.queue_changed(self.rt, work=True, moved=[(self.lang, score)])
 
     async def _rate(self, frame: dict[str, Any]) -> None:
         if self.status != frames.CHAT_CLOSED:
@@ -434,10 +444,8 @@ class VisitorConnection(Connection):
             self.feed.close()
             await self.hub.unwatch(self.chat_id, self.feed)
         if self.chat_id and self.needs_presence():
-            try:
-                await self.rt.redis.zadd(keys.VISITORS_SEEN, {self.chat_id: self.rt.clock()})
-            except RedisError:
-                pass
+            # Not waited for: the socket is gone, and the mark goes with others (hub.Presence).
+            self.hub.presence.mark(keys.VISITORS_SEEN, self.chat_id, self.rt.clock())
 
 
 async def visitor_endpoint(ws: WebSocket) -> None:

@@ -247,8 +247,7 @@ def test_every_value_of_frames_belongs_to_a_group():
 
 def test_server_sources_name_frame_types_by_their_constant():
     """No dict in the server's sources spells a frame or event type as a string: chat/frames.py is the one source."""
-    followers = {ROOT / "chat" / "queue.py"}  # follows with the routing work (its AGENTS_CHANGED event)
-    spelt = [f"{p.relative_to(ROOT)}: {value.value!r}" for p in server_sources() if p not in followers
+    spelt = [f"{p.relative_to(ROOT)}: {value.value!r}" for p in server_sources()
              for value in type_entries(text(p))
              if isinstance(value, ast.Constant) and re.fullmatch(r"[a-z_]+", str(value.value))]  # not ASGI's "http.request"
     assert spelt == []
