@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from agents import canned, csrf, login_limit
 from agents.accounts import check_password
@@ -50,6 +52,20 @@ def _static_url(name: str) -> str:
 
 
 _env.globals["static"] = _static_url
+
+
+class _StaticFiles(StaticFiles):
+    """The dashboard's scripts and styles. Its ES modules import each other by plain URLs
+    (desk/view.js, with no version in them, unlike the pages' `static()` links), so a browser
+    must ask again each time (`no-cache`: a 304 when unchanged), or a new agent.js could run
+    with an old desk/view.js from its cache."""
+
+    def file_response(self, full_path: str | os.PathLike[str], stat_result: os.stat_result, scope: Scope,
+                      status_code: int = 200) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
 
 
 def _csp(request: Request) -> str:
@@ -311,5 +327,5 @@ routes = [
     Route("/api/agents", api_agents, methods=["GET"]),
     Route("/api/canned", api_canned, methods=["GET"]),
     Route("/api/canned/{shortcut}", api_canned_one, methods=["PUT", "DELETE"]),
-    Mount("/agent/static", app=StaticFiles(directory=STATIC_DIR), name="agent_static"),
+    Mount("/agent/static", app=_StaticFiles(directory=STATIC_DIR), name="agent_static"),
 ]
