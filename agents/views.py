@@ -21,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from agents import canned, csrf, login_limit
-from agents.accounts import check_password
+from agents.accounts import check_password, list_accounts
 from agents.sessions import COOKIE, Session, close_session, open_session, read_session
 from chat import reports
 from chat.runtime import Runtime
@@ -246,13 +246,27 @@ async def api_queue(request: Request) -> Response:
 
 
 async def api_agents(request: Request) -> Response:
-    """GET /api/agents: who is there to take a transfer (any session)."""
+    """GET /api/agents: who is there to take a transfer (any session). With `?all=1`, every
+    account that can sign in, offline ones too: a ticket can wait for its assignee, a chat
+    cannot."""
     session = await _api_session(request)
     if isinstance(session, JSONResponse):
         return session
-    agents = await list_agents(_rt(request))
+    rt = _rt(request)
+    agents = await list_agents(rt)
     fields = ("username", "name", "status", "load", "capacity", "langs", "topics")
-    return _json({"agents": [{k: a[k] for k in fields} for a in agents if a["status"] != "offline"]})
+    if request.query_params.get("all") != "1":
+        return _json({"agents": [{k: a[k] for k in fields} for a in agents if a["status"] != "offline"]})
+    live = {a["username"]: a for a in agents}
+    everyone = []
+    for account in await list_accounts(rt.redis):
+        if account.disabled:
+            continue
+        known = live.get(account.username)
+        everyone.append({k: known[k] for k in fields} if known else {
+            "username": account.username, "name": account.name, "status": "offline", "load": 0,
+            "capacity": account.max_chats, "langs": list(account.langs), "topics": list(account.topics)})
+    return _json({"agents": everyone})
 
 
 async def _report(request: Request) -> dict[str, Any] | JSONResponse:

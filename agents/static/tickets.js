@@ -573,7 +573,7 @@ async function loadCanned() {
 
 async function loadAgents() {
   try {
-    agents = (await api("GET", "/api/agents")).agents || [];
+    agents = (await api("GET", "/api/agents?all=1")).agents || []; // offline agents too: a ticket waits
   } catch (err) {
     /* the current assignee and "me" are always offered */
   }
