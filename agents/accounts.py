@@ -186,6 +186,18 @@ async def load_account(redis: Redis, username: str) -> Account | None:
     return _from_hash(username, raw) if raw else None
 
 
+async def list_accounts(redis: Redis) -> list[Account]:
+    """Every account, sorted by username: who a ticket may be assigned to, signed in or not."""
+    names = sorted(m.decode() for m in await redis.smembers(keys.ACCOUNTS))
+    if not names:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.hgetall(keys.account(name))
+        raws = await pipe.execute()
+    return [_from_hash(name, raw) for name, raw in zip(names, raws) if raw]
+
+
 async def check_password(redis: Redis, username: str, password: str) -> Account | None:
     """The account if the password matches and the account is not disabled. An unknown user
     costs the same hashing time, so response time does not reveal which usernames exist."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from agents import canned, csrf, login_limit
-from agents.accounts import check_password
+from agents.accounts import check_password, list_accounts
 from agents.sessions import COOKIE, Session, close_session, open_session, read_session
 from chat import frames, reports
 from chat.runtime import Runtime
@@ -50,6 +52,20 @@ def _static_url(name: str) -> str:
 
 
 _env.globals["static"] = _static_url
+
+
+class _StaticFiles(StaticFiles):
+    """The dashboard's scripts and styles. Its ES modules import each other by plain URLs
+    (desk/view.js, with no version in them, unlike the pages' `static()` links), so a browser
+    must ask again each time (`no-cache`: a 304 when unchanged), or a new agent.js could run
+    with an old desk/view.js from its cache."""
+
+    def file_response(self, full_path: str | os.PathLike[str], stat_result: os.stat_result, scope: Scope,
+                      status_code: int = 200) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
 
 
 def _csp(request: Request) -> str:
@@ -230,13 +246,27 @@ async def api_queue(request: Request) -> Response:
 
 
 async def api_agents(request: Request) -> Response:
-    """GET /api/agents: who is there to take a transfer (any session)."""
+    """GET /api/agents: who is there to take a transfer (any session). With `?all=1`, every
+    account that can sign in, offline ones too: a ticket can wait for its assignee, a chat
+    cannot."""
     session = await _api_session(request)
     if isinstance(session, JSONResponse):
         return session
-    agents = await list_agents(_rt(request))
+    rt = _rt(request)
+    agents = await list_agents(rt)
     fields = ("username", "name", "status", "load", "capacity", "langs", "topics")
-    return _json({"agents": [{k: a[k] for k in fields} for a in agents if a["status"] != frames.AGENT_OFFLINE]})
+    if request.query_params.get("all") != "1":
+        return _json({"agents": [{k: a[k] for k in fields} for a in agents if a["status"] != frames.AGENT_OFFLINE]})
+    live = {a["username"]: a for a in agents}
+    everyone = []
+    for account in await list_accounts(rt.redis):
+        if account.disabled:
+            continue
+        known = live.get(account.username)
+        everyone.append({k: known[k] for k in fields} if known else {
+            "username": account.username, "name": account.name, "status": frames.AGENT_OFFLINE, "load": 0,
+            "capacity": account.max_chats, "langs": list(account.langs), "topics": list(account.topics)})
+    return _json({"agents": everyone})
 
 
 async def _report(request: Request) -> dict[str, Any] | JSONResponse:
@@ -311,5 +341,5 @@ routes = [
     Route("/api/agents", api_agents, methods=["GET"]),
     Route("/api/canned", api_canned, methods=["GET"]),
     Route("/api/canned/{shortcut}", api_canned_one, methods=["PUT", "DELETE"]),
-    Mount("/agent/static", app=StaticFiles(directory=STATIC_DIR), name="agent_static"),
+    Mount("/agent/static", app=_StaticFiles(directory=STATIC_DIR), name="agent_static"),
 ]

@@ -291,3 +291,21 @@ async def test_close_unresolved_turns_the_chat_into_a_ticket(hub, rds, lang, con
     assert closed["reason"] == "ticket" and closed["ref"]
     await expect(page.locator(".toast", has_text=closed["ref"])).to_be_visible()
     await expect(chat_item(page, "Jo")).to_have_count(0)
+
+
+async def test_turn_into_ticket_opens_the_new_ticket_in_the_tickets_view(hub, rds, lang, context, visitors):
+    """"Close: unresolved" on a chat opens the Tickets view on the new ticket, with its reference and the chat in it."""
+    user = await make_account(rds, f"a-{lang}", lang)
+    page = await open_desk(context, hub.base_url, rds, user)
+    kai = await visitors(lang, "Kai", email="kai@example.org")
+    await kai.wait_type("assigned")
+    await kai.say("The invoice PDF comes out blank")
+    await chat_item(page, "Kai").click()
+    await page.get_by_role("button", name="Close: unresolved").click()
+    ref = (await kai.wait_type("closed"))["ref"]
+    await expect(page.locator("#tickets-view")).to_be_visible()
+    await expect(page.locator("#ticket-title")).to_contain_text(ref)
+    await expect(page.locator("#ticket-thread")).to_contain_text("The invoice PDF comes out blank")
+    await page.locator("#ticket-q").fill(ref)
+    await expect(page.locator(f"#ticket-list li[data-ref='{ref}']")).to_be_visible()
+    assert page.js_errors == []

@@ -247,3 +247,16 @@ async def test_pages_carry_a_strict_content_security_policy(hub, rds, lang):
     assert "script-src 'self'" in csp and "style-src 'self'" in csp and "frame-ancestors 'none'" in csp
     assert "unsafe-inline" not in csp
     assert "<script>" not in reply.text and " style=" not in reply.text
+
+
+async def test_dashboard_modules_are_served_as_javascript_and_revalidated(hub, rds, lang):
+    """The page loads its entry module from /agent/static/; every module is JavaScript, nosniff, no-cache."""
+    user = await make_account(rds, f"a-{lang}", lang)
+    cookie = await session_cookie(hub.base_url, user)
+    page = await arequest(hub.base_url, "GET", "/agent", headers={"Cookie": cookie})
+    assert re.search(r'<script type="module" src="/agent/static/agent\.js\?v=[0-9a-f]+"></script>', page.text)
+    for path in ("/agent/static/agent.js", "/agent/static/desk/protocol.js", "/agent/static/common.js"):
+        reply = await arequest(hub.base_url, "GET", path)
+        assert reply.status == 200, path
+        assert reply.header("content-type").split(";")[0] in ("text/javascript", "application/javascript"), path
+        assert reply.header("cache-control") == "no-cache" and reply.header("x-content-type-options") == "nosniff", path

@@ -10,9 +10,10 @@ import time
 
 import pytest
 from playwright.async_api import Page, expect
+from redis.asyncio import Redis
 
 from chat.identity import sign
-from tests.clients import PASSWORD
+from tests.clients import PASSWORD, create_agent
 from tests.dashboard_helpers import (
     TIMEOUT,
     browser,  # noqa: F401 - fixture
@@ -83,6 +84,35 @@ async def test_an_agent_sees_a_mailed_in_ticket_live_and_answers_it(desk, lang, 
     first_in = desk.ticket(ref)["transcript"][0]
     assert answer["In-Reply-To"] == first_in["message_id"] and ref in answer["Subject"]
     assert "Please update to 4.2" in answer.get_body(("plain",)).get_content()
+
+
+async def test_the_list_item_follows_the_agents_own_answer_made_elsewhere(desk, lang, context):
+    """An answer the agent sends from elsewhere (the API) reaches the open list by ticket_changed: the item shows pending."""
+    page = await tickets_page(context, desk, "sam")
+    ref = await mail_ticket(desk, f"xia-{lang}@example.org", "Calendar sync is stuck.")
+    await page.locator("#ticket-status-filter").select_option("")
+    await expect(listed(page, ref).locator(".badge-status")).to_have_text("open")
+    status, _ = await asyncio.to_thread(desk.call, "POST", f"/api/tickets/{ref}/messages",
+                                        {"text": "Resync from the settings page, please."}, "sam")
+    assert status == 201
+    await expect(listed(page, ref).locator(".badge-status")).to_have_text("pending")
+    await expect(listed(page, ref).locator(".ticket-due")).to_have_text("pending")
+
+
+async def test_an_agent_who_is_not_signed_in_can_be_made_the_assignee(desk, lang, context):
+    """The assignee menu offers an agent who never opened the dashboard (offline); choosing them assigns the ticket."""
+    lee = f"lee-{lang}"
+    client = Redis.from_url(desk.url)
+    await create_agent(client, lee, ["en"], name="Lee")
+    await client.aclose()
+    ref = await mail_ticket(desk, f"yan-{lang}@example.org")
+    page = await tickets_page(context, desk, "sam")
+    await listed(page, ref).click()
+    menu = page.locator("#ticket-set-assignee")
+    await expect(menu.locator(f"option[value='{lee}']")).to_have_text(f"Lee ({lee})")
+    await menu.select_option(lee)
+    await expect(listed(page, ref).locator(".badge-assignee")).to_have_text("@" + lee)
+    assert (await asyncio.to_thread(desk.ticket, ref))["assignee"] == lee
 
 
 async def test_breached_and_due_soon_tickets_are_marked(desk, lang, context):

@@ -1,11 +1,13 @@
 /* livechat agent dashboard, Tickets view: the ticket list (GET /api/tickets, soonest due
  * first), one ticket with its whole thread, the customer panel, answers and notes, status and
- * assignee. An ES module loaded after agent.js; it uses agent.js's socket (window.lcDesk) for
- * live news (ticket_changed) and presence (ticket_viewing / ticket_viewers). Every customer-
- * or agent-written string reaches the page as text (LC.el), never as HTML. */
+ * assignee. An ES module imported by agent.js; it uses the dashboard's socket (desk/protocol.js)
+ * for live news (ticket_changed) and presence (ticket_viewing / ticket_viewers), and its
+ * sound, toasts and title badge (desk/view.js). Every customer- or agent-written string
+ * reaches the page as text (LC.el), never as HTML. */
+import * as LC from "./common.js";
+import { send as sendFrame } from "./desk/protocol.js";
+import { beep, setTicketBadge, toast } from "./desk/view.js";
 
-const LC = window.LC;
-const desk = window.lcDesk;
 const $ = (id) => document.getElementById(id);
 const me = document.body.dataset.username;
 const csrf = document.body.dataset.csrf;
@@ -195,7 +197,7 @@ async function openTicket(ref, focusComposer) {
     sendViewing();
     if (focusComposer) $("ticket-text").focus();
   } catch (err) {
-    desk.toast("Ticket " + ref + ": " + err.message, "error");
+    toast("Ticket " + ref + ": " + err.message, "error");
   }
   renderList();
 }
@@ -324,7 +326,7 @@ function renderComposerMode() {
 function sendViewing() {
   clearTimeout(viewingTimer);
   const ref = open && ticketsShown() && !document.hidden ? open.ref : null;
-  desk.send({ type: "ticket_viewing", ref, replying: !!ref && replying });
+  sendFrame({ type: "ticket_viewing", ref, replying: !!ref && replying });
   if (ref) viewingTimer = setTimeout(sendViewing, VIEWING_EVERY);
 }
 
@@ -350,11 +352,11 @@ async function send() {
     $("ticket-text").value = "";
     $("ticket-note").checked = false;
     updateReplying();
-    desk.toast(internal ? "Note added to " + open.ref + "." : "Answer mailed for " + open.ref + ".", "ok");
+    toast(internal ? "Note added to " + open.ref + "." : "Answer mailed for " + open.ref + ".", "ok");
     await openTicket(open.ref);
     loadListSoon();
   } catch (err) {
-    desk.toast(err.message, "error");
+    toast(err.message, "error");
   } finally {
     $("ticket-send").disabled = false;
   }
@@ -368,7 +370,7 @@ async function change(body) {
     renderTicket();
     loadListSoon();
   } catch (err) {
-    desk.toast(err.message, "error");
+    toast(err.message, "error");
     renderTicket();
   }
 }
@@ -384,9 +386,9 @@ $("ticket-revoke").addEventListener("click", async () => {
   if (!open || !confirm("Revoke the customer's private link to " + open.ref + "? The next mail to them carries a new one.")) return;
   try {
     await api("POST", "/api/tickets/" + open.ref + "/link/revoke", {});
-    desk.toast("The private link of " + open.ref + " is revoked.", "ok");
+    toast("The private link of " + open.ref + " is revoked.", "ok");
   } catch (err) {
-    desk.toast(err.message, "error");
+    toast(err.message, "error");
   }
 });
 
@@ -501,7 +503,7 @@ document.addEventListener("keydown", (event) => {
 
 function updateBadge() {
   $("tickets-badge").textContent = unseen.size ? String(unseen.size) : "";
-  desk.setTicketBadge(unseen.size);
+  setTicketBadge(unseen.size);
 }
 
 /** A ticket was made or changed: refresh the list, the open ticket, and the badge when the
@@ -529,7 +531,7 @@ async function onTicketChanged(event) {
     unseen.add(ref);
     lastSeen.set(ref, last.id);
     updateBadge();
-    desk.beep(true);
+    beep(true);
     renderList();
   }
 }
@@ -571,7 +573,7 @@ async function loadCanned() {
 
 async function loadAgents() {
   try {
-    agents = (await api("GET", "/api/agents")).agents || [];
+    agents = (await api("GET", "/api/agents?all=1")).agents || []; // offline agents too: a ticket waits
   } catch (err) {
     /* the current assignee and "me" are always offered */
   }
