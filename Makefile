@@ -15,7 +15,7 @@ run: $(STAMP)
 test: $(STAMP) browser dovecot redis7
 	$(BIN)/pytest
 
-bench: $(STAMP)
+bench: $(STAMP) redis7
 	$(BIN)/python -m bench
 
 install: $(STAMP)

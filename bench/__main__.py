@@ -15,7 +15,7 @@ import traceback
 from typing import Any
 
 from bench import options, report, svg
-from bench.machine import (CLIENT_CPUS, autogroup_nice, load_average, machine_info, pin, raise_open_files,
+from bench.machine import (CLIENT_CPUS, autogroup_nice, lift_open_files, load_average, machine_info, pin,
                            raise_priority, restore_autogroup)
 from bench.servers import cleanup, work_root
 from bench.workers import ClientPool
@@ -31,12 +31,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(opts) -> int:
-    open_files = raise_open_files()
+    # the idle scenario's sockets, each a file in the hub and in the load generator, and headroom
+    open_files = lift_open_files(opts.idle_sockets + 10_000 if "idle" in opts.only else 0)
     pin(CLIENT_CPUS)  # the orchestrator stays off the hub's core too
     nice = raise_priority(opts.nice)  # inherited by every server and client process
     machine = machine_info(open_files, nice)
     load_before = load_average()
-    from bench.scenarios import ceiling, idle, relay, routing, widget
+    from bench.scenarios import ceiling, idle, relay, routing, scale, widget
     from bench.scenarios.common import Context
 
     scratch = work_root()
@@ -82,6 +83,10 @@ def run(opts) -> int:
             r = attempt("routing", routing.run)
             if r:
                 results["routing"] = r
+        if "scale" in opts.only:
+            r = attempt("scale", scale.run)
+            if r:
+                results["scale"] = r
     rows = report.build_rows(results)
     table = report.render(rows, machine) + "\n\n" + report.contention_note(results)
     elapsed = time.monotonic() - started

@@ -29,6 +29,7 @@ from chat.config import parse_config
 from chat.plans import virtual_arrival
 from chat.queue import Queue, topic_key
 from chat.runtime import Runtime
+from chat.store import redis_client  # a cluster URL too (the scale scenario)
 from chat.settings import Settings
 
 from bench.servers import BENCH_CONFIG, HOST
@@ -37,7 +38,7 @@ PASSWORD = "bench-password-0123"
 
 
 async def create_agents(redis_url: str, usernames: list[str], max_chats: int, langs: tuple[str, ...] = ("en",)) -> None:
-    redis = Redis.from_url(redis_url)
+    redis = redis_client(redis_url)
     try:
         first, rest = usernames[0], usernames[1:]
         await save_account(redis, first, PASSWORD, name=first.capitalize(), langs=langs, max_chats=max_chats)
@@ -69,7 +70,7 @@ def post_login(port: int, username: str, password: str = PASSWORD) -> tuple[str,
 
 async def open_sessions(redis_url: str, usernames: list[str]) -> dict[str, str]:
     """Session cookies made the way the login handler makes them, after the hub stored its secret."""
-    redis = Redis.from_url(redis_url)
+    redis = redis_client(redis_url)
     try:
         secret = await redis.get(keys.SERVER_SECRET)
         if not secret:

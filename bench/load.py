@@ -77,8 +77,12 @@ class Peer:
 class LoadClient:
     """Base: counters, the two traffic modes, and the commands every dialect shares."""
 
-    def __init__(self, worker: int, host: str, port: int, codec: str = "msgpack", concurrency: int = 256, **_: Any):
+    def __init__(self, worker: int, host: str, port: int, codec: str = "msgpack", concurrency: int = 256,
+                 sources: int = 1, **_: Any):
         self.worker = worker
+        # sources > 1: visitor sockets spread over 127.0.0.2 ... (1 + sources), each address with
+        # its own ~28,000 ephemeral ports (the idle scenario past 20,000 sockets)
+        self.sources = [f"127.0.0.{2 + i}" for i in range(sources)] if sources > 1 else []
         self.host, self.port = host, port
         self.codec = codec
         self.concurrency = concurrency
@@ -391,7 +395,9 @@ class OursClient(LoadClient):
 
     async def open_visitor(self, index: int, spec: dict[str, Any]) -> Peer:
         peer = Peer("visitor")
-        ws = await WSClient.connect(self.host, self.port, "/ws/visitor", self.on_visitor_frame, self._subprotocols())
+        local = self.sources[index % len(self.sources)] if self.sources else None
+        ws = await WSClient.connect(self.host, self.port, "/ws/visitor", self.on_visitor_frame, self._subprotocols(),
+                                    local_host=local)
         ws.user, peer.ws = peer, ws
         peer.binary = ws.subprotocol == "livechat.msgpack"
         self._watch_close(ws)

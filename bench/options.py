@@ -8,7 +8,7 @@ import argparse
 import os
 from pathlib import Path
 
-SCENARIOS = ("idle", "relay", "ceiling", "routing", "durability", "widget")
+SCENARIOS = ("idle", "relay", "ceiling", "routing", "durability", "widget", "scale")
 
 # flag: (full default, quick default, type, help)
 SIZES: dict[str, tuple[object, object, type, str]] = {
@@ -33,6 +33,10 @@ SIZES: dict[str, tuple[object, object, type, str]] = {
     "routing_agents": (5, 5, int, "4. agents (all at capacity) freeing slots"),
     "routing_capacity": (4, 4, int, "4. max_chats of each routing agent"),
     "routing_gap": (0.05, 0.05, float, "4. pause between two freed slots, seconds"),
+    "scale_pairs": (150, 50, int, "7. visitor-agent pairs of each scale window (one message in flight each)"),
+    "scale_seconds": (10.0, 3.0, float, "7. measured seconds of each scale window (1 or 2 hub processes x single Redis or "
+                      "3-master cluster)"),
+    "scale_claims": (20_000, 3_000, int, "7. chats put in line and claimed on the waiting line's node"),
     "warmup": (2.0, 0.5, float, "seconds of traffic before measuring"),
     "drain": (2.0, 1.0, float, "seconds to wait for in-flight messages after a window"),
     "client_procs": (1, 1, int, "load-generator processes (all on the client CPU)"),
@@ -49,7 +53,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="livechat benchmarks: idle sockets, relay latency, throughput against a bare baseline and "
-                    "python-socketio, routing, durability cost, widget size. Prints one table; writes "
+                    "python-socketio, routing, durability cost, widget size, scale (hub processes, Redis Cluster). Prints one table; writes "
                     "bench/results/latest.json and bench/results/latency.svg.",
     )
     parser.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK", "") not in ("", "0"),

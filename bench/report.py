@@ -49,6 +49,11 @@ def build_rows(s: dict[str, Any]) -> list[dict[str, str]]:
             f"{_num(r.get('hub_cpu_ms_per_hello'), 2)} ms CPU/hello), {r['failed']} failed",
             target="<= 0.5 ms CPU/hello", ok=None if r.get("hub_cpu_ms_per_hello") is None else r["hub_cpu_ms_per_hello"] <= 0.5)
         row("1 idle", "hub / redis CPU while idle", f"{r['idle_cpu'].get('hub', 0):.1f}% / {r['idle_cpu'].get('redis', 0):.1f}%")
+        idle_hub = r["idle_cpu"].get("hub")
+        row("1 idle", f"issue 17 at {r['opened']:,} sockets ({r.get('source_addresses', 1)} source address(es)): "
+                      "hub RSS per socket; hub CPU while idle",
+            f"{_num(per, 1)} KiB; {_num(idle_hub, 1)}% of a core", target="< 25 KiB; < 5%",
+            ok=None if per is None or idle_hub is None else per < 25 and idle_hub < 5)
     def relay_rows(tag: str, r: dict[str, Any], target: bool) -> None:
         lat = r["latency"]
         refused = sum(r["errors"].values())
@@ -126,6 +131,26 @@ def build_rows(s: dict[str, Any]) -> list[dict[str, str]]:
             f"x{_num(g['p50_ratio'], 2)}, x{_num(g['p99_ratio'], 2)}, x{_num(g['cpu_ratio'], 2)}",
             ratio=f"p50 x{_num(g['p50_ratio'], 2)}", target="<= 2x (p50)",
             ok=None if g["p50_ratio"] is None else g["p50_ratio"] <= 2)
+    if "scale" in s:
+        g = s["scale"]
+        for r in g["runs"]:
+            lat = r["latency"]
+            refused = sum(r["errors"].values())
+            row("7 scale", f"{r['redis']}, {r['workers']} hub process{'es' if r['workers'] > 1 else ''}: msg/s, "
+                           f"{r['setup']['pairs']:,} pairs",
+                f"{r['throughput']:,.0f} msg/s (CPU hub {r['hub_cpu']:.0f}% / redis {r['redis_cpu']:.0f}% / "
+                f"load generator {r['client_cpu']:.0f}%, p50 / p99 {ms(lat.get('p50_ms'))} / {ms(lat.get('p99_ms'))} ms"
+                f"{f', {refused:,} refused' if refused else ''})")
+        for label, value in g["two_over_one"].items():
+            row("7 scale", f"{label}: 2 hub processes / 1", f"x{_num(value, 2)}", ratio=f"x{_num(value, 2)}")
+        for workers, value in g["cluster_over_single"].items():
+            row("7 scale", f"{workers} hub process{'es' if int(workers) > 1 else ''}: cluster / single Redis",
+                f"x{_num(value, 2)}", ratio=f"x{_num(value, 2)}")
+        line = g["line"]
+        row("7 scale", f"waiting line's node: {line['claimed']:,} claims by {line['callers']} callers",
+            f"{_num(line['claims_per_s'])} claims/s from one client process; Redis CPU "
+            f"{_num(line['redis_cpu_us_per_claim'], 1)} us/claim = {_num(line['node_claims_per_s_at_one_core'])} "
+            f"claims/s at 100% of the node's core; enqueue {_num(line['enqueue_per_s'])}/s")
     if "widget" in s:
         w = s["widget"]
         for path in ("/widget.js", "/widget.css"):
@@ -176,6 +201,7 @@ def windows(s: dict[str, Any]) -> list[tuple[str, dict[str, float]]]:
             out.append((f"ceiling {key}", s["ceiling"][key].get("contention", {})))
     for r in s.get("routing", {}).get("runs", []):
         out.append((f"routing Q={r['queue']:,}", r.get("contention", {})))
+    # scale windows are not pinned (every process on every core): no per-core contention reading
     return out
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from chat.embedded_redis import EmbeddedRedis
 
-from bench.machine import SERVER_CPUS, pin, pin_server, prioritize
+from bench.machine import CLIENT_CPUS, SERVER_CPUS, pin, pin_server, prioritize
 
 ROOT = Path(__file__).resolve().parent.parent
 LIVECHAT = str(Path(sys.executable).with_name("livechat"))
@@ -199,6 +199,7 @@ class OurHub(_Server):
             LIVECHAT_SITE_SECRET=SITE_SECRET,
             LIVECHAT_SUPPORT_ADDRESS="support@example.org",
             LIVECHAT_REDIS_FSYNC=self.fsync,
+            LIVECHAT_WORKERS="1",  # one hub process, measured by its pid (scale runs --workers itself)
         )
         return env
 
@@ -219,6 +220,168 @@ class BaselineServer(_Server):
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", f"bench.baselines.{self.module}", "--port", str(self.port), "--redis-url", self.redis_url]
+
+
+SYSTEM_REDIS = "/usr/bin/redis-server"  # Debian's redis-server 7: sharded pub/sub, Redis Cluster
+
+
+class RedisNodes:
+    """Debian's redis-server 7 on loopback TCP ports: one plain node, or ``masters`` nodes
+    joined into a Redis Cluster (no replicas), each with the append-only file and fsync
+    policy asked; on every CPU (the scale scenario does not pin its servers)."""
+
+    def __init__(self, workdir: Path, masters: int = 1, fsync: str = "always"):
+        self.workdir = workdir
+        self.masters = masters
+        self.fsync = fsync
+        self.ports: list[int] = []
+        self.processes: list[subprocess.Popen] = []
+
+    @property
+    def url(self) -> str:
+        if self.masters == 1:
+            return f"redis://{HOST}:{self.ports[0]}/0"
+        return "redis+cluster://" + ",".join(f"{HOST}:{p}" for p in self.ports)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes]
+
+    def _ports(self) -> list[int]:
+        """Free ports whose cluster-bus twins (port + 10000) are free too."""
+        found: list[int] = []
+        while len(found) < self.masters:
+            port = free_port()
+            if port + 10000 < 65536 and port not in found and _bindable(port + 10000):
+                found.append(port)
+        return found
+
+    def start(self) -> "RedisNodes":
+        if not Path(SYSTEM_REDIS).exists():
+            raise RuntimeError(f"no {SYSTEM_REDIS} (Redis 7): `make redis7` installs Debian's redis-server")
+        self.ports = self._ports()
+        cluster = self.masters > 1
+        for port in self.ports:
+            folder = self.workdir / f"redis-{port}"
+            folder.mkdir(parents=True, exist_ok=True)
+            args = [SYSTEM_REDIS, "--port", str(port), "--bind", HOST, "--dir", str(folder), "--save", "",
+                    "--appendonly", "yes", "--appendfsync", self.fsync, "--logfile", str(folder / "redis.log"),
+                    "--protected-mode", "no"]
+            if cluster:
+                args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+            self.processes.append(subprocess.Popen(args, cwd=folder, preexec_fn=_unpinned, start_new_session=True))
+            prioritize(self.processes[-1].pid, os.getpriority(os.PRIO_PROCESS, 0))  # own session: own autogroup
+        from redis import Redis as SyncRedis
+
+        def answers(port: int, what: str = "") -> bool:
+            try:
+                client = SyncRedis(host=HOST, port=port, socket_connect_timeout=0.5)
+                try:
+                    if not what:
+                        return bool(client.ping())
+                    info = client.execute_command("CLUSTER INFO")  # parsed into a dict by some redis-py versions
+                    return info.get("cluster_state") == "ok" if isinstance(info, dict) else b"cluster_state:ok" in info
+                finally:
+                    client.close()
+            except Exception:  # noqa: BLE001 - not up yet
+                return False
+
+        _wait(lambda: all(answers(p) for p in self.ports), 20, "redis-server 7 nodes answering")
+        if cluster:
+            cli = shutil.which("redis-cli", path="/usr/bin") or "redis-cli"
+            subprocess.run([cli, "--cluster", "create", *[f"{HOST}:{p}" for p in self.ports], "--cluster-replicas", "0",
+                            "--cluster-yes"], check=True, capture_output=True, timeout=60)
+            _wait(lambda: all(answers(p, "cluster") for p in self.ports), 30, "cluster_state:ok on every node")
+        return self
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def __enter__(self) -> "RedisNodes":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class ScaleHub(OurHub):
+    """``livechat serve --workers N`` on a Redis the caller started (one node or a cluster),
+    on every CPU: N hub processes share the machine with their Redis and the load generator."""
+
+    def __init__(self, workdir: Path, redis_url: str, workers: int, fsync: str = "always"):
+        super().__init__(workdir, fsync=fsync)
+        self.redis_url = redis_url
+        self.workers = workers
+        self.worker_pids: list[int] = []
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env["LIVECHAT_WORKERS"] = str(self.workers)
+        return env
+
+    def command(self) -> list[str]:
+        return [*super().command(), "--workers", str(self.workers)]
+
+    def start(self) -> "ScaleHub":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(self.command(), env=self.env(), cwd=ROOT, stdout=log,
+                                            stderr=subprocess.STDOUT, preexec_fn=_unpinned, start_new_session=True)
+        prioritize(self.pid, os.getpriority(os.PRIO_PROCESS, 0))
+        wait_http(self.port, self.health_path, self.process, self.log)
+        if self.workers == 1:
+            self.worker_pids = [self.pid]
+            return self
+        answered: set[int] = set()
+
+        def every_worker_answers() -> bool:  # /healthz came from one; wait until each listens
+            text = http_get(self.port, "/metrics")[2].decode()
+            answered.add(int(text.split('livechat_process_info{pid="', 1)[1].split('"', 1)[0]))
+            return len(answered) >= self.workers
+
+        _wait(every_worker_answers, 30, f"{self.workers} workers answering")
+        self.worker_pids = sorted(answered)
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _unpinned() -> None:
+    """preexec_fn: every CPU (the bench itself runs pinned to the clients' CPUs)."""
+    pin(SERVER_CPUS | CLIENT_CPUS)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((HOST, port))
+            return True
+        except OSError:
+            return False
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    """Poll a condition until it holds (not a fixed sleep), or fail naming it."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.05)
 
 
 def cleanup(path: Path) -> None:

@@ -86,6 +86,7 @@ class WSClient(asyncio.Protocol):
         subprotocols: tuple[str, ...] = (),
         headers: dict[str, str] | None = None,
         timeout: float = 30.0,
+        local_host: str | None = None,
     ) -> "WSClient":
         key = base64.b64encode(os.urandom(16)).decode()
         lines = [
@@ -103,7 +104,10 @@ class WSClient(asyncio.Protocol):
         request = ("\r\n".join(lines) + "\r\n\r\n").encode()
         loop = asyncio.get_running_loop()
         client = cls(request, key, on_message)
-        await asyncio.wait_for(loop.create_connection(lambda: client, host, port), timeout)
+        # local_host: a source address of its own (127.0.0.x), for more sockets to one port
+        # than one address has ephemeral ports
+        local = (local_host, 0) if local_host else None
+        await asyncio.wait_for(loop.create_connection(lambda: client, host, port, local_addr=local), timeout)
         try:
             await asyncio.wait_for(client.opened, timeout)
         except BaseException:

@@ -17,6 +17,18 @@ from chat.commands.token import cmd_token
 from chat.commands.worker import cmd_worker
 
 
+def _workers(value: str) -> int:
+    """`--workers` (or LIVECHAT_WORKERS; argparse converts a string default too): one hub
+    process uses one core, so the default is one per core."""
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"workers must be a whole number of at least 1, not {value!r}")
+    return count
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="livechat", description="Self-hosted live-chat support server")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -25,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
     serve.add_argument("--demo", action="store_true", help="demo site at /, demo accounts, every plan open 24/7")
+    serve.add_argument("--workers", type=_workers, default=os.environ.get("LIVECHAT_WORKERS") or str(os.cpu_count() or 1),
+                       help="hub processes sharing the port (default: LIVECHAT_WORKERS, else one per core); "
+                            "--demo always runs one")
     serve.set_defaults(run=cmd_serve)
 
     worker = sub.add_parser("worker", help="background duties: timers, mail outbox, retention")

@@ -7,13 +7,15 @@ Access: when LIVECHAT_METRICS_TOKEN is set, a scraper must send
 address, which uvicorn applies for trusted proxies). Anyone else gets 403 - the figures
 reveal traffic, never content.
 
-Connections are per hub process (scrape every process); everything else comes from Redis
-and is the same on every process.
+Connections are per hub process (scrape every process; `livechat_process_info` names the
+process that answered, since the workers of `serve --workers` share one port); everything
+else comes from Redis and is the same on every process.
 """
 
 from __future__ import annotations
 
 import hmac
+import os
 import ipaddress
 from typing import Iterable
 
@@ -124,6 +126,9 @@ async def render(rt: Runtime, counts: dict[str, int]) -> str:
         "livechat_connections", "gauge", "Open WebSocket connections on this hub process, by kind.",
         [("", {"kind": kind}, counts.get(kind, 0)) for kind in sorted({"visitor", "agent", "supervisor", *counts})],
     )
+    out.family("livechat_process_info", "gauge",
+               "The hub process that answered (pid): with serve --workers, each scrape reaches one worker.",
+               [("", {"pid": str(os.getpid())}, 1)])
     snap = await queue_snapshot(rt, record=True)
     out.family(
         "livechat_queue_depth", "gauge", "Chats waiting for an agent, by plan.",

@@ -183,6 +183,7 @@ def hub_env(redis_url: str | None, data_dir: Path, config_path: Path | None = No
         LIVECHAT_SITE_SECRET=TEST_SITE_SECRET,
         LIVECHAT_SUPPORT_ADDRESS="support@example.org",
         PYTHONUNBUFFERED="1",
+        LIVECHAT_WORKERS="1",  # one process per hub, as the tests' pids assume; --workers overrides
     )
     if redis_url:
         env["REDIS_URL"] = redis_url

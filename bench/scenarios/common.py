@@ -52,9 +52,12 @@ class Context:
         n = len(self.pool)
         return [items[i::n] for i in range(n)]
 
-    def setup_clients(self, dialect: str, port: int) -> None:
+    def setup_clients(self, dialect: str, port: int, sources: int = 1) -> None:
+        """Point the load generator at a server; sources > 1 spreads its visitor sockets over
+        that many loopback source addresses."""
+        extra = {"sources": sources} if sources > 1 else {}
         self.pool.call("setup", {"dialect": dialect, "host": HOST, "port": port, "codec": self.opts.codec,
-                                 "concurrency": self.opts.connect_concurrency})
+                                 "concurrency": self.opts.connect_concurrency, **extra})
 
     def counts(self) -> dict[str, Any]:
         """The client processes' counters, summed."""
@@ -83,9 +86,9 @@ class Context:
 
 def wait_agents_online(redis_url: str, usernames: list[str], timeout: float = 60.0) -> None:
     async def online() -> int:
-        from redis.asyncio import Redis
+        from chat.store import redis_client  # a cluster URL too (the scale scenario)
 
-        redis = Redis.from_url(redis_url)
+        redis = redis_client(redis_url)
         try:
             agents = await read_agents(redis)
         finally:

@@ -11,17 +11,26 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bench.machine import CpuMeter, SystemMeter, contention, rss_kb
+from bench.machine import CpuMeter, SystemMeter, contention, open_files_limit, rss_kb
 from bench.scenarios.common import Context, redis_info_memory
 from bench.servers import OurHub, http_get
 
 IDLE_CPU_SECONDS = 5.0
+# Past this many sockets the load generator spreads them over several loopback source
+# addresses (127.0.0.2, .3, ...): one address has ~28,000 ephemeral ports to one hub port.
+SOCKETS_PER_SOURCE = 20_000
 
 
 def run(ctx: Context) -> dict[str, Any]:
     n = ctx.opts.idle_sockets
     with OurHub(ctx.scratch / "idle", fsync=ctx.opts.fsync) as hub:
-        ctx.setup_clients("livechat", hub.port)
+        sources = -(-n // SOCKETS_PER_SOURCE) if n > SOCKETS_PER_SOURCE else 1
+        ctx.setup_clients("livechat", hub.port, sources=sources)
+        limit = open_files_limit()
+        if n + 1000 > limit or n // len(ctx.pool) + 1000 > limit:
+            ctx.log(f"idle: {n:,} sockets need more than the open-files limit of {limit:,} in the hub (and "
+                    f"{n // len(ctx.pool):,} in each of {len(ctx.pool)} client process(es)): expect failures; raise "
+                    f"`ulimit -Hn` (the bench lifts the hard limit itself where it may) and use --client-procs")
         # One socket first, so that lazily imported code and first-use caches are in the "before".
         ctx.pool.call_one(0, "open_visitors", specs=[{"lang": "en"}])
         ctx.pool.call("close_all")
@@ -48,6 +57,7 @@ def run(ctx: Context) -> dict[str, Any]:
     per = lambda a, b: round((a - b) / opened, 2) if opened else None  # noqa: E731
     return {
         "sockets": n,
+        "source_addresses": sources,
         "opened": opened,
         "failed": failed,
         "open_at_end": counts["visitors_open"],

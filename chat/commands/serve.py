@@ -1,4 +1,5 @@
-"""`livechat serve`: the hub (uvicorn), with the demo's accounts and site under `--demo`."""
+"""`livechat serve`: the hub (uvicorn), with the demo's accounts and site under `--demo`; with
+`--workers N`, N hub processes on one port (chat/prefork.py; the demo stays one process)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import logging
 import os
 import secrets
 import signal
+from typing import Callable
 
 from chat import log_privacy
 from chat.commands.access import RedisHandle, check_mail, ensure_schema, load
+from chat.config import DeskConfig
 from chat.rlimits import raise_open_files
 from chat.settings import Settings
 from chat.store import redis_client
@@ -23,7 +26,7 @@ DEMO_AGENT = "agent"
 
 DEMO_SUPERVISOR = "supervisor"
 
-def _server_class():
+def _server_class(on_started: Callable[[], None] | None = None):
     import contextlib
     import threading
 
@@ -31,7 +34,8 @@ def _server_class():
 
     class Server(uvicorn.Server):
         """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, which would kill the
-        process before the embedded Redis is stopped; this variant just returns."""
+        process before the embedded Redis is stopped; this variant just returns. A worker
+        of `--workers` tells its parent once it serves (on_started)."""
 
         @contextlib.contextmanager
         def capture_signals(self):
@@ -44,6 +48,11 @@ def _server_class():
             finally:
                 for sig, handler in original.items():
                     signal.signal(sig, handler)
+
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started and on_started is not None:
+                on_started()
 
     return Server
 
@@ -78,10 +87,7 @@ def _demo_setup(settings: Settings, redis_url: str) -> Settings:
     return replace(settings, site_secret=settings.site_secret or lines["site_secret"]), lines
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from chat.app import create_app
-    from chat.http_guard import guarded_http_protocol
 
     settings, config = load(args, demo=args.demo)
     check_mail(settings)
@@ -108,26 +114,52 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 f"  Mail (tickets) is written to {settings.data_dir / 'mail'}/ (no SMTP_URL set)\n",
                 flush=True,
             )
-        app = create_app(settings, config, redis_url, demo=args.demo)
-        server_config = uvicorn.Config(
-            app,
-            host=args.host,
-            port=args.port,
-            ws="websockets-sansio",
-            ws_max_size=65536,
-            ws_per_message_deflate=False,
-            ws_ping_interval=20.0,
-            ws_ping_timeout=20.0,
-            loop="auto",
-            http=guarded_http_protocol(config.timing.header_timeout),  # request-head deadline, capped upgrades
-            limit_concurrency=config.limits.max_connections or None,
-            lifespan="on",
-            proxy_headers=True,
-            timeout_graceful_shutdown=5,
-            log_level=os.environ.get("LIVECHAT_LOG_LEVEL", "info").lower(),
-            access_log=False,
-            backlog=4096,
-        )
-        log_privacy.drop_wire_traces()  # uvicorn's Config has set up its loggers by now
-        _server_class()(server_config).run()
-    return 0
+        workers = 1 if args.demo else args.workers
+        if workers <= 1:
+            app = create_app(settings, config, redis_url, demo=args.demo)
+            server_config = _uvicorn_config(app, args, config)
+            log_privacy.drop_wire_traces()  # uvicorn's Config has set up its loggers by now
+            _server_class()(server_config).run()
+            return 0
+        from chat import prefork
+
+        prefork.check_port_free(args.host, args.port)
+        log.info("livechat serve: %d workers on http://%s:%d (SO_REUSEPORT)", workers, args.host, args.port)
+
+        def worker(index: int, ready: Callable[[], None]) -> int:
+            sockets = prefork.shared_sockets(args.host, args.port)
+            app = create_app(settings, config, redis_url)
+            server_config = _uvicorn_config(app, args, config)
+            log_privacy.drop_wire_traces()
+            log.info("worker %d (pid %d) starting", index, os.getpid())
+            _server_class(on_started=ready)(server_config).run(sockets=sockets)
+            return 0
+
+        return prefork.Supervisor(workers, worker).run()
+
+
+def _uvicorn_config(app, args: argparse.Namespace, config: DeskConfig):
+    """The one uvicorn configuration of every hub process (a single `serve` or a worker)."""
+    import uvicorn
+
+    from chat.http_guard import guarded_http_protocol
+
+    return uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        ws="websockets-sansio",
+        ws_max_size=65536,
+        ws_per_message_deflate=False,
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        loop="auto",
+        http=guarded_http_protocol(config.timing.header_timeout),  # request-head deadline, capped upgrades
+        limit_concurrency=config.limits.max_connections or None,
+        lifespan="on",
+        proxy_headers=True,
+        timeout_graceful_shutdown=5,
+        log_level=os.environ.get("LIVECHAT_LOG_LEVEL", "info").lower(),
+        access_log=False,
+        backlog=4096,
+    )
