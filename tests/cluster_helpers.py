@@ -94,10 +94,11 @@ class ClusterServers:
         self.wait_ready()
         return self
 
-    def wait_ready(self) -> None:
-        """Until every node says cluster_state:ok and every replica follows its master."""
-        wait_until(lambda: all(_cluster_ok(p) for p in self.ports), 30, 0.05, "cluster_state:ok on every node")
-        wait_until(self._replicas_in_sync, 30, 0.05, "every replica attached to its master")
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until every node says cluster_state:ok and every replica follows its master (generous:
+        on a loaded machine a restarted cluster may hold an election or two first)."""
+        wait_until(lambda: all(_cluster_ok(p) for p in self.ports), timeout, 0.05, "cluster_state:ok on every node")
+        wait_until(self._replicas_in_sync, timeout, 0.05, "every replica attached to its master")
 
     def kill_all(self) -> None:
         """SIGKILL every node (their append-only files and nodes.conf stay for a restart)."""

@@ -224,10 +224,10 @@ async def test_the_hubs_hear_each_other_again_after_every_node_was_down(redis_cl
     ada, _ = await visitor(one, lang)
     chat_id = (await sam.expect("assigned"))["chat_id"]
     redis_cluster.kill_all()
-    await asyncio.to_thread(wait_until, lambda: "cluster not reachable yet" in two.log_tail(50_000), 30, 0.05,
+    await asyncio.to_thread(wait_until, lambda: "cluster not reachable yet" in two.log_tail(50_000), 60, 0.05,
                             "hub two's bus finding no node to read the slot map from")
     await asyncio.to_thread(redis_cluster.restart_all)
-    for _ in range(30):
+    for _ in range(60):
         await ada.send(type="message", text="back", client_id="back")
         try:
             await ada.expect("message", timeout=2, client_id="back")
@@ -236,4 +236,4 @@ async def test_the_hubs_hear_each_other_again_after_every_node_was_down(redis_cl
             continue
     else:
         raise AssertionError("the visitor's message was never acknowledged after the restart")
-    assert (await sam.expect("message", timeout=30, chat_id=chat_id))["text"] == "back"
+    assert (await sam.expect("message", timeout=60, chat_id=chat_id))["text"] == "back"
