@@ -91,3 +91,14 @@ async def test_no_log_line_carries_a_session_cookie_or_chat_text(debug_hub, rds,
     await asyncio.gather(ada.close(), sam.close())
     log = debug_hub.log_tail(10**7)
     assert cookie.split("=", 1)[1] not in log and secret_text not in log
+
+
+async def test_at_info_level_the_hub_logs_no_line_per_socket(hub, lang):
+    """A hub at the default level logs its start but no uvicorn line per visitor socket."""
+    ada = Client(await websockets.connect(hub.ws_url + "/ws/visitor", ping_interval=None))
+    await ada.send(type="hello", lang=lang)
+    await ada.expect("welcome")  # uvicorn logs "[accepted]" before the handshake completes
+    await ada.close()
+    log = hub.log_tail(10**7)
+    assert "Application startup complete" in log
+    assert ACCEPTED not in log and "connection open" not in log
