@@ -17,9 +17,9 @@ from itsdangerous import TimestampSigner
 
 from agents.sessions import COOKIE
 from chat import keys
-from tests.clients import agent, create_agent, login_cookie, visitor
-from tests.fault_helpers import http
-from tests.servers import LIVECHAT, hub_env
+from tests.support.clients import agent, create_agent, login_cookie, visitor
+from tests.support.http import http
+from tests.support.servers import hub_env, LIVECHAT
 
 SESSION_PAGES = ["/api/queue", "/api/agents", "/api/canned", "/api/tickets", "/api/tickets/LC-7K3F9Q"]
 BROWSER_PAGES = ["/agent", "/supervisor"]

@@ -18,8 +18,9 @@ from chat.config import parse_config
 from chat.embedded_redis import EmbeddedRedis
 from chat.plans import virtual_arrival
 from chat.queue import CLAIM_SCRIPT, NO_TOPIC, AgentSkills, Queue, write_agent
-from tests.routing_helpers import barrier, close_chat, fresh_address, held, route, sockets, token  # noqa: F401
-from tests.servers import TEST_CONFIG
+from tests.support.clients import barrier, close_chat, fresh_address, token
+from tests.support.redis import held, route
+from tests.support.servers import TEST_CONFIG
 
 CONFIG = parse_config(TEST_CONFIG)
 FREE, VISIONARY = CONFIG.plans["free"], CONFIG.plans["visionary"]

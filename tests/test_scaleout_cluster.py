@@ -1,5 +1,5 @@
 """The chat core's keyspace on a real Redis Cluster (the session's three masters of Debian's
-redis-server 7, tests/cluster_helpers.py): every key of one chat hashes to one slot, the
+redis-server 7, tests/support/cluster.py): every key of one chat hashes to one slot, the
 routing keys to another, and each Lua script and transaction of the chat core runs there.
 The hubs themselves on the cluster: tests/test_cluster_hubs.py."""
 
@@ -16,12 +16,12 @@ from chat.chatlog import ChatLog, read_log
 from chat.chats import create_chat, load_chat
 from chat.duties import VISITOR_GONE_SCRIPT
 from chat.queue import AgentSkills, Queue, write_agent
-from tests.fault_helpers import eventually
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
 def cluster(redis_cluster) -> list[int]:
-    """The session's cluster (tests/cluster_helpers.py): the ports of its nodes."""
+    """The session's cluster (tests/support/cluster.py): the ports of its nodes."""
     return redis_cluster.ports
 
 

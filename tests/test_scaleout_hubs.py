@@ -14,9 +14,11 @@ from redis.asyncio import Redis
 
 from chat import keys, timers
 from chat.snapshot import comparable
-from tests.clients import agent, create_agent, login_cookie, visitor
-from tests.fault_helpers import eventually, http
-from tests.servers import DATABASES, HubProcess, db_url, hub_env, wait_until
+from tests.support.clients import agent, create_agent, login_cookie, visitor
+from tests.support.http import http
+from tests.support.redis import DATABASES, db_url
+from tests.support.servers import hub_env, HubProcess
+from tests.support.waiting import eventually, wait_until
 
 
 @pytest.fixture(scope="module")

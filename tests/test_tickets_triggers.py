@@ -13,9 +13,11 @@ import pytest
 
 from chat import keys
 from chat.identity import sign
-from tests.clients import agent, visitor
-from tests.servers import DATABASES, TEST_SITE_SECRET, HubProcess, hub_env
-from tests.test_transcripts_support import SUPPORT, SmtpServer, eventually
+from tests.support.clients import agent, visitor
+from tests.support.mail import SmtpServer, SUPPORT
+from tests.support.redis import DATABASES
+from tests.support.servers import hub_env, HubProcess, TEST_SITE_SECRET
+from tests.support.waiting import eventually
 
 DB = DATABASES["tickets_triggers"]
 CONFIG = """

@@ -15,9 +15,7 @@ from transcripts.contact import email_hash
 from transcripts import desk
 from transcripts.retention import purge_expired
 from transcripts.tickets import load_ticket, open_ticket
-from tests.test_transcripts_support import (  # noqa: F401 - fixtures
-    make_chat, rt, smtp_server, tdb,
-)
+from tests.support.transcripts import make_chat
 
 DAY = 86400.0
 
