@@ -216,7 +216,6 @@ async def test_deadline_survives_a_restart_of_the_hub(ticket_env, trds, smtp, la
     await ada.send(type="message", text="before the restart", client_id="1")
     await ada.expect("message", client_id="1")
     hub.kill()
-    await trds.hset(keys.chat(welcome["chat_id"]), "status", "offline")
     assert await trds.zscore(keys.TIMERS, f"offline_idle|{welcome['chat_id']}") is not None
     again = HubProcess(env, data / "restart", port=hub.port).start()
     try:
