@@ -102,7 +102,10 @@ async def test_due_timers_are_taken_by_exactly_one_of_many_racers(redis_url, rds
     kind = f"race-{lang}"
     base = time.time() + 10**6
     await racers[0].delete(keys.TIMERS)
-    await racers[0].zadd(keys.TIMERS, {f"{kind}|{i}": base + i for i in range(400)})
+    async with racers[0].pipeline(transaction=False) as pipe:
+        for i in range(400):
+            timers.schedule_on(pipe, kind, str(i), base + i)
+        await pipe.execute()
 
     async def race(client: Redis) -> list[str]:
         won = []
