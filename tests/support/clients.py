@@ -47,25 +47,21 @@ class Client:
         self.received.append(frame)
         return frame
 
-    async def _take(self, match: Callable[[dict[str, Any]], bool], start: Callable[[], int], timeout: float,
+    async def _take(self, match: Callable[[dict[str, Any]], bool], start: int, timeout: float,
                     what: str) -> tuple[int, dict[str, Any]]:
-        """The first frame from index start() on, not yet taken, that matches; read more as needed."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        scanned = start()
-        while True:
-            while scanned < len(self.received):
+        """The first frame from index start on, not yet taken, that matches; read more as needed."""
+        scanned = start
+
+        def scan(received: list[dict[str, Any]]) -> tuple[int, dict[str, Any]] | None:
+            nonlocal scanned
+            while scanned < len(received):
                 i, scanned = scanned, scanned + 1
-                if i not in self._taken and match(self.received[i]):
+                if i not in self._taken and match(received[i]):
                     self._taken.add(i)
-                    return i, self.received[i]
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise AssertionError(f"no {what} within {timeout}s; got {self.received[-8:]}")
-            try:
-                await self._next(remaining)
-            except asyncio.TimeoutError:
-                continue
+                    return i, received[i]
+            return None
+
+        return await self.until(scan, timeout, what)
 
     async def expect(self, kind: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
         """The first frame (already received or still to come) of this type whose fields equal
@@ -73,28 +69,30 @@ class Client:
         def matches(frame: dict[str, Any]) -> bool:
             return frame.get("type") == kind and all(frame.get(k) == v for k, v in match.items())
 
-        return (await self._take(matches, lambda: 0, timeout, f"{kind} frame {match or ''}"))[1]
+        return (await self._take(matches, 0, timeout, f"{kind} frame {match or ''}"))[1]
 
     async def messages(self, count: int, timeout: float = 10.0, **match: Any) -> list[dict[str, Any]]:
         return [await self.expect("message", timeout, **match) for _ in range(count)]
 
     async def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15.0) -> dict[str, Any]:
         """The first frame after the last one wait_for took that matches."""
-        i, frame = await self._take(predicate, lambda: self._cursor, timeout, "frame that matches")
+        i, frame = await self._take(predicate, self._cursor, timeout, "frame that matches")
         self._cursor = i + 1
         return frame
 
     async def wait_type(self, kind: str, timeout: float = 15.0) -> dict[str, Any]:
         return await self.wait_for(lambda f: f.get("type") == kind, timeout)
 
-    async def until(self, check: Callable[[list[dict[str, Any]]], Any], timeout: float = 20.0) -> Any:
-        """Wait until check(every frame so far) is truthy; return its value."""
+    async def until(self, check: Callable[[list[dict[str, Any]]], Any], timeout: float = 20.0,
+                    what: str = "frame that meets the condition") -> Any:
+        """Wait until check(every frame so far) is truthy, reading more frames as needed; return
+        its value."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while not (value := check(self.received)):
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise AssertionError(f"condition not met within {timeout}s; got {self.received[-5:]}")
+                raise AssertionError(f"no {what} within {timeout}s; got {self.received[-8:]}")
             try:
                 await self._next(remaining)
             except asyncio.TimeoutError:
