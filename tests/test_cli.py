@@ -7,8 +7,9 @@ import subprocess
 import time
 
 from chat.identity import verify
-from tests.clients import PASSWORD, agent, visitor
-from tests.servers import LIVECHAT, TEST_CONFIG, TEST_SITE_SECRET, HubProcess, hub_env, wait_until
+from tests.support.clients import agent, PASSWORD, visitor
+from tests.support.servers import hub_env, HubProcess, LIVECHAT, TEST_CONFIG, TEST_SITE_SECRET
+from tests.support.waiting import wait_until
 
 
 def _redis_children(pid: int) -> list[int]:

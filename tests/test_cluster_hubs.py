@@ -16,11 +16,11 @@ from agents.accounts import save_account
 from chat import frames, keys
 from chat.chatlog import read_log
 from chat.store import redis_client
-from tests.clients import agent, visitor
-from tests.dashboard_helpers import arequest, make_account, session_cookie
-from tests.servers import LIVECHAT, HubProcess, hub_env, wait_until
-from tests.test_ticket_desk import customer_reply
-from tests.test_transcripts_support import SmtpServer
+from tests.support.clients import agent, create_agent, login_cookie, visitor
+from tests.support.http import arequest
+from tests.support.mail import customer_reply, SmtpServer
+from tests.support.servers import hub_env, HubProcess, LIVECHAT
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -103,13 +103,13 @@ async def test_a_password_change_ends_the_agents_socket_on_another_hub(cluster_h
 async def test_canned_replies_saved_on_one_hub_are_listed_on_the_other(cluster_hubs, crds, lang):
     """A supervisor's canned reply saved through hub one is listed to an agent on hub two."""
     one, two = cluster_hubs
-    cookie = await session_cookie(one.base_url, await make_account(crds, f"s-{lang}", lang, role="supervisor"))
+    cookie = await asyncio.to_thread(login_cookie, one, await create_agent(crds, f"s-{lang}", [lang], role="supervisor"))
     page = await arequest(one.base_url, "GET", "/supervisor", headers={"Cookie": cookie})
     token = re.search(r'data-csrf="([^"]+)"', page.text).group(1)
     saved = await arequest(one.base_url, "PUT", f"/api/canned/hi{lang}", json.dumps({"text": "Hello!"}),
                            {"Cookie": cookie, "Content-Type": "application/json", "X-CSRF-Token": token})
     assert saved.status == 200
-    agent_cookie = await session_cookie(two.base_url, await make_account(crds, f"a-{lang}", lang))
+    agent_cookie = await asyncio.to_thread(login_cookie, two, await create_agent(crds, f"a-{lang}", [lang]))
     listed = await arequest(two.base_url, "GET", "/api/canned", headers={"Cookie": agent_cookie})
     assert {"shortcut": f"hi{lang}", "text": "Hello!"} in listed.json()["replies"]
 
@@ -122,14 +122,14 @@ async def test_the_supervisor_snapshot_on_one_hub_counts_a_visitor_waiting_on_th
     await served.expect("assigned")
     ada, _ = await visitor(one, lang)
     await ada.expect("queued")
-    cookie = await session_cookie(two.base_url, await make_account(crds, f"s-{lang}", lang, role="supervisor"))
+    cookie = await asyncio.to_thread(login_cookie, two, await create_agent(crds, f"s-{lang}", [lang], role="supervisor"))
     snap = (await arequest(two.base_url, "GET", "/api/queue", headers={"Cookie": cookie})).json()
     assert snap["waiting_by_lang"][lang] == 1
 
 
 async def agent_api(hub: HubProcess, username: str) -> dict[str, str]:
     """The headers of a signed-in agent's API calls (session cookie and CSRF token)."""
-    cookie = await session_cookie(hub.base_url, username)
+    cookie = await asyncio.to_thread(login_cookie, hub, username)
     page = await arequest(hub.base_url, "GET", "/agent", headers={"Cookie": cookie})
     token = re.search(r'data-csrf="([^"]+)"', page.text).group(1)
     return {"Cookie": cookie, "X-CSRF-Token": token, "Content-Type": "application/json", "Accept": "application/json"}
@@ -159,7 +159,7 @@ async def test_a_chat_becomes_a_ticket_mailed_answered_by_mail_and_by_an_agent_a
         capture_output=True, timeout=60)
     assert done.returncode == 0 and done.stdout.decode().split() == ["stored", ref], done.stderr
 
-    sam = await make_account(crds, f"a-{lang}", lang)
+    sam = await create_agent(crds, f"a-{lang}", [lang])
     headers = await agent_api(two, sam)
     answered = await arequest(two.base_url, "POST", f"/api/tickets/{ref}/messages",
                               json.dumps({"text": "Fixed in 4.2, please update."}), headers)

@@ -10,7 +10,7 @@ import pytest
 
 from chat.config import DEFAULT_TOML, ConfigError, load_config, parse_config
 from chat.plans import ALWAYS, is_open
-from tests.servers import LIVECHAT, ROOT, hub_env
+from tests.support.servers import hub_env, LIVECHAT, ROOT
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from tests.support.clients import agent, create_agent, login_cookie, PASSWORD, PASSWORD as AGENT_PASSWORD
+from tests.support.http import arequest, post_login
+from tests.support.servers import hub_env, LIVECHAT
 
-from tests.clients import PASSWORD as AGENT_PASSWORD
-from tests.clients import agent, create_agent, login_cookie
-from tests.dashboard_helpers import PASSWORD, arequest, make_account, post_login, session_cookie
-from tests.servers import LIVECHAT, hub_env
 
 
 async def livechat_agent(redis_url: str, tmp_path, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
@@ -32,8 +31,8 @@ async def status_of(hub, path: str, cookie: str) -> int:
 
 async def test_role_change_ends_the_supervisor_session(hub, rds, lang, redis_url, tmp_path):
     """After `agent add USER --role agent`, the former supervisor's cookie reads neither the queue nor tickets."""
-    user = await make_account(rds, f"s-{lang}", lang, role="supervisor")
-    cookie = await session_cookie(hub.base_url, user)
+    user = await create_agent(rds, f"s-{lang}", [lang], role="supervisor")
+    cookie = await asyncio.to_thread(login_cookie, hub, user)
     assert await status_of(hub, "/api/queue", cookie) == 200
     done = await livechat_agent(redis_url, tmp_path, "add", user, "--role", "agent", "--langs", lang,
                                 stdin=PASSWORD + "\n")
@@ -44,8 +43,8 @@ async def test_role_change_ends_the_supervisor_session(hub, rds, lang, redis_url
 
 async def test_password_change_ends_every_session_of_the_user(hub, rds, lang, redis_url, tmp_path):
     """A new password set with `agent add` ends both of the user's sessions; the new password signs in."""
-    user = await make_account(rds, f"a-{lang}", lang)
-    cookies = [await session_cookie(hub.base_url, user) for _ in range(2)]
+    user = await create_agent(rds, f"a-{lang}", [lang])
+    cookies = [await asyncio.to_thread(login_cookie, hub, user) for _ in range(2)]
     done = await livechat_agent(redis_url, tmp_path, "add", user, "--langs", lang, stdin="a-new-password-456\n")
     assert done.returncode == 0, done.stderr
     assert [await status_of(hub, "/api/agents", c) for c in cookies] == [401, 401]
@@ -54,8 +53,8 @@ async def test_password_change_ends_every_session_of_the_user(hub, rds, lang, re
 
 async def test_saving_an_account_unchanged_keeps_its_sessions(hub, rds, lang, redis_url, tmp_path):
     """`agent add` with the same role and password (say, new languages) leaves the user signed in."""
-    user = await make_account(rds, f"a-{lang}", lang)
-    cookie = await session_cookie(hub.base_url, user)
+    user = await create_agent(rds, f"a-{lang}", [lang])
+    cookie = await asyncio.to_thread(login_cookie, hub, user)
     done = await livechat_agent(redis_url, tmp_path, "add", user, "--langs", f"{lang},en", stdin=PASSWORD + "\n")
     assert done.returncode == 0, done.stderr
     assert await status_of(hub, "/api/agents", cookie) == 200
@@ -72,7 +71,7 @@ async def test_disable_closes_the_open_desk_and_ends_the_session(hub, rds, lang,
 
 async def test_disabled_account_cannot_sign_in_until_enabled(hub, rds, lang, redis_url, tmp_path):
     """A disabled account's right password is refused (401); `agent enable` lets it sign in again."""
-    user = await make_account(rds, f"a-{lang}", lang)
+    user = await create_agent(rds, f"a-{lang}", [lang])
     assert (await livechat_agent(redis_url, tmp_path, "disable", user)).returncode == 0
     assert (await post_login(hub.base_url, user, PASSWORD)).status == 401
     assert (await livechat_agent(redis_url, tmp_path, "enable", user)).returncode == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from playwright.async_api import expect
@@ -11,25 +12,14 @@ from chat import keys
 from chat.chatlog import read_log
 from chat.chats import load_chat
 from chat.queue import Queue
-from tests.dashboard_helpers import (
-    TIMEOUT,
-    browser,  # noqa: F401 - fixture
-    chat_item,
-    context,  # noqa: F401 - fixture
-    eventually,
-    make_account,
-    open_agent_socket,
-    open_desk,
-    screenshot,
-    session_cookie,
-    visitors,  # noqa: F401 - fixture
-)
+from tests.support.browser import agent_status, chat_item, open_desk, screenshot, TIMEOUT
+from tests.support.clients import connect, create_agent, login_cookie
+from tests.support.waiting import eventually
 
-expect.set_options(timeout=TIMEOUT * 1000)
 
 
 async def _two_chats(hub, rds, lang, context, visitors):
-    user = await make_account(rds, f"a-{lang}", lang, name="Sam")
+    user = await create_agent(rds, f"a-{lang}", [lang], name="Sam")
     page = await open_desk(context, hub.base_url, rds, user)
     ada = await visitors(lang, "Ada", topic="billing", email="ada@example.org", page="https://example.org/pricing")
     await ada.wait_type("assigned")
@@ -102,7 +92,7 @@ async def test_reload_restores_both_chats(hub, rds, lang, context, visitors):
 
 async def test_transfer_to_another_agent_moves_the_history(hub, rds, lang, browser, context, visitors):
     """Transferring a chat to a named agent moves it, history and all, to that agent's desk."""
-    first = await make_account(rds, f"a1-{lang}", lang, name="Sam")
+    first = await create_agent(rds, f"a1-{lang}", [lang], name="Sam")
     page1 = await open_desk(context, hub.base_url, rds, first)
     cleo = await visitors(lang, "Cleo", topic="security")
     await cleo.wait_type("assigned")
@@ -112,7 +102,7 @@ async def test_transfer_to_another_agent_moves_the_history(hub, rds, lang, brows
     await _reply(page1, "I will pass you to our security specialist.")
     await cleo.wait_for(lambda f: f.get("type") == "message" and f.get("from") == "agent")
 
-    second = await make_account(rds, f"a2-{lang}", lang, name="Robin")
+    second = await create_agent(rds, f"a2-{lang}", [lang], name="Robin")
     other = await browser.new_context(viewport={"width": 1280, "height": 800})
     other.set_default_timeout(TIMEOUT * 1000)
     try:
@@ -137,10 +127,10 @@ async def test_transfer_to_another_agent_moves_the_history(hub, rds, lang, brows
 
 async def test_a_refused_transfer_does_not_hide_the_visitor_leaving_later(hub, rds, lang, context, visitors):
     """After a refused transfer (target away) the visitor leaving shows as such, not as a transfer."""
-    user = await make_account(rds, f"a1-{lang}", lang, name="Sam")
+    user = await create_agent(rds, f"a1-{lang}", [lang], name="Sam")
     page = await open_desk(context, hub.base_url, rds, user)
-    away = await make_account(rds, f"a2-{lang}", lang, name="Robin")
-    robin = await open_agent_socket(hub.ws_url, await session_cookie(hub.base_url, away))
+    away = await create_agent(rds, f"a2-{lang}", [lang], name="Robin")
+    robin = await connect(hub, "/ws/agent", headers={"Cookie": await asyncio.to_thread(login_cookie, hub, away)})
     try:
         await robin.wait_type("welcome")  # Robin is known to routing, and away
         erin = await visitors(lang, "Erin")
@@ -162,7 +152,7 @@ async def test_a_refused_transfer_does_not_hide_the_visitor_leaving_later(hub, r
 
 async def test_close_resolved_ends_the_chat_for_the_visitor(hub, rds, lang, context, visitors):
     """Closing as resolved tells the visitor, closes the chat in Redis and leaves the list."""
-    user = await make_account(rds, f"a-{lang}", lang)
+    user = await create_agent(rds, f"a-{lang}", [lang])
     page = await open_desk(context, hub.base_url, rds, user)
     dana = await visitors(lang, "Dana")
     await dana.wait_type("assigned")
@@ -178,7 +168,7 @@ async def test_close_resolved_ends_the_chat_for_the_visitor(hub, rds, lang, cont
 
 async def test_hostile_html_from_a_visitor_is_shown_as_text(hub, rds, lang, context, visitors):
     """Markup in a visitor's name, page and message is rendered literally and runs nothing."""
-    user = await make_account(rds, f"a-{lang}", lang)
+    user = await create_agent(rds, f"a-{lang}", [lang])
     page = await open_desk(context, hub.base_url, rds, user)
     name = '<img src=x onerror="window.__pwned=1">Eve'
     text = '<script>window.__pwned=2</script><b>bold</b><img src=x onerror="window.__pwned=3">'
@@ -199,7 +189,7 @@ async def test_hostile_html_from_a_visitor_is_shown_as_text(hub, rds, lang, cont
 
 async def test_read_receipt_turns_sent_into_seen(hub, rds, lang, context, visitors):
     """The agent's message shows "sent", then "seen" once the visitor reports reading it."""
-    user = await make_account(rds, f"a-{lang}", lang)
+    user = await create_agent(rds, f"a-{lang}", [lang])
     page = await open_desk(context, hub.base_url, rds, user)
     finn = await visitors(lang, "Finn")
     await finn.wait_type("assigned")
@@ -214,7 +204,7 @@ async def test_read_receipt_turns_sent_into_seen(hub, rds, lang, context, visito
 
 async def test_visitor_typing_shows_in_the_open_chat(hub, rds, lang, context, visitors):
     """The visitor's typing frame shows the typing line; the agent's typing reaches the visitor."""
-    user = await make_account(rds, f"a-{lang}", lang)
+    user = await create_agent(rds, f"a-{lang}", [lang])
     page = await open_desk(context, hub.base_url, rds, user)
     gus = await visitors(lang, "Gus")
     await gus.wait_type("assigned")
@@ -232,7 +222,7 @@ async def test_canned_reply_is_inserted_with_slash(hub, rds, lang, context, visi
     """Typing / and a shortcut offers the team's canned reply; Enter inserts it, Enter sends it."""
     shortcut = f"greet{lang}"
     await save_reply(rds, shortcut, "Hello! How can I help you today?")
-    user = await make_account(rds, f"a-{lang}", lang)
+    user = await create_agent(rds, f"a-{lang}", [lang])
     page = await open_desk(context, hub.base_url, rds, user)
     hana = await visitors(lang, "Hana")
     await hana.wait_type("assigned")
@@ -252,9 +242,8 @@ async def test_canned_reply_is_inserted_with_slash(hub, rds, lang, context, visi
 
 async def test_status_toggle_sets_the_agent_away(hub, rds, lang, context):
     """The status button switches routing between online and away."""
-    from tests.dashboard_helpers import agent_status
 
-    user = await make_account(rds, f"a-{lang}", lang)
+    user = await create_agent(rds, f"a-{lang}", [lang])
     page = await open_desk(context, hub.base_url, rds, user)
     await page.locator("#status-toggle").click()
     await agent_status(rds, user, "away")
@@ -265,7 +254,7 @@ async def test_status_toggle_sets_the_agent_away(hub, rds, lang, context):
 
 async def test_messages_written_while_disconnected_arrive_after_reconnect(hub, rds, lang, context, visitors):
     """A dropped socket reconnects by itself and shows what the visitor wrote meanwhile."""
-    user = await make_account(rds, f"a-{lang}", lang)
+    user = await create_agent(rds, f"a-{lang}", [lang])
     page = await open_desk(context, hub.base_url, rds, user)
     ivy = await visitors(lang, "Ivy")
     await ivy.wait_type("assigned")
@@ -274,13 +263,13 @@ async def test_messages_written_while_disconnected_arrive_after_reconnect(hub, r
     await expect(page.locator("#messages .bubble")).to_have_text(["Before the drop"])
     await page.evaluate("window.lcDesk.dropConnection()")
     await ivy.say("During the drop")
-    await eventually(lambda: page.evaluate("window.lcDesk.welcomed"), message="the dashboard to reconnect")
+    await eventually(lambda: page.evaluate("window.lcDesk.welcomed"), TIMEOUT, message="the dashboard to reconnect")
     await expect(page.locator("#messages .bubble")).to_have_text(["Before the drop", "During the drop"])
 
 
 async def test_close_unresolved_turns_the_chat_into_a_ticket(hub, rds, lang, context, visitors):
     """Closing as unresolved gives the visitor a ticket reference and closes the chat."""
-    user = await make_account(rds, f"a-{lang}", lang)
+    user = await create_agent(rds, f"a-{lang}", [lang])
     page = await open_desk(context, hub.base_url, rds, user)
     jo = await visitors(lang, "Jo", email="jo@example.org")
     await jo.wait_type("assigned")
@@ -295,7 +284,7 @@ async def test_close_unresolved_turns_the_chat_into_a_ticket(hub, rds, lang, con
 
 async def test_turn_into_ticket_opens_the_new_ticket_in_the_tickets_view(hub, rds, lang, context, visitors):
     """"Close: unresolved" on a chat opens the Tickets view on the new ticket, with its reference and the chat in it."""
-    user = await make_account(rds, f"a-{lang}", lang)
+    user = await create_agent(rds, f"a-{lang}", [lang])
     page = await open_desk(context, hub.base_url, rds, user)
     kai = await visitors(lang, "Kai", email="kai@example.org")
     await kai.wait_type("assigned")

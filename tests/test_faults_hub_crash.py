@@ -12,9 +12,9 @@ import pytest
 import websockets
 
 from chat import keys
-from tests.clients import Client, agent, create_agent, login_cookie, visitor
-from tests.fault_helpers import eventually, wait_port_free
-from tests.servers import HubProcess, hub_env
+from tests.support.clients import agent, Client, create_agent, login_cookie, visitor
+from tests.support.servers import hub_env, HubProcess, wait_port_free
+from tests.support.waiting import eventually
 
 
 @pytest.fixture(scope="module")

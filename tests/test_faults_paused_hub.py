@@ -13,9 +13,9 @@ import msgpack
 import pytest
 
 from chat import keys
-from tests.clients import Client, agent, visitor
-from tests.fault_helpers import eventually
-from tests.servers import HubProcess, hub_env
+from tests.support.clients import agent, Client, visitor
+from tests.support.servers import hub_env, HubProcess
+from tests.support.waiting import eventually
 
 
 @pytest.fixture(scope="module")

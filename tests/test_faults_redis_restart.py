@@ -14,39 +14,15 @@ from redis.asyncio import Redis
 from chat import keys
 from chat.store import redis_client
 from chat.config import parse_config
-from chat.embedded_redis import EmbeddedRedis
-from tests.clients import agent, visitor
-from tests.fault_helpers import health_status
-from tests.servers import TEST_CONFIG, HubProcess, free_port, hub_env, wait_until
+from tests.support.clients import agent, visitor
+from tests.support.http import health_status, http
+from tests.support.redis import RestartableRedis
+from tests.support.servers import free_port, hub_env, HubProcess, TEST_CONFIG
+from tests.support.waiting import wait_until
 
 
 GRACE = parse_config(TEST_CONFIG).timing
 OUTAGE = max(GRACE.agent_grace, GRACE.visitor_grace) + 2 * GRACE.heartbeat  # longer than any grace
-
-
-class RestartableRedis:
-    """An embedded redis-server on a fixed address (a loopback port, or the unix socket of
-    the embedded default), so that it comes back where the hubs expect it."""
-
-    def __init__(self, data_dir, port: int | None):
-        self.data_dir, self.port = data_dir, port
-        self.server = EmbeddedRedis(self.data_dir, port=self.port)  # appendfsync always
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def start(self) -> None:
-        self.server = EmbeddedRedis(self.data_dir, port=self.port)
-        self.server.start()
-
-    def crash(self) -> None:
-        """SIGKILL: no chance to flush anything; only what was fsynced survives."""
-        self.server.kill()
-
-    def stop(self) -> None:
-        if self.server:
-            self.server.stop()
 
 
 @pytest.fixture(scope="module", params=["tcp", "unix"])
@@ -74,23 +50,6 @@ async def flaky_rds(flaky_redis):
     await client.aclose()
 
 
-def redis_with_supervisor(data_dir, username: str = "boss") -> RestartableRedis:
-    """A restartable Redis on a port of its own, started, with one supervisor account (the
-    desks of the mail-in tests read tickets through the API as that supervisor)."""
-    from tests.clients import create_agent
-
-    server = RestartableRedis(data_dir, free_port())
-    server.start()
-
-    async def accounts() -> None:
-        client = Redis.from_url(server.url)
-        await create_agent(client, username, ["en"], role="supervisor")
-        await client.aclose()
-
-    asyncio.run(accounts())
-    return server
-
-
 async def outage(redis: RestartableRedis, hub: HubProcess, at_least: float = 0.0):
     """Crash Redis, wait until the hub reports 503, and return a function that restarts it
     (once it has been down ``at_least`` seconds) and waits for 200."""
@@ -112,7 +71,6 @@ async def test_healthz_is_503_while_redis_is_down_and_200_when_it_is_back(flaky_
     """/healthz answers 503 with a reason while Redis is down, 200 once it is back."""
     assert health_status(flaky_hub.base_url) == 200
     back = await outage(flaky_redis, flaky_hub)
-    from tests.fault_helpers import http
 
     status, body = http(flaky_hub.base_url + "/healthz")
     assert status == 503 and b"redis" in body

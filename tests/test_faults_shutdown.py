@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import subprocess
 
 import msgpack
 import pytest
-import websockets
 from redis.asyncio import Redis
 
 from chat import frames, keys
-from tests.clients import Client, agent, visitor
-from tests.fault_helpers import alive, children, command_of
-from tests.servers import HubProcess, hub_env, wait_until
+from tests.support.clients import agent, visitor
+from tests.support.processes import alive, children, command_of
+from tests.support.servers import hub_env, HubProcess
+from tests.support.waiting import wait_until
 
 EXIT_WITHIN = 10.0  # seconds; uvicorn's graceful shutdown is bounded at 5
 

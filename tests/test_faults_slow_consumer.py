@@ -12,9 +12,10 @@ import websockets
 
 from chat import frames, keys
 from chat.embedded_redis import EmbeddedRedis
-from tests.clients import Client, agent, create_agent, login_cookie, visitor
-from tests.fault_helpers import RawSocket
-from tests.servers import TEST_CONFIG, HubProcess, hub_env, wait_until
+from tests.support.clients import agent, Client, create_agent, login_cookie, visitor
+from tests.support.rawsocket import RawSocket
+from tests.support.servers import hub_env, HubProcess, TEST_CONFIG
+from tests.support.waiting import wait_until
 
 BIG = "\U0001F600" * frames.MAX_TEXT_CHARS  # 4000 characters, 16 KB of UTF-8 per frame
 SMALL_RCVBUF = 4096

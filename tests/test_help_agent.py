@@ -5,19 +5,15 @@ article in the panel. Real Chromium for both sides."""
 from __future__ import annotations
 
 from playwright.async_api import expect
+from tests.support.browser import chat_item, host_page, open_desk, TIMEOUT, Widget
+from tests.support.clients import create_agent
 
-from tests.dashboard_helpers import chat_item, make_account, open_desk
-from tests.help_helpers import help_dir, help_hub  # noqa: F401  (fixtures)
-from tests.widget_helpers import (  # noqa: F401  (fixtures)
-    TIMEOUT, Widget, browser, context, host_page, host_site, page,
-)
 
-expect.set_options(timeout=TIMEOUT * 1000)
 
 
 async def test_an_agent_links_an_article_and_the_visitor_opens_it_in_the_panel(browser, page, host_site, help_hub, rds, lang):
     """/help in the composer offers the article, Enter inserts "Title: link", and the widget's card opens it."""
-    user = await make_account(rds, f"a-{lang}", lang)
+    user = await create_agent(rds, f"a-{lang}", [lang])
     desk_context = await browser.new_context(viewport={"width": 1280, "height": 800})
     desk_context.set_default_timeout(TIMEOUT * 1000)
     try:

@@ -4,12 +4,14 @@ events are checked and counted through POST /api/help/event."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import string
+from tests.support.clients import create_agent, login_cookie
+from tests.support.help import post_event
+from tests.support.http import arequest
 
-from tests.dashboard_helpers import arequest, make_account, session_cookie
-from tests.help_helpers import help_dir, help_hub, post_event  # noqa: F401  (fixtures)
 
 
 def word() -> str:
@@ -29,8 +31,8 @@ async def test_questions_that_became_chats_are_grouped_for_supervisors(help_hub,
     assert post_event(help_hub, {"event": "unanswered", "lang": "en", "q": f"How do I share my {w} calendar?",
                                  "shown": ["import-from-another-provider"]}) == 204
     assert post_event(help_hub, {"event": "unanswered", "lang": "en", "q": f"Calendar {w.upper()} share", "shown": []}) == 204
-    user = await make_account(rds, f"s-{lang}", lang, role="supervisor")
-    rows = [g for g in await gaps(help_hub, await session_cookie(help_hub.base_url, user)) if w in g["terms"]]
+    user = await create_agent(rds, f"s-{lang}", [lang], role="supervisor")
+    rows = [g for g in await gaps(help_hub, await asyncio.to_thread(login_cookie, help_hub, user)) if w in g["terms"]]
     assert rows == [{"lang": "en", "terms": " ".join(sorted(["calendar", w, "share"])), "count": 2, "no_suggestion": 1}]
 
 
@@ -39,16 +41,16 @@ async def test_addresses_and_numbers_are_left_out_of_the_questions_kept(help_hub
     w = word()
     assert post_event(help_hub, {"event": "unanswered", "lang": "en", "shown": [],
                                  "q": f"{w} ada.lovelace@example.org https://x.example/a?t=1 order 12345"}) == 204
-    user = await make_account(rds, f"s-{lang}", lang, role="supervisor")
-    rows = [g["terms"] for g in await gaps(help_hub, await session_cookie(help_hub.base_url, user)) if w in g["terms"]]
+    user = await create_agent(rds, f"s-{lang}", [lang], role="supervisor")
+    rows = [g["terms"] for g in await gaps(help_hub, await asyncio.to_thread(login_cookie, help_hub, user)) if w in g["terms"]]
     assert rows == [" ".join(sorted([w, "order"]))]
 
 
 async def test_agents_may_not_read_the_questions(help_hub, rds, lang):
     """An agent's session gets 403; no session gets 401."""
-    user = await make_account(rds, f"a-{lang}", lang)
+    user = await create_agent(rds, f"a-{lang}", [lang])
     reply = await arequest(help_hub.base_url, "GET", "/api/help/gaps",
-                           headers={"Cookie": await session_cookie(help_hub.base_url, user)})
+                           headers={"Cookie": await asyncio.to_thread(login_cookie, help_hub, user)})
     assert reply.status == 403
     assert (await arequest(help_hub.base_url, "GET", "/api/help/gaps")).status == 401
 

@@ -6,11 +6,9 @@ from __future__ import annotations
 import urllib.parse
 
 from playwright.async_api import expect
+from tests.support.http import get
 
-from tests.help_helpers import get, help_dir, help_hub  # noqa: F401  (fixtures)
-from tests.widget_helpers import TIMEOUT, browser, context, page  # noqa: F401  (fixtures)
 
-expect.set_options(timeout=TIMEOUT * 1000)
 
 
 def test_index_lists_the_articles_by_topic(help_hub):

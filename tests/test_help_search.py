@@ -4,9 +4,10 @@ language and topic filters, typos, and articles picked up when the folder change
 from __future__ import annotations
 
 import urllib.parse
+from tests.support.help import search
+from tests.support.http import get
+from tests.support.waiting import wait_until
 
-from tests.help_helpers import get, help_dir, help_hub, search  # noqa: F401  (fixtures)
-from tests.servers import wait_until
 
 # Questions as visitors type them (not the titles), with the article that answers each.
 QUESTIONS = [

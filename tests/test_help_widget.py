@@ -9,14 +9,10 @@ import re
 import urllib.request
 
 from playwright.async_api import expect
+from tests.support.browser import host_page, Widget
+from tests.support.waiting import eventually
 
-from tests.servers import eventually
-from tests.help_helpers import help_dir, help_hub  # noqa: F401  (fixtures)
-from tests.widget_helpers import (  # noqa: F401  (fixtures)
-    TIMEOUT, Widget, browser, context, host_page, host_site, make_agent, page,
-)
 
-expect.set_options(timeout=TIMEOUT * 1000)
 
 
 def metric(hub, name: str) -> float:

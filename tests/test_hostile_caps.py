@@ -1,5 +1,5 @@
 """Caps that keep anonymous visitors from growing Redis or holding sockets without bound:
-messages and bytes per chat, sockets per chat and per address, silent chats that go within
+messages and bytes per chat, sockets per chat and per fresh_address, silent chats that go within
 minutes, a ceiling on waiting chats (`offline` `busy`), a Redis memory warning, and the
 deadlines and connection cap of the HTTP side (hello, request head, connections per process)."""
 
@@ -12,11 +12,13 @@ from redis.asyncio import Redis
 
 from chat import chats, frames, keys
 from chat.embedded_redis import EmbeddedRedis
-from tests.clients import agent, visitor
-from tests.dashboard_helpers import arequest, make_account, parse_prometheus, sample, session_cookie
-from tests.fault_helpers import RawSocket
-from tests.servers import DATABASES, TEST_CONFIG, HubProcess, db_url, eventually, hub_env
-from tests.test_hostile_limits import address, open_chat
+from tests.support.clients import agent, create_agent, fresh_address, login_cookie, visitor
+from tests.support.http import arequest
+from tests.support.metrics import parse_prometheus, sample
+from tests.support.rawsocket import raw_visitor, RawSocket
+from tests.support.redis import DATABASES, db_url
+from tests.support.servers import hub_env, HubProcess, TEST_CONFIG
+from tests.support.waiting import eventually
 
 MESSAGES, BYTES, PER_CHAT, PER_ADDRESS = 5, 6000, 2, 3
 CEILING_DB = DATABASES["hostile_caps_ceiling"]  # the ceiling counts every waiting chat: this hub's chats must be its own
@@ -97,13 +99,13 @@ async def test_one_chat_takes_only_so_many_sockets(caps_hub, lang):
 
 
 async def test_one_address_holds_only_so_many_sockets(caps_hub, lang):
-    """Past [limits] sockets_per_address (hello or not): limit_reached and 1008; another address gets in."""
-    ip = address()
+    """Past [limits] sockets_per_address (hello or not): limit_reached and 1008; another fresh_address gets in."""
+    ip = fresh_address()
     held = [await RawSocket.connect(caps_hub.port, "/ws/visitor", {"X-Forwarded-For": ip}) for _ in range(PER_ADDRESS)]
     refused = await RawSocket.connect(caps_hub.port, "/ws/visitor", {"X-Forwarded-For": ip})
     assert (await refused.expect("error"))["code"] == frames.LIMIT_REACHED
     assert await refused.close_code() == frames.CLOSE_POLICY
-    other = await open_chat(caps_hub, lang, next(a for a in iter(address, None) if a != ip))
+    other = await raw_visitor(caps_hub, lang, next(a for a in iter(fresh_address, None) if a != ip))
     assert (await other.expect("welcome"))["chat_id"]
     for raw in held:
         raw.abort()
@@ -222,9 +224,9 @@ async def test_the_supervisor_snapshot_warns_as_redis_memory_nears_maxmemory(mem
     """GET /api/queue (the supervisor view's data) carries the Redis memory warning."""
     rds = Redis.from_url(small_redis.url)
     try:
-        user = await make_account(rds, f"s-{lang}", lang, role="supervisor")
+        user = await create_agent(rds, f"s-{lang}", [lang], role="supervisor")
     finally:
         await rds.aclose()
-    cookie = await session_cookie(memory_hub.base_url, user)
+    cookie = await asyncio.to_thread(login_cookie, memory_hub, user)
     snap = (await arequest(memory_hub.base_url, "GET", "/api/queue", headers={"Cookie": cookie})).json()
     assert snap["redis_memory"]["warning"] is True and snap["redis_memory"]["max_bytes"] == 32 * 1024 * 1024

@@ -14,8 +14,8 @@ import pytest
 import websockets
 
 from chat import frames, keys
-from tests.clients import Client, agent, login_cookie, visitor
-from tests.fault_helpers import OP_TEXT, RawSocket
+from tests.support.clients import agent, Client, login_cookie, visitor
+from tests.support.rawsocket import OP_TEXT, RawSocket
 
 WRONG = [1, 1.5, True, None, [], {}, ["x"], {"a": 1}]  # anything but the expected type
 NOT_STR = [v for v in WRONG if v is not None]

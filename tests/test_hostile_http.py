@@ -17,9 +17,9 @@ from itsdangerous import TimestampSigner
 
 from agents.sessions import COOKIE
 from chat import keys
-from tests.clients import agent, create_agent, login_cookie, visitor
-from tests.fault_helpers import http
-from tests.servers import LIVECHAT, hub_env
+from tests.support.clients import agent, create_agent, login_cookie, visitor
+from tests.support.http import http
+from tests.support.servers import hub_env, LIVECHAT
 
 SESSION_PAGES = ["/api/queue", "/api/agents", "/api/canned", "/api/tickets", "/api/tickets/LC-7K3F9Q"]
 BROWSER_PAGES = ["/agent", "/supervisor"]
@@ -73,9 +73,10 @@ async def test_a_logged_out_session_cookie_is_dead(hub, rds, lang):
     await create_agent(rds, f"a-{lang}", [lang])
     cookie = await asyncio.to_thread(login_cookie, hub, f"a-{lang}")
     assert http(hub.base_url + "/api/agents", headers={"Cookie": cookie})[0] == 200
-    session_id = TimestampSigner(await rds.get(keys.SERVER_SECRET), salt="livechat.session").unsign(
-        cookie.split("=", 1)[1]).decode()
-    await rds.delete(keys.session(session_id))
+    page = http(hub.base_url + "/agent", headers={"Cookie": cookie})[1].decode()
+    token = page.split('data-csrf="', 1)[1].split('"', 1)[0]
+    http(hub.base_url + "/agent/logout", method="POST", data=urllib.parse.urlencode({"csrf": token}).encode(),
+         headers={"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
     assert http(hub.base_url + "/api/agents", headers={"Cookie": cookie})[0] == 401
     async with websockets.connect(hub.ws_url + "/ws/agent", additional_headers={"Cookie": cookie}) as ws:
         with pytest.raises(websockets.ConnectionClosed) as closed:

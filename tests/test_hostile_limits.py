@@ -7,15 +7,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import secrets
 
 import msgpack
 import pytest
 
 from chat import frames, keys
-from tests.clients import agent, login_cookie, visitor
-from tests.fault_helpers import OP_BINARY, OP_CONT, OP_TEXT, RawSocket
-from tests.servers import TEST_CONFIG, HubProcess, hub_env
+from tests.support.clients import agent, create_agent, fresh_address, login_cookie, visitor
+from tests.support.rawsocket import OP_BINARY, OP_CONT, OP_TEXT, raw_visitor, RawSocket
+from tests.support.servers import hub_env, HubProcess, TEST_CONFIG
 
 NEW_CHATS = 3
 
@@ -31,19 +30,6 @@ def strict_hub(redis_url, data_root):
     hub.terminate()
 
 
-def address() -> str:
-    """A client address of this test's own (the hub trusts X-Forwarded-For from loopback),
-    from the 198.18.0.0/15 benchmarking range."""
-    n = secrets.randbelow(2**17 - 2) + 1
-    return f"198.{18 + (n >> 16)}.{(n >> 8) & 255}.{n & 255}"
-
-
-async def open_chat(hub, lang: str, ip: str | None) -> RawSocket:
-    raw = await RawSocket.connect(hub.port, "/ws/visitor", {"X-Forwarded-For": ip} if ip else None)
-    await raw.send_json(type="hello", lang=lang)
-    return raw
-
-
 @pytest.mark.parametrize("kind", ["visitor", "agent"])
 async def test_a_flood_of_tiny_frames_is_rate_limited_then_closed_1008(hub, rds, lang, kind):
     """10,000 tiny frames at once: a rate_limited error, then close 1008; a neighbour chat
@@ -52,10 +38,9 @@ async def test_a_flood_of_tiny_frames_is_rate_limited_then_closed_1008(hub, rds,
     ada, _ = await visitor(hub, lang)
     chat_id = (await sam.expect("assigned"))["chat_id"]
     if kind == "visitor":
-        flooder = await open_chat(hub, lang + "f", None)
+        flooder = await raw_visitor(hub, lang + "f", None)
         await flooder.expect("welcome")
     else:
-        from tests.clients import create_agent
 
         await create_agent(rds, f"f-{lang}", [lang + "f"])
         cookie = await asyncio.to_thread(login_cookie, hub, f"f-{lang}")
@@ -77,7 +62,7 @@ async def test_a_flood_of_tiny_frames_is_rate_limited_then_closed_1008(hub, rds,
 async def test_a_message_flood_stores_only_what_the_rate_allows(hub, rds, lang):
     """Message frames flooded at once: those past the burst are refused, never stored."""
     sam, _ = await agent(hub, rds, f"a-{lang}", [lang])
-    raw = await open_chat(hub, lang, None)
+    raw = await raw_visitor(hub, lang, None)
     chat_id = (await raw.expect("welcome"))["chat_id"]
     await sam.expect("assigned")
     burst = b"".join(raw.frame_bytes(OP_TEXT, json.dumps({"type": "message", "text": f"m{i}", "client_id": f"c{i}"}).encode())
@@ -100,7 +85,6 @@ async def test_a_frame_over_64_kib_closes_1009(hub, rds, lang, path, how):
     """Over 64 KiB in one message, whole or in fragments, text or binary: close 1009."""
     headers = None
     if path == "/ws/agent":
-        from tests.clients import create_agent
 
         await create_agent(rds, f"a-{lang}", [lang])
         headers = {"Cookie": await asyncio.to_thread(login_cookie, hub, f"a-{lang}")}
@@ -119,17 +103,17 @@ async def test_a_frame_over_64_kib_closes_1009(hub, rds, lang, path, how):
 async def test_one_address_cannot_open_chats_without_end(strict_hub, rds, lang):
     """Past [limits] new_chats_per_minute from one address: rate_limited and close 1008;
     another address, and a resume from the same one, still get in."""
-    ip = address()
+    ip = fresh_address()
     opened = []
     for _ in range(NEW_CHATS):
-        raw = await open_chat(strict_hub, lang, ip)
+        raw = await raw_visitor(strict_hub, lang, ip)
         opened.append(await raw.expect("welcome"))
-    refused = await open_chat(strict_hub, lang, ip)
+    refused = await raw_visitor(strict_hub, lang, ip)
     error = await refused.expect("error")
     assert error["code"] == frames.RATE_LIMITED and "new chats" in error["message"]
     assert await refused.close_code() == frames.CLOSE_POLICY
-    other_ip = next(a for a in iter(address, None) if a != ip)
-    other = await open_chat(strict_hub, lang, other_ip)
+    other_ip = next(a for a in iter(fresh_address, None) if a != ip)
+    other = await raw_visitor(strict_hub, lang, other_ip)
     assert (await other.expect("welcome"))["status"] in ("queued", "offline")
     back = await RawSocket.connect(strict_hub.port, "/ws/visitor", {"X-Forwarded-For": ip})
     await back.send_json(type="hello", resume=opened[0]["resume"], last_seq=0)
@@ -138,8 +122,8 @@ async def test_one_address_cannot_open_chats_without_end(strict_hub, rds, lang):
 
 async def test_the_address_limit_keeps_no_raw_address_in_redis(strict_hub, rds, lang):
     """The counter behind the address limit is keyed by a salted hash, never by the IP."""
-    ip = address()
-    raw = await open_chat(strict_hub, lang, ip)
+    ip = fresh_address()
+    raw = await raw_visitor(strict_hub, lang, ip)
     await raw.expect("welcome")
     counters = [k.decode() async for k in rds.scan_iter(match="lc:limit:new-chats:*", count=1000)]
     assert counters and all(re.fullmatch(r"lc:limit:new-chats:[0-9a-f]{32}", k) for k in counters)
@@ -151,6 +135,6 @@ async def test_the_address_limit_keeps_no_raw_address_in_redis(strict_hub, rds, 
 async def test_loopback_is_not_limited(strict_hub, lang):
     """Local tools (health checks, load tests) and proxies that forward no address are not limited."""
     for _ in range(NEW_CHATS + 2):
-        raw = await open_chat(strict_hub, lang, None)
+        raw = await raw_visitor(strict_hub, lang, None)
         await raw.expect("welcome")
         raw.abort()

@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chat import frames, keys
-from tests.clients import agent, visitor
-from tests.fault_helpers import OP_BINARY, OP_CLOSE, OP_TEXT, RawSocket, close_code_of, health_status
+from tests.support.clients import agent, visitor
+from tests.support.http import health_status
+from tests.support.rawsocket import close_code_of, OP_BINARY, OP_CLOSE, OP_TEXT, RawSocket
 
 TYPES = ["hello", "message", "typing", "leave", "rate", "contact", "wait_or_ticket", "read", "close", "status"]
 FIELDS = ["type", "text", "client_id", "active", "score", "comment", "email", "name", "choice", "seq", "chat_id",

@@ -16,8 +16,9 @@ import msgpack
 import pytest
 
 from chat import keys
-from tests.clients import agent, create_agent, login_cookie, visitor
-from tests.fault_helpers import eventually, http
+from tests.support.clients import agent, Client, create_agent, login_cookie, visitor
+from tests.support.http import http
+from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,7 +68,6 @@ async def test_lone_surrogates_and_control_characters_are_cleaned_not_fatal(hub,
     dropped, in messages and in hello fields; the chat goes on."""
     sam, _ = await agent(hub, rds, f"a-{lang}", [lang])
     ws_hello = '{"type":"hello","lang":"%s","name":"Ada\\ud800 \\udfff\\u0000\\u001b[31m"}' % lang
-    from tests.clients import Client
 
     import websockets
 

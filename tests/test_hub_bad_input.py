@@ -8,7 +8,7 @@ import json
 import websockets
 
 from chat import keys
-from tests.clients import Client, agent, login_cookie, visitor
+from tests.support.clients import agent, Client, login_cookie, visitor
 
 
 async def test_non_json_frame_gets_bad_frame_and_socket_stays_open(hub, rds, lang):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from chat import keys
-from tests.clients import agent, login_cookie, visitor
+from tests.support.clients import agent, login_cookie, visitor
 
 
 async def test_visitor_is_paired_with_an_online_agent(hub, rds, lang):

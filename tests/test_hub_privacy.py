@@ -10,10 +10,11 @@ import asyncio
 
 import pytest
 import websockets
+from tests.support.clients import Client, create_agent, PASSWORD
+from tests.support.http import arequest, post_login
+from tests.support.servers import hub_env, HubProcess
+from tests.support.waiting import eventually
 
-from tests.clients import PASSWORD, Client, create_agent
-from tests.dashboard_helpers import arequest, post_login
-from tests.servers import HubProcess, eventually, hub_env
 
 ACCEPTED = '"WebSocket /ws/visitor" [accepted]'
 

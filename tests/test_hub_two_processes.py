@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from chat import keys
-from tests.clients import agent, visitor
+from tests.support.clients import agent, visitor
 
 
 async def test_visitor_and_agent_on_different_processes_chat_both_ways(hub, second_hub, rds, lang):

@@ -14,8 +14,9 @@ import pytest
 import chat.identity
 from chat.cli import main
 from chat.identity import IdentityError, sign, verify
-from tests.routing_helpers import route, sockets, token  # noqa: F401 (fixture)
-from tests.servers import TEST_SITE_SECRET
+from tests.support.clients import token
+from tests.support.redis import route
+from tests.support.servers import TEST_SITE_SECRET
 
 PLANS = ("free", "plus", "professional", "visionary")
 NOW = 1_750_000_000.0

@@ -15,9 +15,9 @@ from transcripts import outbox
 from transcripts.outbox import drain_once, outbox_loop
 from transcripts.smtp import parse_smtp_url
 from transcripts.tickets import open_ticket
-from tests.test_transcripts_support import (  # noqa: F401 - fixtures
-    SUPPORT, SmtpServer, eventually, html_part, make_chat, make_runtime, rt, rt_maildir, smtp_server, tdb, text_part,
-)
+from tests.support.mail import html_part, SmtpServer, SUPPORT, text_part
+from tests.support.transcripts import make_chat, make_runtime
+from tests.support.waiting import eventually
 
 VISITOR = "ada@example.org"
 

@@ -12,11 +12,12 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 
 import pytest
+from tests.support.clients import login_cookie, PASSWORD
+from tests.support.mail import Dovecot
+from tests.support.redis import redis_with_supervisor, RestartableRedis
+from tests.support.servers import hub_env, HubProcess, LIVECHAT, TEST_CONFIG
+from tests.support.waiting import wait_until
 
-from tests.clients import PASSWORD, login_cookie
-from tests.imap_server import Dovecot
-from tests.servers import LIVECHAT, TEST_CONFIG, HubProcess, hub_env, wait_until
-from tests.test_faults_redis_restart import RestartableRedis, redis_with_supervisor
 
 DESK, SORTED = "desk", "sorted"  # two mailboxes: one marked seen, one whose mail is moved
 MAX_BYTES = 65536  # this module's [mail_in] max_bytes

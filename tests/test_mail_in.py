@@ -15,10 +15,13 @@ from email.utils import make_msgid
 import pytest
 from redis.asyncio import Redis
 
-from tests.clients import PASSWORD, create_agent, login_cookie, visitor
-from tests.servers import DATABASES, LIVECHAT, TEST_SITE_SECRET, HubProcess, db_url, free_port, hub_env, wait_until
 from transcripts.plan_lookup import signature
-from tests.test_transcripts_support import SmtpServer
+from tests.support.clients import create_agent, login_cookie, PASSWORD, visitor
+from tests.support.desk import chat_ticket, ticket
+from tests.support.mail import reply, SmtpServer
+from tests.support.redis import DATABASES, db_url
+from tests.support.servers import free_port, hub_env, HubProcess, LIVECHAT, TEST_SITE_SECRET
+from tests.support.waiting import wait_until
 
 DB = DATABASES["mail_in"]  # this module's own database: its hub's outbox and tickets meet nobody else's
 
@@ -85,46 +88,11 @@ def mail_in(env: dict[str, str], message: EmailMessage | bytes) -> subprocess.Co
     return subprocess.run([LIVECHAT, "mail-in"], env=env, input=raw, capture_output=True, timeout=60)
 
 
-def ticket(hub: HubProcess, ref: str) -> dict:
-    cookie = login_cookie(hub, "boss", PASSWORD)
-    request = urllib.request.Request(f"{hub.base_url}/api/tickets/{ref}",
-                                     headers={"Cookie": cookie, "Accept": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
 def tickets_total(hub: HubProcess) -> int:
     cookie = login_cookie(hub, "boss", PASSWORD)
     request = urllib.request.Request(f"{hub.base_url}/api/tickets", headers={"Cookie": cookie, "Accept": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())["total"]
-
-
-def reply(to: EmailMessage, sender: str, text: str) -> EmailMessage:
-    """What a mail program makes of "Reply": threaded headers, quoted original."""
-    msg = EmailMessage()
-    msg["From"] = f"Customer <{sender}>"
-    msg["To"] = str(to["Reply-To"] or to["From"])
-    msg["Subject"] = f"Re: {to['Subject']}"
-    msg["Message-ID"] = make_msgid(domain="customer.example")
-    msg["In-Reply-To"] = to["Message-ID"]
-    msg["References"] = to["Message-ID"]
-    quoted = "\n".join(f"> {line}" for line in to.get_body(("plain",)).get_content().splitlines()[:5])
-    msg.set_content(f"{text}\n\nOn Fri, 27 Nov 2026 at 10:00, Support <{to['From']}> wrote:\n{quoted}\n")
-    return msg
-
-
-async def chat_ticket(hub: HubProcess, smtp: SmtpServer, lang: str, email: str) -> tuple[str, EmailMessage]:
-    """A visitor nobody can serve leaves a message: a ticket and its confirmation mail."""
-    client, welcome = await visitor(hub, lang, name="Ada", email=email)
-    assert welcome["status"] == "offline"
-    await client.send(type="message", text="My export fails with error 42.", client_id="m1")
-    await client.expect("message", text="My export fails with error 42.")
-    await client.send(type="leave")
-    ref = (await client.expect("closed"))["ref"]
-    await client.close()
-    confirmation = await asyncio.to_thread(wait_until, lambda: smtp.to(email), 30, 0.05, "the confirmation")
-    return ref, confirmation[0].message
 
 
 async def test_a_reply_to_the_confirmation_lands_in_its_ticket_without_the_quote(desk, lang):

@@ -16,12 +16,13 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 
 import pytest
+from tests.support.clients import login_cookie, PASSWORD
+from tests.support.desk import chat_ticket, ticket
+from tests.support.mail import reply, SmtpServer
+from tests.support.redis import redis_with_supervisor, RestartableRedis
+from tests.support.servers import free_port, hub_env, HubProcess, LIVECHAT, TEST_CONFIG
+from tests.support.waiting import wait_until
 
-from tests.clients import PASSWORD, login_cookie
-from tests.servers import LIVECHAT, TEST_CONFIG, HubProcess, free_port, hub_env, wait_until
-from tests.test_faults_redis_restart import RestartableRedis, redis_with_supervisor
-from tests.test_mail_in import chat_ticket, reply, ticket
-from tests.test_transcripts_support import SmtpServer
 
 MAX_BYTES = 65536  # this module's [mail_in] max_bytes: the smallest the configuration allows
 

@@ -19,19 +19,14 @@ from playwright.async_api import expect
 from redis.asyncio import Redis
 
 from chat.identity import sign
-from tests.clients import agent, create_agent, visitor
-from tests.dashboard_helpers import (
-    arequest,
-    browser,  # noqa: F401 - fixture
-    context,  # noqa: F401 - fixture
-    browser_login,
-    parse_prometheus,
-    sample,
-    screenshot,
-)
-from tests.dashboard_helpers import PASSWORD as BROWSER_PASSWORD
-from tests.servers import DATABASES, LIVECHAT, TEST_CONFIG, TEST_SITE_SECRET, HubProcess, eventually
-from tests.test_ticket_desk import Desk
+from tests.support.browser import browser_login, screenshot
+from tests.support.clients import agent, create_agent, PASSWORD as BROWSER_PASSWORD, visitor
+from tests.support.desk import Desk
+from tests.support.http import arequest
+from tests.support.metrics import parse_prometheus, sample
+from tests.support.redis import DATABASES
+from tests.support.servers import HubProcess, LIVECHAT, TEST_CONFIG, TEST_SITE_SECRET
+from tests.support.waiting import eventually
 
 CONFIG = TEST_CONFIG + '\n[reports]\ntz = "UTC"\n'
 

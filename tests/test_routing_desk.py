@@ -12,9 +12,8 @@ from redis.asyncio import Redis
 
 from chat import keys
 from chat.embedded_redis import EmbeddedRedis
-from tests.routing_helpers import close_chat, token
-from tests.routing_helpers import Sockets
-from tests.servers import HubProcess, hub_env
+from tests.support.clients import close_chat, Sockets, token
+from tests.support.servers import hub_env, HubProcess
 
 HEAD_START = 0.3  # visionary's head start here, in seconds
 

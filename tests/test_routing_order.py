@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 import re
 
-import msgpack
 import pytest
 
 from chat import keys, queue as queue_module
@@ -18,8 +17,9 @@ from chat.config import parse_config
 from chat.embedded_redis import EmbeddedRedis
 from chat.plans import virtual_arrival
 from chat.queue import CLAIM_SCRIPT, NO_TOPIC, AgentSkills, Queue, write_agent
-from tests.routing_helpers import barrier, close_chat, fresh_address, held, route, sockets, token  # noqa: F401
-from tests.servers import TEST_CONFIG
+from tests.support.clients import barrier, close_chat, fresh_address, token
+from tests.support.redis import held, route
+from tests.support.servers import TEST_CONFIG
 
 CONFIG = parse_config(TEST_CONFIG)
 FREE, VISIONARY = CONFIG.plans["free"], CONFIG.plans["visionary"]
@@ -185,12 +185,14 @@ async def test_claim_does_the_same_redis_work_for_10_or_3000_waiting_chats(priva
 
     async def claim_work(waiting: int, lang: str) -> dict[str, int]:
         skills = await online_agent(r, f"a-{lang}", [lang], max_chats=1)
+        # Put in line by the queue's own enqueue, as a hello does: the first alone (it loads the
+        # script), the rest in one pipeline (3000 take a fraction of a second).
+        line = [dict(lang=lang, topic=NO_TOPIC, plan="free", score=float(i), arrived_at=float(i), emergency=False)
+                for i in range(waiting)]
+        await q.enqueue(f"{lang}-0", **line[0])
         async with r.pipeline(transaction=False) as pipe:
-            for i in range(waiting):
-                route_ = {"lang": lang, "topic": NO_TOPIC, "plan": "free", "score": float(i), "arrived_at": float(i),
-                          "state": "queued", "emergency": False}
-                pipe.hset(keys.ROUTE, f"{lang}-{i}", msgpack.packb(route_))
-                pipe.zadd(keys.queue(lang), {f"{lang}-{i}": float(i)})
+            for i in range(1, waiting):
+                q.enqueue_on(pipe, f"{lang}-{i}", **line[i])
             await pipe.execute()
         await r.config_resetstat()
         assert await q.claim(skills, 0.0) == f"{lang}-0"

@@ -2,8 +2,8 @@
 and sent again whenever they change. Updates are coalesced, so tests wait for the value."""
 
 from __future__ import annotations
+from tests.support.clients import close_chat, token
 
-from tests.routing_helpers import close_chat, sockets, token  # noqa: F401 (fixture)
 
 
 async def test_positions_are_exact_after_arrivals_departures_and_assignments(hub, rds, lang, sockets):

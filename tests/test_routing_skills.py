@@ -8,8 +8,9 @@ import asyncio
 import pytest
 
 from chat import keys
-from tests.routing_helpers import close_chat, held, route, sockets, token  # noqa: F401 (fixture)
-from tests.servers import HubProcess, hub_env
+from tests.support.clients import close_chat, token
+from tests.support.redis import held, route
+from tests.support.servers import hub_env, HubProcess
 
 
 @pytest.fixture(scope="module")

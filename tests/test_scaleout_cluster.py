@@ -1,5 +1,5 @@
 """The chat core's keyspace on a real Redis Cluster (the session's three masters of Debian's
-redis-server 7, tests/cluster_helpers.py): every key of one chat hashes to one slot, the
+redis-server 7, tests/support/cluster.py): every key of one chat hashes to one slot, the
 routing keys to another, and each Lua script and transaction of the chat core runs there.
 The hubs themselves on the cluster: tests/test_cluster_hubs.py."""
 
@@ -16,12 +16,12 @@ from chat.chatlog import ChatLog, read_log
 from chat.chats import create_chat, load_chat
 from chat.duties import VISITOR_GONE_SCRIPT
 from chat.queue import AgentSkills, Queue, write_agent
-from tests.fault_helpers import eventually
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
 def cluster(redis_cluster) -> list[int]:
-    """The session's cluster (tests/cluster_helpers.py): the ports of its nodes."""
+    """The session's cluster (tests/support/cluster.py): the ports of its nodes."""
     return redis_cluster.ports
 
 
@@ -69,7 +69,8 @@ async def test_the_chat_core_scripts_and_transactions_run_on_a_cluster(rc, lang)
     assert [m["text"] for m in await read_log(rc, chat_id)] == ["hello"]
 
     queue = Queue(rc)
-    await queue.enqueue(chat_id, lang=lang, topic="_", plan="free", score=1.0, arrived_at=1.0, emergency=False)
+    await queue.enqueue(chat_id, lang=lang, topic="_", plan="free", score=1.0, arrived_at=1.0, emergency=False,
+                        seen=1.0)  # its visitor last seen at 1.0, as a hello marks it
     for name in ("sam", "kim"):
         await write_agent(rc, name, {"name": name, "langs": [lang], "topics": [], "max_chats": 2, "status": "online"})
     assert await queue.claim(AgentSkills("sam", (lang,), (), 2), time.time()) == chat_id
@@ -84,7 +85,6 @@ async def test_the_chat_core_scripts_and_transactions_run_on_a_cluster(rc, lang)
 
     await timers.schedule(rc, f"t-{lang}", chat_id, 5.0)
     assert (f"t-{lang}", chat_id) in [(k, c) for k, c, _ in await timers.pop_due(rc, 6.0)]
-    await rc.zadd(keys.VISITORS_SEEN, {chat_id: 1.0})
     gone = rc.register_script(VISITOR_GONE_SCRIPT)
     assert await gone(keys=[keys.VISITORS_SEEN], args=[chat_id, "2.0"]) == 1
 

@@ -14,9 +14,11 @@ from redis.asyncio import Redis
 
 from chat import keys, timers
 from chat.snapshot import comparable
-from tests.clients import agent, create_agent, login_cookie, visitor
-from tests.fault_helpers import eventually, http
-from tests.servers import DATABASES, HubProcess, db_url, hub_env, wait_until
+from tests.support.clients import agent, create_agent, login_cookie, visitor
+from tests.support.http import http
+from tests.support.redis import DATABASES, db_url
+from tests.support.servers import hub_env, HubProcess
+from tests.support.waiting import eventually, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +102,10 @@ async def test_due_timers_are_taken_by_exactly_one_of_many_racers(redis_url, rds
     kind = f"race-{lang}"
     base = time.time() + 10**6
     await racers[0].delete(keys.TIMERS)
-    await racers[0].zadd(keys.TIMERS, {f"{kind}|{i}": base + i for i in range(400)})
+    async with racers[0].pipeline(transaction=False) as pipe:
+        for i in range(400):
+            timers.schedule_on(pipe, kind, str(i), base + i)
+        await pipe.execute()
 
     async def race(client: Redis) -> list[str]:
         won = []

@@ -14,8 +14,9 @@ import urllib.request
 
 import pytest
 
-from tests.clients import agent, visitor
-from tests.servers import HubProcess, eventually, hub_env, wait_until
+from tests.support.clients import agent, visitor
+from tests.support.servers import HubProcess, hub_env
+from tests.support.waiting import eventually, wait_until
 
 
 def workers_of(pid: int) -> list[int]:

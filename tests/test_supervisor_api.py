@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+from tests.support.clients import create_agent, login_cookie
+from tests.support.http import arequest
+from tests.support.metrics import parse_prometheus, sample
+from tests.support.servers import hub_env, HubProcess
 
-from tests.dashboard_helpers import (
-    arequest,
-    make_account,
-    parse_prometheus,
-    sample,
-    session_cookie,
-    sockets,  # noqa: F401 - fixture
-    visitors,  # noqa: F401 - fixture
-)
-from tests.servers import HubProcess, hub_env
 
 
 async def _supervisor(hub, rds, lang) -> str:
-    return await session_cookie(hub.base_url, await make_account(rds, f"s-{lang}", lang, role="supervisor"))
+    return await asyncio.to_thread(login_cookie, hub, await create_agent(rds, f"s-{lang}", [lang], role="supervisor"))
 
 
 async def _csrf(hub, cookie: str) -> str:
@@ -28,8 +23,8 @@ async def _csrf(hub, cookie: str) -> str:
 
 async def test_api_queue_has_the_documented_shape(hub, rds, lang, visitors, sockets):
     """GET /api/queue answers the snapshot: waiting per plan and language, oldest wait, agents."""
-    agent_user = await make_account(rds, f"a-{lang}", lang, max_chats=1)
-    agent = await sockets(await session_cookie(hub.base_url, agent_user))
+    agent_user = await create_agent(rds, f"a-{lang}", [lang], max_chats=1)
+    agent = await sockets.cookie(hub, await asyncio.to_thread(login_cookie, hub, agent_user))
     await agent.wait_type("welcome")
     await agent.send(type="status", status="online")
     await agent.wait_type("status")
@@ -61,14 +56,14 @@ async def test_api_queue_has_the_documented_shape(hub, rds, lang, visitors, sock
 async def test_api_queue_is_for_supervisors_only(hub, rds, lang):
     """No session gets 401 and an agent's session 403 from /api/queue."""
     assert (await arequest(hub.base_url, "GET", "/api/queue")).status == 401
-    cookie = await session_cookie(hub.base_url, await make_account(rds, f"a-{lang}", lang))
+    cookie = await asyncio.to_thread(login_cookie, hub, await create_agent(rds, f"a-{lang}", [lang]))
     assert (await arequest(hub.base_url, "GET", "/api/queue", headers={"Cookie": cookie})).status == 403
 
 
 async def test_metrics_parse_as_prometheus_text(hub, rds, lang, visitors, sockets):
     """/metrics is valid exposition text with connections, queue depth, waits, tickets, messages."""
-    agent_user = await make_account(rds, f"a-{lang}", lang)
-    agent = await sockets(await session_cookie(hub.base_url, agent_user))
+    agent_user = await create_agent(rds, f"a-{lang}", [lang])
+    agent = await sockets.cookie(hub, await asyncio.to_thread(login_cookie, hub, agent_user))
     await agent.wait_type("welcome")
     await agent.send(type="status", status="online")
     await agent.wait_type("status")
@@ -131,7 +126,7 @@ async def test_canned_replies_are_managed_by_supervisors_with_the_csrf_header(hu
     saved = await arequest(hub.base_url, "PUT", f"/api/canned/{shortcut}", body, {**headers, "X-CSRF-Token": token})
     assert saved.status == 200 and saved.json() == {"shortcut": shortcut, "text": "Hello there!"}
 
-    agent_cookie = await session_cookie(hub.base_url, await make_account(rds, f"a-{lang}", lang))
+    agent_cookie = await asyncio.to_thread(login_cookie, hub, await create_agent(rds, f"a-{lang}", [lang]))
     listed = await arequest(hub.base_url, "GET", "/api/canned", headers={"Cookie": agent_cookie})
     assert {"shortcut": shortcut, "text": "Hello there!"} in listed.json()["replies"]
     by_agent = await arequest(hub.base_url, "DELETE", f"/api/canned/{shortcut}", None, {"Cookie": agent_cookie})

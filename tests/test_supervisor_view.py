@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import pytest
 from playwright.async_api import expect
 from websockets.exceptions import ConnectionClosed
+from tests.support.browser import browser_login, desk_ready, open_desk, screenshot
+from tests.support.clients import create_agent, login_cookie
+from tests.support.http import arequest
 
-from tests.dashboard_helpers import (
-    TIMEOUT,
-    arequest,
-    browser,  # noqa: F401 - fixture
-    browser_login,
-    context,  # noqa: F401 - fixture
-    desk_ready,
-    make_account,
-    open_desk,
-    screenshot,
-    session_cookie,
-    sockets,  # noqa: F401 - fixture
-    visitors,  # noqa: F401 - fixture
-)
 
-expect.set_options(timeout=TIMEOUT * 1000)
 
 
 async def _busy_agent(hub, rds, lang, sockets):
     """An online agent with room for one chat only, so that further visitors wait in line."""
-    user = await make_account(rds, f"a-{lang}", lang, max_chats=1)
-    agent = await sockets(await session_cookie(hub.base_url, user))
+    user = await create_agent(rds, f"a-{lang}", [lang], max_chats=1)
+    agent = await sockets.cookie(hub, await asyncio.to_thread(login_cookie, hub, user))
     await agent.wait_type("welcome")
     await agent.send(type="status", status="online")
     await agent.wait_type("status")
@@ -36,7 +25,7 @@ async def _busy_agent(hub, rds, lang, sockets):
 
 async def test_supervisor_sees_queue_depth_change_as_visitors_arrive_and_leave(hub, rds, lang, context, visitors, sockets):
     """Waiting counts for the test's language go up as visitors queue and down as one leaves."""
-    supervisor = await make_account(rds, f"s-{lang}", lang, role="supervisor")
+    supervisor = await create_agent(rds, f"s-{lang}", [lang], role="supervisor")
     page = await context.new_page()
     await browser_login(page, hub.base_url, supervisor)
     assert page.url.endswith("/supervisor")
@@ -64,7 +53,7 @@ async def test_supervisor_sees_queue_depth_change_as_visitors_arrive_and_leave(h
 
 async def test_supervisor_view_draws_the_queue_depth_chart(hub, rds, lang, context):
     """The one-hour chart is an inline SVG drawn by the page, with a line for the depth."""
-    supervisor = await make_account(rds, f"s-{lang}", lang, role="supervisor")
+    supervisor = await create_agent(rds, f"s-{lang}", [lang], role="supervisor")
     page = await context.new_page()
     await browser_login(page, hub.base_url, supervisor)
     await desk_ready(page)
@@ -75,7 +64,7 @@ async def test_supervisor_view_draws_the_queue_depth_chart(hub, rds, lang, conte
 
 async def test_deleting_a_canned_reply_says_deleted(hub, rds, lang, context):
     """Saving a canned reply says "Saved."; deleting it from its row says "Deleted." and the row goes."""
-    supervisor = await make_account(rds, f"s-{lang}", lang, role="supervisor")
+    supervisor = await create_agent(rds, f"s-{lang}", [lang], role="supervisor")
     page = await context.new_page()
     await browser_login(page, hub.base_url, supervisor)
     await desk_ready(page)
@@ -94,8 +83,8 @@ async def test_deleting_a_canned_reply_says_deleted(hub, rds, lang, context):
 
 async def test_agent_cannot_open_the_supervisor_page(hub, rds, lang, context):
     """An agent's session gets 403 on /supervisor, in the browser and over plain HTTP."""
-    user = await make_account(rds, f"a-{lang}", lang)
-    cookie = await session_cookie(hub.base_url, user)
+    user = await create_agent(rds, f"a-{lang}", [lang])
+    cookie = await asyncio.to_thread(login_cookie, hub, user)
     reply = await arequest(hub.base_url, "GET", "/supervisor", headers={"Cookie": cookie})
     assert reply.status == 403
     page = await open_desk(context, hub.base_url, rds, user, online=False)
@@ -106,8 +95,8 @@ async def test_agent_cannot_open_the_supervisor_page(hub, rds, lang, context):
 
 async def test_agent_socket_on_ws_supervisor_is_closed_with_1008(hub, rds, lang, sockets):
     """/ws/supervisor closes an agent's connection with policy violation (1008)."""
-    user = await make_account(rds, f"a-{lang}", lang)
-    client = await sockets(await session_cookie(hub.base_url, user), "/ws/supervisor")
+    user = await create_agent(rds, f"a-{lang}", [lang])
+    client = await sockets.cookie(hub, await asyncio.to_thread(login_cookie, hub, user), "/ws/supervisor")
     with pytest.raises(ConnectionClosed) as closed:
         await client.ws.recv()
     assert closed.value.rcvd.code == 1008
@@ -115,7 +104,7 @@ async def test_agent_socket_on_ws_supervisor_is_closed_with_1008(hub, rds, lang,
 
 async def test_ws_supervisor_without_a_session_is_closed_with_1008(hub, sockets):
     """/ws/supervisor closes a connection without a session cookie with 1008."""
-    client = await sockets("lc_session=forged.value.here", "/ws/supervisor")
+    client = await sockets.cookie(hub, "lc_session=forged.value.here", "/ws/supervisor")
     with pytest.raises(ConnectionClosed) as closed:
         await client.ws.recv()
     assert closed.value.rcvd.code == 1008
@@ -123,8 +112,8 @@ async def test_ws_supervisor_without_a_session_is_closed_with_1008(hub, sockets)
 
 async def test_ws_supervisor_refuses_a_foreign_origin(hub, rds, lang, sockets):
     """A supervisor cookie presented from another site's page is refused (1008)."""
-    user = await make_account(rds, f"s-{lang}", lang, role="supervisor")
-    client = await sockets(await session_cookie(hub.base_url, user), "/ws/supervisor", Origin="http://evil.example")
+    user = await create_agent(rds, f"s-{lang}", [lang], role="supervisor")
+    client = await sockets.cookie(hub, await asyncio.to_thread(login_cookie, hub, user), "/ws/supervisor", Origin="http://evil.example")
     with pytest.raises(ConnectionClosed) as closed:
         await client.ws.recv()
     assert closed.value.rcvd.code == 1008
@@ -135,8 +124,8 @@ async def test_ws_supervisor_pushes_a_new_snapshot_when_the_queue_changes(hub, r
     await _busy_agent(hub, rds, lang, sockets)
     first = await visitors(lang, "Ada")
     await first.wait_type("assigned")
-    user = await make_account(rds, f"s-{lang}", lang, role="supervisor")
-    feed = await sockets(await session_cookie(hub.base_url, user), "/ws/supervisor")
+    user = await create_agent(rds, f"s-{lang}", [lang], role="supervisor")
+    feed = await sockets.cookie(hub, await asyncio.to_thread(login_cookie, hub, user), "/ws/supervisor")
     start = await feed.wait_type("queue")
     assert lang not in start["waiting_by_lang"]
     waiting = await visitors(lang, "Bob")
@@ -155,7 +144,7 @@ async def test_open_tickets_link_to_their_transcript(hub, rds, lang, context, vi
     await agent.send(type="close", chat_id=assigned["chat_id"], resolution="unresolved")
     ref = (await kim.wait_type("closed"))["ref"]
 
-    supervisor = await make_account(rds, f"s-{lang}", lang, role="supervisor")
+    supervisor = await create_agent(rds, f"s-{lang}", [lang], role="supervisor")
     page = await context.new_page()
     await browser_login(page, hub.base_url, supervisor)
     await desk_ready(page)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from urllib.parse import urlencode, urlsplit
 
@@ -14,18 +13,16 @@ import pytest
 import websockets
 
 from chat.identity import sign
-from tests.clients import Client
-from tests.dashboard_helpers import Reply, fake_address, request
-from tests.servers import DATABASES, TEST_CONFIG, TEST_SITE_SECRET
-from tests.test_ticket_desk import Desk, customer_reply
+from tests.support.clients import Client, fresh_address
+from tests.support.desk import Desk, LINK
+from tests.support.http import Reply, request
+from tests.support.redis import DATABASES
+from tests.support.servers import TEST_CONFIG, TEST_SITE_SECRET
 
 INBOX = TEST_CONFIG + """
 [limits]
 ticket_requests_per_minute = 5
 """
-LINK = re.compile(r"http://127\.0\.0\.1:\d+/t/LC-[A-Z0-9]{6}/[A-Za-z0-9_-]{22}")
-
-
 @pytest.fixture(scope="module")
 def desk(redis_url, tmp_path_factory):
     desk = Desk(redis_url, tmp_path_factory.mktemp("inbox"), INBOX, DATABASES["ticket_inbox"], public=True)
@@ -197,10 +194,10 @@ def test_the_private_page_is_rate_limited_per_address(desk, lang):
     sender = f"sol-{lang}@example.org"
     desk.new_ticket(sender)
     path = page_path(desk.mails_to(sender, 1)[0])
-    address = fake_address()
+    address = fresh_address()
     codes = [get(desk, path, **{"X-Forwarded-For": address}).status for _ in range(6)]
     assert codes == [200] * 5 + [429]
-    assert get(desk, path, **{"X-Forwarded-For": fake_address()}).status == 200
+    assert get(desk, path, **{"X-Forwarded-For": fresh_address()}).status == 200
 
 
 # --- the widget's ticket calls ---------------------------------------------------------------
@@ -229,7 +226,7 @@ def test_i_have_a_reference_answers_the_same_whether_or_not_it_matches(desk, lan
 
 def test_i_have_a_reference_is_rate_limited_per_address(desk, lang):
     """Past [limits] ticket_links_per_hour one address gets 429 rate_limited."""
-    address = fake_address()
+    address = fresh_address()
     codes = [widget_call(desk, "/api/widget/ticket-link", {"ref": "LC-ZZZZZZ", "email": f"x-{lang}@example.org"},
                          **{"X-Forwarded-For": address}) for _ in range(6)]
     assert [c.status for c in codes] == [202] * 5 + [429] and codes[-1].json()["error"] == "rate_limited"

@@ -13,22 +13,12 @@ from playwright.async_api import Page, expect
 from redis.asyncio import Redis
 
 from chat.identity import sign
-from tests.clients import PASSWORD, create_agent
-from tests.dashboard_helpers import (
-    TIMEOUT,
-    browser,  # noqa: F401 - fixture
-    browser_login,
-    context,  # noqa: F401 - fixture
-    desk_ready,
-    screenshot,
-    track_errors,
-)
-from tests.servers import DATABASES, TEST_CONFIG, TEST_SITE_SECRET
-from tests.test_ticket_desk import Desk
-from tests.test_ticket_inbox import LINK
-from tests.widget_helpers import Widget, host_page, host_site  # noqa: F401 - fixture
+from tests.support.browser import browser_login, desk_ready, host_page, screenshot, TIMEOUT, track_errors, Widget
+from tests.support.clients import PASSWORD, create_agent
+from tests.support.desk import Desk, LINK
+from tests.support.redis import DATABASES
+from tests.support.servers import TEST_CONFIG, TEST_SITE_SECRET
 
-expect.set_options(timeout=TIMEOUT * 1000)
 
 # Free tickets breach two seconds after the customer wrote; an answered ticket kept open is
 # due again in 30 minutes (within the hour: "due soon").

@@ -18,10 +18,8 @@ from transcripts.desk import reply
 from transcripts.mailer import page_link_mail
 from transcripts.outbox import drain_once
 from transcripts.tickets import commit_change, list_tickets, load_ticket, open_ticket, stage_chat_ticket
-from tests.fault_helpers import eventually
-from tests.test_transcripts_support import (  # noqa: F401 - fixtures
-    make_chat, make_runtime, rt, smtp_server, tdb,
-)
+from tests.support.transcripts import make_chat
+from tests.support.waiting import eventually
 
 
 def later(rt: Runtime) -> Runtime:

@@ -9,8 +9,8 @@ import time
 import urllib.request
 
 from chat.identity import sign
-from tests.clients import agent, login_cookie, visitor
-from tests.servers import TEST_SITE_SECRET
+from tests.support.clients import agent, login_cookie, visitor
+from tests.support.servers import TEST_SITE_SECRET
 
 
 def identity(sub: str, email: str) -> str:

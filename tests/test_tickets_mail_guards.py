@@ -13,11 +13,12 @@ import urllib.request
 
 import pytest
 from redis.asyncio import Redis
+from tests.support.clients import create_agent, login_cookie, token, visitor
+from tests.support.mail import RecordingHandler, SmtpServer, SUPPORT
+from tests.support.redis import DATABASES, db_url
+from tests.support.servers import hub_env, HubProcess, LIVECHAT
+from tests.support.waiting import eventually
 
-from tests.clients import create_agent, login_cookie, visitor
-from tests.routing_helpers import token
-from tests.servers import DATABASES, LIVECHAT, HubProcess, db_url, eventually, hub_env
-from tests.test_transcripts_support import SUPPORT, RecordingHandler, SmtpServer
 
 DB = DATABASES["tickets_mail_guards"]
 CONFIG = """

@@ -12,9 +12,7 @@ from chat import keys
 from transcripts import refs, tickets
 from transcripts.contact import email_hash
 from transcripts.tickets import list_tickets, load_ticket, open_ticket
-from tests.test_transcripts_support import (  # noqa: F401 - fixtures
-    make_chat, make_runtime, rt, smtp_server, tdb,
-)
+from tests.support.transcripts import make_chat, make_runtime
 
 REF = re.compile(r"^LC-[23456789ABCDEFGHJKMNPQRSTVWXYZ]{6}$")
 

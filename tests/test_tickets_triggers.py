@@ -6,16 +6,17 @@ to the support inbox, both with the reference. Timers are short in this hub's co
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
 
 from chat import keys
 from chat.identity import sign
-from tests.clients import agent, visitor
-from tests.servers import DATABASES, TEST_SITE_SECRET, HubProcess, hub_env
-from tests.test_transcripts_support import SUPPORT, SmtpServer, eventually
+from tests.support.clients import agent, visitor
+from tests.support.mail import SmtpServer, SUPPORT
+from tests.support.redis import DATABASES
+from tests.support.servers import hub_env, HubProcess, TEST_SITE_SECRET
+from tests.support.waiting import eventually
 
 DB = DATABASES["tickets_triggers"]
 CONFIG = """
@@ -214,7 +215,6 @@ async def test_deadline_survives_a_restart_of_the_hub(ticket_env, trds, smtp, la
     await ada.send(type="message", text="before the restart", client_id="1")
     await ada.expect("message", client_id="1")
     hub.kill()
-    await trds.hset(keys.chat(welcome["chat_id"]), "status", "offline")
     assert await trds.zscore(keys.TIMERS, f"offline_idle|{welcome['chat_id']}") is not None
     again = HubProcess(env, data / "restart", port=hub.port).start()
     try:

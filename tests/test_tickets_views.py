@@ -15,10 +15,9 @@ from agents.accounts import save_account
 from agents.sessions import COOKIE, open_session
 from transcripts import views
 from transcripts.tickets import open_ticket
-from tests.servers import free_port
-from tests.test_transcripts_support import (  # noqa: F401 - fixtures
-    eventually, make_chat, rt, smtp_server, tdb,
-)
+from tests.support.servers import free_port
+from tests.support.transcripts import make_chat
+from tests.support.waiting import eventually
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 

@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from chat import keys, timers
-from tests.servers import DATABASES, db_url
+from tests.support.redis import DATABASES, db_url
 
 T = time.time() + 10**6  # any moment will do: these deadlines live in their own database
 

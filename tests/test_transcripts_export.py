@@ -9,15 +9,14 @@ import time
 import pytest
 
 from chat import keys
+from chat.lifecycle import make_ticket
 from transcripts import cli
 from transcripts.archive import archive_chat
 from transcripts.contact import email_hash
 from transcripts import desk
 from transcripts.retention import purge_expired
 from transcripts.tickets import load_ticket, open_ticket
-from tests.test_transcripts_support import (  # noqa: F401 - fixtures
-    make_chat, rt, smtp_server, tdb,
-)
+from tests.support.transcripts import make_chat
 
 DAY = 86400.0
 
@@ -103,8 +102,7 @@ async def test_delete_by_email_erases_chats_tickets_and_queued_mail(rt, tdb, cap
     for chat_id in mine:
         await archive_chat(rt, chat_id)
     offline = await make_chat(tdb, email_address="ADA@example.org")
-    ref = await open_ticket(rt, offline, "offline")
-    await tdb.hset(keys.chat(offline), "status", "closed")
+    ref = await make_ticket(rt, offline, "offline")  # what the hub does when nobody answers: ticket, chat closed
     other = await make_chat(tdb, status="closed", email_address="bob@example.org")
     other_ref = await open_ticket(rt, other, "unresolved")
     assert await run(rt, "transcript", "delete", "--email", "Ada@Example.org") == 0

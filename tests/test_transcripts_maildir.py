@@ -14,9 +14,11 @@ from redis.asyncio import Redis
 from chat.config import load_config
 from chat.runtime import Runtime
 from chat.settings import load_settings
-from tests.clients import visitor
-from tests.servers import DATABASES, LIVECHAT, HubProcess, db_url, hub_env, wait_until
 from transcripts.retention import purge_expired
+from tests.support.clients import visitor
+from tests.support.redis import DATABASES, db_url
+from tests.support.servers import hub_env, HubProcess, LIVECHAT
+from tests.support.waiting import wait_until
 
 DAY = 86400
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from chat.chatlog import read_log
-from tests.clients import agent, visitor
 from transcripts.masking import CARD_PLACEHOLDER as CARD, MAX_GROUPS, PASSWORD_PLACEHOLDER as PASSWORD, mask
+from tests.support.clients import agent, visitor
 
 
 @pytest.mark.parametrize("number", [

@@ -19,9 +19,10 @@ from redis.asyncio import Redis
 
 from chat import schema
 from chat.embedded_redis import redis_server_binary
-from tests.clients import agent, login_cookie, visitor
-from tests.servers import LIVECHAT, HubProcess, eventually, free_port, hub_env, wait_until
-from tests.test_transcripts_support import SmtpServer
+from tests.support.clients import agent, login_cookie, visitor
+from tests.support.mail import SmtpServer
+from tests.support.servers import free_port, hub_env, HubProcess, LIVECHAT
+from tests.support.waiting import wait_until
 
 LAYOUT_1 = Path(__file__).parent / "upgrade" / "v1"
 MANIFEST = json.loads((LAYOUT_1 / "manifest.json").read_text())

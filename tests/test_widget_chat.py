@@ -10,12 +10,10 @@ from playwright.async_api import expect
 
 from chat import keys
 from chat.identity import sign
-from tests.servers import TEST_SITE_SECRET
-from tests.widget_helpers import (  # noqa: F401  (fixtures)
-    TIMEOUT, Widget, browser, eventually, context, host_page, host_site, make_agent, page,
-)
+from tests.support.browser import host_page, TIMEOUT, Widget
+from tests.support.servers import TEST_SITE_SECRET
+from tests.support.waiting import eventually
 
-expect.set_options(timeout=TIMEOUT * 1000)
 
 
 async def open_host(page, host_site, hub, lang, name="index", **kwargs) -> Widget:
@@ -59,10 +57,10 @@ async def test_visitor_and_agent_exchange_messages_in_order(page, host_site, hub
     await expect(widget.status).to_have_text("You are chatting with Sam.")
     await expect(widget.log).to_contain_text("Sam joined the chat.")
 
-    await agent.say(chat_id, "Hello Ada, which app do you use?", "a1")
+    await agent.send(type="message", chat_id=chat_id, text="Hello Ada, which app do you use?", client_id="a1")
     await widget.say("The Android app")
     await agent.got("The Android app")
-    await agent.say(chat_id, "Please check the phone's clock.", "a2")
+    await agent.send(type="message", chat_id=chat_id, text="Please check the phone's clock.", client_id="a2")
     await widget.say("That was it, thanks!")
     await agent.got("That was it, thanks!")
 
@@ -79,7 +77,7 @@ async def test_visitor_and_agent_exchange_messages_in_order(page, host_site, hub
 async def test_reload_restores_the_conversation(page, host_site, hub, make_agent, lang):
     """After a page reload the panel reopens with the same messages, once each, and the chat goes on."""
     widget, agent, chat_id = await visitor_in_chat(page, host_site, hub, make_agent, lang)
-    await agent.say(chat_id, "Which device?", "a1")
+    await agent.send(type="message", chat_id=chat_id, text="Which device?", client_id="a1")
     await widget.say("A laptop")
     await expect(widget.messages.locator(".state")).to_have_text(["Sent", "Sent"])
     before = await widget.texts()
@@ -88,7 +86,7 @@ async def test_reload_restores_the_conversation(page, host_site, hub, make_agent
     await expect(widget.panel).to_be_visible()
     await expect(widget.messages.locator(".tx")).to_have_text(before)
     await expect(widget.status).to_have_text("You are chatting with Sam.")
-    await agent.say(chat_id, "Thanks, looking into it.", "a2")
+    await agent.send(type="message", chat_id=chat_id, text="Thanks, looking into it.", client_id="a2")
     await expect(widget.messages.locator(".tx")).to_have_text(before + ["Thanks, looking into it."])
     assert await widget.log.locator("text=Sam joined the chat.").count() == 1
 
@@ -97,7 +95,7 @@ async def test_chat_follows_the_visitor_to_another_page(page, host_site, hub, ma
     """Navigating within the site keeps the chat: history shown, new messages still flow both ways."""
     widget, agent, chat_id = await visitor_in_chat(page, host_site, hub, make_agent, lang)
     host_site.add(f"/{lang}/pricing.html", host_page(hub.base_url, lang, title="Pricing"))
-    await agent.say(chat_id, "Have a look at our plans.", "a1")
+    await agent.send(type="message", chat_id=chat_id, text="Have a look at our plans.", client_id="a1")
     await expect(widget.messages).to_have_count(2)
     await page.locator("#next").click()
     await expect(page).to_have_title("Pricing")
@@ -111,7 +109,7 @@ async def test_agent_html_is_shown_as_text_and_never_runs(page, host_site, hub, 
     """Markup from the agent is displayed literally; no element is created and no script runs."""
     widget, agent, chat_id = await visitor_in_chat(page, host_site, hub, make_agent, lang)
     evil = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script><b>bold</b>'
-    await agent.say(chat_id, evil, "evil")
+    await agent.send(type="message", chat_id=chat_id, text=evil, client_id="evil")
     await expect(widget.messages.last.locator(".tx")).to_have_text(evil)
     shadow_imgs = await page.evaluate("document.querySelector('livechat-widget').shadowRoot.querySelectorAll('img, script, b').length")
     assert shadow_imgs == 0
@@ -155,7 +153,7 @@ async def test_closed_chat_offers_a_rating(page, host_site, hub, make_agent, lan
     await widget.rating.get_by_label("Comment (optional)").fill("Quick and kind")
     await widget.rating.get_by_role("button", name="Send rating").click()
     await expect(widget.page.locator("livechat-widget .thanks")).to_have_text("Thank you for your feedback.")
-    assert await eventually(lambda: rds.hget(keys.chat(chat_id), "rating"), message="rating stored") == b"4"
+    assert await eventually(lambda: rds.hget(keys.chat(chat_id), "rating"), TIMEOUT, message="rating stored") == b"4"
     assert await rds.hget(keys.chat(chat_id), "rating_comment") == b"Quick and kind"
 
 
@@ -210,7 +208,7 @@ async def test_keyboard_only_visitor(page, host_site, hub, make_agent, lang):
     await page.keyboard.type("Hello from the keyboard")
     await page.keyboard.press("Enter")
     await agent.got("Hello from the keyboard")
-    await agent.say(chat_id, "Hello Kim", "a1")
+    await agent.send(type="message", chat_id=chat_id, text="Hello Kim", client_id="a1")
     await expect(widget.messages.last.locator(".tx")).to_have_text("Hello Kim")
     await widget.screenshot("07-keyboard")
     await page.keyboard.press("Escape")

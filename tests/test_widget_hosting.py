@@ -5,12 +5,9 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from playwright.async_api import expect
+from tests.support.browser import host_page, Widget
 
-from tests.widget_helpers import (  # noqa: F401  (fixtures)
-    TIMEOUT, Widget, browser, context, host_page, host_site, make_agent, page,
-)
 
-expect.set_options(timeout=TIMEOUT * 1000)
 
 HOSTILE_CSS = """
 * { box-sizing: content-box; }
@@ -36,7 +33,7 @@ async def chat_round_trip(widget: Widget, agent, lang: str) -> None:
     await widget.start_chat("Ada", "Hello from a tricky page")
     chat_id = await agent.assigned()
     await agent.until(lambda _: "Hello from a tricky page" in agent.view(chat_id).values())
-    await agent.say(chat_id, "Hello Ada", "a1")
+    await agent.send(type="message", chat_id=chat_id, text="Hello Ada", client_id="a1")
     await expect(widget.messages.locator(".tx")).to_have_text(["Hello from a tricky page", "Hello Ada"])
     await expect(widget.messages.first.locator(".state")).to_have_text("Sent")
 

@@ -9,12 +9,10 @@ import websockets
 from playwright.async_api import expect
 
 from chat.chats import load_chat
-from tests.servers import TEST_CONFIG, HubProcess, hub_env
-from tests.widget_helpers import (  # noqa: F401  (fixtures)
-    TIMEOUT, Agent, Widget, browser, context, host_page, host_site, own_redis, page,
-)
+from tests.support.browser import host_page, Widget
+from tests.support.clients import agent
+from tests.support.servers import hub_env, HubProcess, TEST_CONFIG
 
-expect.set_options(timeout=TIMEOUT * 1000)
 TICKET_REF = re.compile(r"^LC-[0-9A-Z]{4,}$")
 
 
@@ -56,12 +54,12 @@ async def test_long_wait_offers_an_email_answer_instead(page, host_site, own_red
     assert "max_wait = 1\n" in config.read_text()
     data_dir = data_root / f"hub-{lang}"
     hub = HubProcess(hub_env(redis_url, data_dir, config), data_dir).start()
-    agent = None
+    sam = None
     try:
-        agent = await Agent.connect(hub, rds, lang, max_chats=1)
+        sam, _ = await agent(hub, rds, f"a-{lang}", [lang], name="Sam", max_chats=1)
         async with websockets.connect(hub.ws_url + "/ws/visitor") as first:
             await first.send(json.dumps({"type": "hello", "name": "First", "lang": lang}))
-            await agent.assigned()
+            await sam.assigned()
             url = host_site.add(f"/{lang}/index.html", host_page(hub.base_url, lang))
             await page.goto(url)
             widget = Widget(page)
@@ -78,6 +76,6 @@ async def test_long_wait_offers_an_email_answer_instead(page, host_site, own_red
             assert chat["ticket"] == await widget.ticket.inner_text()
             assert chat["email"] == "ada@example.org"
     finally:
-        if agent:
-            await agent.close()
+        if sam:
+            await sam.close()
         hub.terminate()

@@ -27,9 +27,10 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from chat.embedded_redis import EmbeddedRedis
-from tests.clients import Client, visitor
-from tests.servers import LIVECHAT, TEST_SITE_SECRET, HubProcess, eventually, hub_env
-from tests.test_transcripts_support import SmtpServer
+from tests.support.clients import Client, login_cookie, visitor
+from tests.support.mail import SmtpServer
+from tests.support.servers import hub_env, HubProcess, LIVECHAT, TEST_SITE_SECRET
+from tests.support.waiting import eventually
 
 DESK = """
 [plans.free]
@@ -91,7 +92,6 @@ async def agent_socket(hub: HubProcess, cookie: str) -> Client:
 
 
 async def capture(out: Path) -> None:
-    from tests.clients import login_cookie
 
     work = Path(tempfile.mkdtemp(prefix="lc-capture-"))
     redis_server = EmbeddedRedis(work / "redis", fsync="everysec")

@@ -1,4 +1,5 @@
-"""Real servers for the tests: redis-server, `livechat serve` / `livechat worker` processes.
+"""The hub under test as real processes: `livechat serve` / `livechat worker`, the desk file
+they read (fast timers), and free loopback ports.
 
 Everything binds to loopback on free ports and is waited on by condition, never by sleeping
 a fixed time.
@@ -6,20 +7,19 @@ a fixed time.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.waiting import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
 LIVECHAT = str(Path(sys.executable).with_name("livechat"))
 
 TEST_SITE_SECRET = "test-site-secret-0123456789"
@@ -59,54 +59,11 @@ heartbeat = 0.2
 """
 
 
-# Databases of the session's redis-server (16 of them): 0 is the shared hub's; a module that
-# runs a hub or keys of its own, which must meet nobody else's, has its own number here.
-DATABASES = {
-    "tickets_triggers": 6, "scaleout_timer_race": 10, "tickets_mail_guards": 8, "hostile_caps_ceiling": 9,
-    "transcripts": 11, "timers": 12, "mail_in": 13, "ticket_desk": 14, "ticket_desk_fast": 15,
-    "maildir": 4,
-    "reports": 5, "reports_day": 7,
-    "ticket_inbox": 1, "ticket_inbox_browser": 2, "ticket_inbox_late": 3,
-}
-
-
-def db_url(redis_url: str, db: int) -> str:
-    """The same Redis, another database: for tests whose keys must not meet the hubs' (db 0)."""
-    return f"{redis_url}{'&' if '?' in redis_url else '?'}db={db}"
-
-
 def free_port() -> int:
+    """A loopback port nobody listens on now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, message: str = "condition"):
-    """Poll a condition (not a fixed sleep): return its first truthy value or fail."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
-        time.sleep(interval)
-
-
-async def eventually(check, timeout: float = 10.0, message: str = "condition", interval: float = 0.02):
-    """The async wait_until: poll a condition (plain or async) in the test's event loop,
-    never a fixed sleep; return its first truthy value or fail."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = check()
-        if inspect.isawaitable(value):
-            value = await value
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
-        await asyncio.sleep(interval)
 
 
 @dataclass
@@ -191,3 +148,12 @@ def hub_env(redis_url: str | None, data_dir: Path, config_path: Path | None = No
         env["LIVECHAT_CONFIG"] = str(config_path)
     env.update(extra)
     return env
+
+
+def wait_port_free(port: int, timeout: float = 10.0) -> None:
+    """Until nothing listens on the port any more (a killed server's socket is gone)."""
+    def free() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) != 0
+
+    wait_until(free, timeout, 0.02, f"port {port} to be free")

@@ -1,4 +1,7 @@
-"""A real Dovecot IMAP server for the tests: its own throwaway configuration (never the system's
+"""Mail for the tests: a real SMTP server (aiosmtpd) that keeps what it accepts, a real Dovecot
+IMAP server, and the mails a customer's mail program writes.
+
+Dovecot runs with its own throwaway configuration (never the system's
 /etc/dovecot), a passwd-file of mail users, Maildirs in a temporary folder, clear-text IMAP on
 a loopback port. `make test` installs Debian's dovecot-imapd when the binary is missing.
 
@@ -10,6 +13,8 @@ the current user. The folder is made with mkdtemp under /tmp, not under pytest's
 
 from __future__ import annotations
 
+import email
+import email.policy
 import grp
 import imaplib
 import os
@@ -19,12 +24,87 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import make_msgid
 from pathlib import Path
+from typing import Any
 
-from tests.servers import free_port, wait_until
+from aiosmtpd.controller import Controller
 
+from tests.support.servers import free_port
+from tests.support.waiting import wait_until
+
+SUPPORT = "support@example.org"
+MAIL_FROM = "Example Support <help@example.org>"
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 _APPENDUID = re.compile(rb"APPENDUID \d+ (\d+)")
+
+
+# --- a real SMTP server ----------------------------------------------------------
+
+
+@dataclass
+class Received:
+    sender: str
+    recipients: list[str]
+    message: email.message.EmailMessage
+
+
+class RecordingHandler:
+    """aiosmtpd handler keeping every accepted message (the server runs in its own thread)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.received: list[Received] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.lock:
+            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), msg))
+        return "250 Message accepted for delivery"
+
+
+@dataclass
+class SmtpServer:
+    """A real aiosmtpd server on a loopback port that can be stopped and restarted (same
+    port) to simulate an outage."""
+
+    port: int = field(default_factory=free_port)
+    handler: RecordingHandler = field(default_factory=RecordingHandler)
+    tls_context: Any = None        # STARTTLS offered when set
+    ssl_context: Any = None        # implicit TLS when set
+    controller: Controller | None = None
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def start(self) -> "SmtpServer":
+        kwargs: dict[str, Any] = {}
+        if self.tls_context is not None:
+            kwargs["tls_context"] = self.tls_context
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
+                                     ssl_context=self.ssl_context, **kwargs)
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+    @property
+    def messages(self) -> list[Received]:
+        with self.handler.lock:
+            return list(self.handler.received)
+
+    def to(self, address: str) -> list[Received]:
+        return [m for m in self.messages if address in m.recipients]
+
+
+# --- a real IMAP server ----------------------------------------------------------
 
 
 class Dovecot:
@@ -165,3 +245,39 @@ service imap-login {{
                 return []
             typ, data = conn.uid("SEARCH", None, "ALL")
             return (data[0] or b"").split()
+
+
+# --- mails as customers write them ------------------------------------------------
+
+
+def text_part(msg: EmailMessage) -> str:
+    return msg.get_body(("plain",)).get_content()
+
+
+def html_part(msg: EmailMessage) -> str:
+    return msg.get_body(("html",)).get_content()
+
+
+def _answer(to: EmailMessage, sender: str, recipient: str, body: str) -> EmailMessage:
+    """A mail threaded under ``to`` (Re: subject, In-Reply-To and References)."""
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = recipient
+    msg["Subject"] = f"Re: {to['Subject']}"
+    msg["Message-ID"] = make_msgid(domain="customer.example")
+    msg["In-Reply-To"] = to["Message-ID"]
+    msg["References"] = to["Message-ID"]
+    msg.set_content(body)
+    return msg
+
+
+def customer_reply(to: EmailMessage, sender: str, text: str) -> EmailMessage:
+    """A short answer to the support address, with a one-line quote."""
+    return _answer(to, sender, SUPPORT, f"{text}\n\n> earlier mail\n")
+
+
+def reply(to: EmailMessage, sender: str, text: str) -> EmailMessage:
+    """What a mail program makes of "Reply": threaded headers, quoted original."""
+    quoted = "\n".join(f"> {line}" for line in to.get_body(("plain",)).get_content().splitlines()[:5])
+    return _answer(to, f"Customer <{sender}>", str(to["Reply-To"] or to["From"]),
+                   f"{text}\n\nOn Fri, 27 Nov 2026 at 10:00, Support <{to['From']}> wrote:\n{quoted}\n")

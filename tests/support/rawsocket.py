@@ -1,27 +1,17 @@
-"""Tools for the fault, hostile-input and scale-out tests (tests/test_faults_*.py,
-tests/test_hostile_*.py, tests/test_scaleout_*.py).
-
-A bare-TCP WebSocket client that can send what no library would (invalid UTF-8, oversized
-frames, floods) and stop reading on purpose; process helpers for /proc; HTTP helpers.
-"""
+"""A WebSocket client on a bare TCP socket, for the fault and hostile-input tests: it can send
+what no library would (invalid UTF-8, oversized frames, floods) and stop reading on purpose."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
-import os
 import secrets
 import socket
 import struct
-import urllib.error
-import urllib.request
-from pathlib import Path
 from typing import Any
 
 import msgpack
-
-from tests.servers import eventually, wait_until  # noqa: F401 - eventually is re-exported to the fault tests
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
@@ -146,88 +136,10 @@ def close_code_of(payload: bytes) -> int | None:
     return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
 
 
-# --- HTTP --------------------------------------------------------------------------
+async def raw_visitor(hub, lang: str, address: str | None) -> RawSocket:
+    """A visitor on a bare socket that has said hello, from this client address (X-Forwarded-For)
+    unless None (then from loopback)."""
+    raw = await RawSocket.connect(hub.port, "/ws/visitor", {"X-Forwarded-For": address} if address else None)
+    await raw.send_json(type="hello", lang=lang)
+    return raw
 
-
-def http(url: str, *, method: str = "GET", data: bytes | None = None, headers: dict[str, str] | None = None,
-         timeout: float = 5.0) -> tuple[int, bytes]:
-    """(status, body) of one request; HTTP errors are answers too, not exceptions."""
-    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-def health_status(base_url: str) -> int | None:
-    try:
-        return http(base_url + "/healthz", timeout=3)[0]
-    except (urllib.error.URLError, OSError):
-        return None
-
-
-def get_json(url: str, cookie: str) -> Any:
-    status, body = http(url, headers={"Cookie": cookie})
-    assert status == 200, (status, body[:200])
-    return json.loads(body)
-
-
-# --- processes -----------------------------------------------------------------------
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of a process, from /proc."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return found
-
-
-def alive(pid: int) -> bool:
-    """Running (a zombie waiting to be reaped counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def command_of(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def wait_port_free(port: int, timeout: float = 10.0) -> None:
-    """Until nothing listens on the port any more (a killed server's socket is gone)."""
-    def free() -> bool:
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", port)) != 0
-
-    wait_until(free, timeout, 0.02, f"port {port} to be free")
-
-
-def unique(prefix: str = "") -> str:
-    return prefix + secrets.token_hex(4)
-
-
-def pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return alive(pid)

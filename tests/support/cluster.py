@@ -16,7 +16,7 @@ from pathlib import Path
 from redis import Redis as SyncRedis
 
 from chat.embedded_redis import _die_with_parent
-from tests.servers import wait_until
+from tests.support.waiting import wait_until
 
 SYSTEM_REDIS = Path("/usr/bin/redis-server")
 NODE_TIMEOUT_MS = 1500  # how long a master may be silent before its replica is promoted
