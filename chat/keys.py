@@ -66,12 +66,9 @@ def queue(lang: str, topic: str | None = None) -> str:
     return f"{PREFIX}:{{q}}:queue:{lang}:{topic}"
 
 
-HELD_PREFIX = f"{PREFIX}:{{q}}:held:"
-
-
 def agent_chats(username: str) -> str:
-    """Set of chat ids an agent holds (scripts build it as HELD_PREFIX .. username)."""
-    return HELD_PREFIX + username
+    """Set of chat ids an agent holds (scripts receive it in KEYS, like every key)."""
+    return f"{PREFIX}:{{q}}:held:{username}"
 
 
 def agent_channel(username: str) -> str:

@@ -13,7 +13,7 @@ from redis.exceptions import NoScriptError
 from chat import frames, keys, rollups, stats, timers
 from chat.store import execute, is_cluster, publish as bus_publish
 from chat.chats import create_chat_on, decode_chat, load_chat, update_chat
-from chat.queue import AgentSkills, NotHolder, topic_key
+from chat.queue import AgentSkills, Hint, hint_of, moved_to, topic_key
 from chat.runtime import Runtime
 
 log = logging.getLogger("livechat.lifecycle")
@@ -110,10 +110,14 @@ async def go_offline(rt: Runtime, chat_id: str, reason: str) -> None:
 async def assigned(rt: Runtime, chat_id: str, username: str, agent_name: str) -> None:
     """After a successful claim: record it and tell the visitor and the agent's sockets."""
     now = rt.clock()
-    first, arrived, score, *dims = await rt.redis.hmget(keys.chat(chat_id), "assigned_at", "arrived_at", "score", "plan",
-                                                        "lang", "topic")
-    # One round trip: each write would otherwise wait for its own fsync.
+    first, arrived, score, emergency, *dims = await rt.redis.hmget(keys.chat(chat_id), "assigned_at", "arrived_at", "score",
+                                                                   "emergency", "plan", "lang", "topic")
+    record = {k: v.decode() for k, v in zip(("plan", "lang", "topic"), dims) if v is not None}
+    # One round trip: each write would otherwise wait for its own fsync. A claim from a
+    # language line left the chat in its topic line (chat/queue.py): it leaves it here.
     async with rt.redis.pipeline(transaction=False) as pipe:
+        hint = Hint(record.get("lang", ""), topic_key(record.get("topic"), emergency == b"1"), username)
+        rt.queue.unlink_on(pipe, chat_id, hint)
         pipe.hset(keys.chat(chat_id), mapping={"status": frames.CHAT_ACTIVE, "agent": username,
                                                "agent_name": agent_name, "assigned_at": repr(now)})
         pipe.hdel(keys.chat(chat_id), "wait_offered")  # an offer made while waiting ends with the wait
@@ -121,15 +125,16 @@ async def assigned(rt: Runtime, chat_id: str, username: str, agent_name: str) ->
         if not first:
             waited = max(0.0, now - float(arrived or now))
             stats.add_assignment(pipe, waited, now)
-            chat = {k: v.decode() for k, v in zip(("plan", "lang", "topic"), dims) if v is not None}
-            rollups.chat_assigned_on(pipe, rt, chat_id, chat, username, waited, now)
+            rollups.chat_assigned_on(pipe, rt, chat_id, record, username, waited, now)
         bus_publish(pipe, keys.chat_channel(chat_id),
                      msgpack.packb({"type": frames.ASSIGNED, "agent": {"name": agent_name, "username": username}}))
         bus_publish(pipe, keys.agent_channel(username), msgpack.packb({"type": frames.ASSIGNED, "chat_id": chat_id}))
         # The claim took the chat out of its language's line: the places behind it moved.
         lang = dims[1].decode() if dims[1] is not None else None
         bus_publish(pipe, keys.QUEUE_CHANNEL, queue_news(False, [(lang, _score(score))]) if lang else QUEUE_CHANGED)
-        await execute(rt.redis, pipe)
+        unlinked = (await execute(rt.redis, pipe))[0]
+    if moved_to(unlinked) is not None:  # the record was behind the route (a flag raced the claim)
+        await rt.queue.unlink(chat_id, moved_to(unlinked))
 
 
 async def requeued(rt: Runtime, chat_id: str, previous_agent: str | None = None) -> None:
@@ -189,16 +194,11 @@ async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None,
             # round trip as the read: the socket's own list of chats may be stale. (A closed
             # chat has no route left to take.) The rest of the close below finds the route gone.
             rt.queue.remove_on(pipe, chat_id, holder)
-        found = await pipe.execute(raise_on_error=False)
+        found = await execute(rt.redis, pipe, raise_on_error=False)
     if isinstance(found[0], Exception):
         raise found[0]
     if holder:
-        if isinstance(found[1], NoScriptError):  # Redis lost its script cache (it restarted)
-            await rt.queue.remove(chat_id, holder)
-        elif isinstance(found[1], Exception):
-            raise found[1]
-        elif found[1] == 0:
-            raise NotHolder(chat_id)
+        await rt.queue.removed(found[1], chat_id, holder)  # NotHolder, unless it held the chat
     chat = decode_chat(found[0])
     if not chat or chat.get("status") == frames.CHAT_CLOSED:
         return False, None
@@ -213,7 +213,7 @@ async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None,
     silent_ttl = max(1, int(rt.config.timing.silent_chat_ttl))
     # One round trip (and one fsync) for all of it: the agent's freed slot waits on it.
     async with rt.redis.pipeline(transaction=False) as pipe:
-        rt.queue.remove_on(pipe, chat_id)
+        rt.queue.remove_on(pipe, chat_id, hint=hint_of(chat))
         if claim_for is not None:
             rt.queue.claim_on(pipe, claim_for, now)
         pipe.hset(keys.chat(chat_id), mapping={"status": frames.CHAT_CLOSED, "closed_reason": reason,
@@ -246,11 +246,10 @@ async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None,
     claimed = None
     if claim_for is not None and results[1] and not isinstance(results[1], Exception):
         claimed = results[1].decode()
-    if isinstance(results[0], NoScriptError):  # Redis lost its script cache (it restarted)
-        await rt.queue.remove(chat_id)
-    for result in results:
-        if isinstance(result, Exception) and not isinstance(result, NoScriptError):
+    for result in results[1:]:
+        if isinstance(result, Exception):
             raise result
+    await rt.queue.removed(results[0], chat_id)
     return True, claimed
 
 
@@ -263,7 +262,7 @@ async def make_ticket(rt: Runtime, chat_id: str, trigger: str, holder: str = "")
     if not chat or chat.get("status") == frames.CHAT_CLOSED:
         return None
     if holder:
-        await rt.queue.remove(chat_id, holder)  # before any ticket or mail is made
+        await rt.queue.remove(chat_id, holder, hint_of(chat, holder))  # before any ticket or mail is made
     ref = await open_ticket(rt, chat_id, trigger)
     event = {"type": frames.TICKET, "ref": ref}
     if await rt.redis.hget(keys.ticket(ref), "confirmation") == b"limited":

@@ -185,6 +185,22 @@ class Lua:
         pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
 
 
+# KEYS: a sorted set of work scored by when each item is due; ARGV: now, lease end, limit.
+# Lease by rescoring: the due items move to the lease's end in the same step, so exactly one
+# caller takes each, and one that dies leaves it to come due again when the lease runs out.
+LEASE_DUE = Lua("""
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], member) end
+return due
+""")
+
+
+async def lease_due(redis: AnyRedis, key: str, now: float, until: float, limit: int) -> list[bytes]:
+    """Take the items of key due by now (at most limit), leased until ``until``: the one
+    lease helper (chat/timers.py's deadlines, transcripts/outbox.py's mails)."""
+    return await LEASE_DUE(redis, [key], [repr(now), repr(until), limit])
+
+
 _queued: "weakref.WeakKeyDictionary[Any, list[tuple[int, Lua, Sequence[Any], Sequence[Any]]]]" = weakref.WeakKeyDictionary()
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from chat import keys
-from chat.store import Lua
+from chat.store import Lua, lease_due
 
 MAX_WAIT = "max_wait"          # a queued chat reached its plan's max_wait: offer a ticket
 WAIT_CHOICE = "wait_choice"    # the visitor did not answer the offer in time: make the ticket
@@ -44,14 +44,6 @@ async def cancel_all(redis: Redis, chat_id: str) -> None:
 
 LEASE = 60.0  # seconds a taken deadline stays with its taker before anyone may take it again
 
-# KEYS: TIMERS; ARGV: now, lease until, limit. Due entries move to the lease time in the same
-# step, so exactly one process takes each; a taker that dies leaves it to fire again later.
-TAKE_SCRIPT = Lua("""
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], member) end
-return due
-""")
-
 # KEYS: TIMERS, TIMER_FAILURES; ARGV: member, lease time. Removes the entry unless it was
 # scheduled anew meanwhile, and forgets its failed attempts.
 DONE_SCRIPT = Lua("""
@@ -82,7 +74,7 @@ async def pop_due(redis: Redis, now: float, limit: int = 100, lease: float = LEA
     Call ``done`` after handling one; until then (or if the caller dies) it is leased, and it
     comes due again when the lease runs out: a crash delays a deadline, never loses it."""
     until = now + lease
-    due = await TAKE_SCRIPT(redis, [keys.TIMERS], [repr(now), repr(until), limit])
+    due = await lease_due(redis, keys.TIMERS, now, until, limit)
     result = []
     for member in due:
         kind, _, chat_id = member.decode().partition("|")

@@ -23,7 +23,7 @@ from chat.config import Limits
 from chat.frames import FrameError
 from chat.identity import IdentityError, verify
 from chat.plans import is_open, virtual_arrival
-from chat.queue import topic_key
+from chat.queue import Hint, topic_key
 from chat.runtime import Runtime
 
 log = logging.getLogger("livechat.visitor")
@@ -398,7 +398,7 @@ class VisitorConnection(Connection):
         # that leaves a chat alone if an agent claimed it meanwhile.
         await chats.update_chat(self.rt.redis, self.chat_id, emergency=True, score=repr(score))
         if not await self.hub.queue.rescore(self.chat_id, score=score, topic=topic_key(chat.get("topic"), True),
-                                            emergency=True):
+                                            emergency=True, hint=Hint(self.lang, self.topic_key)):
             return
         self.emergency = True
         self.topic_key = topic_key(chat.get("topic"), True)

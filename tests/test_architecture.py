@@ -3,6 +3,8 @@ pyproject.toml) and no import cycle between modules."""
 
 from __future__ import annotations
 
+import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,3 +60,21 @@ def test_no_module_imports_itself_round_about():
         if module not in index:
             visit(module)
     assert cycles == [], cycles
+
+
+# A key handed to redis.call from ARGV or built with `..`, and a local built from ARGV with `..`
+# (how key names were once made inside scripts: `ARGV[4] .. r.agent`).
+LUA_BUILT_KEY = (re.compile(r"redis\.call\(\s*[^,()]+,\s*(ARGV\[|[^,()]*\.\.)"),
+                 re.compile(r"local\s+\w+\s*=[^\n]*ARGV\[\d+\]\s*\.\."))
+
+
+def test_lua_scripts_take_every_key_in_keys():
+    """No Lua script in the project builds a key name or takes one in ARGV: its keys are in KEYS."""
+    found = []
+    for package in (*PACKAGES, "bench"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and "redis.call" in node.value:
+                    found += [f"{path.relative_to(ROOT)}: {m.group(0)}" for rule in LUA_BUILT_KEY
+                              for m in rule.finditer(node.value)]
+    assert found == []

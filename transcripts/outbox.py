@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 
 from chat import keys
 from chat.store import publish as bus_publish
-from chat.store import is_cluster
+from chat.store import is_cluster, lease_due
 from chat.cancellation import raise_if_cancelled
 from chat.runtime import Runtime
 from transcripts.delivery import Backend, backend_for
@@ -47,13 +47,6 @@ LEASE = 120.0           # a claimed mail is another worker's again after this (l
 BATCH = 16              # mails claimed (and sent concurrently) per round
 MAX_IDLE = 5.0          # longest sleep without a wake-up (covers a missed pub/sub message)
 LISTEN_SLICE = 1.0      # longest single pub/sub read, so a cancelled listener notices
-
-# KEYS[1] outbox zset; ARGV now, lease_until, limit -> the claimed ids
-CLAIM_SCRIPT = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, id in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], id) end
-return due
-"""
 
 # KEYS[1] mail hash; ARGV error, now -> attempts so far (0: the mail is gone)
 FAILED_SCRIPT = """
@@ -143,11 +136,10 @@ class Outbox:
 
     def __init__(self, redis: Redis):
         self.redis = redis
-        self.claim_script = redis.register_script(CLAIM_SCRIPT)
         self.failed_script = redis.register_script(FAILED_SCRIPT)
 
     async def claim(self, now: float, lease: float = LEASE, limit: int = BATCH) -> list[str]:
-        ids = await self.claim_script(keys=[keys.OUTBOX], args=[repr(now), repr(now + lease), limit])
+        ids = await lease_due(self.redis, keys.OUTBOX, now, now + lease, limit)
         return [i.decode() for i in ids]
 
     async def delivered(self, mail_id: str) -> None:
