@@ -8,8 +8,9 @@ import time
 
 from chat import keys
 from chat.queue import AgentSkills, Queue, write_agent
-from tests.routing_helpers import close_chat, route, sockets  # noqa: F401 (fixture)
-from tests.servers import eventually
+from tests.support.clients import close_chat
+from tests.support.redis import route
+from tests.support.waiting import eventually
 
 
 async def topic_line(rds, lang: str, topic: str) -> set[str]:
