@@ -58,10 +58,6 @@ class AgentConnection(Connection):
         self.viewing: str | None = None  # the ticket this dashboard has open (ticket_viewing)
         self._closing: set[str] = set()  # chats this socket's handler is closing
 
-    @property
-    def hub(self):
-        return self.ws.app.state.hub
-
     def skills(self) -> AgentSkills:
         account = self.account
         return AgentSkills(account.username, account.langs, account.topics, account.max_chats)
@@ -82,13 +78,13 @@ class AgentConnection(Connection):
         # A new demo user should see chats arrive without looking for the status toggle.
         self.status = (previous if previous in frames.AGENT_CHOICES
                        else frames.AGENT_ONLINE if rt.demo else frames.AGENT_AWAY)
-        self.hub.agents_changed()  # until written, this hub reads profiles from Redis again
+        self.hub.dispatch.agents_changed()  # until written, this hub reads profiles from Redis again
         await write_agent(rt.redis, account.username, {**account.profile(), "status": self.status})
-        self.hub.agents_changed()  # this hub at once; the others when the announcement reaches them
+        self.hub.dispatch.agents_changed()  # this hub at once; the others when the announcement reaches them
         await self.hub.presence.mark(keys.AGENTS_SEEN, account.username, rt.clock())
         if self.status == frames.AGENT_ONLINE:
             await rollups.agent_online(rt, account.username, rt.clock())
-        await self.hub.add_agent(self)
+        await self.hub.registry.add_agent(self)
         held = sorted(c.decode() for c in await rt.redis.smembers(keys.agent_chats(account.username)))
         entries = []
         for chat_id in held:
@@ -100,7 +96,7 @@ class AgentConnection(Connection):
             feed.resume(catch_up=False)  # each was read after its subscription (_open_chat)
         await self.welcomed()
         if self.status == frames.AGENT_ONLINE:
-            self.hub.kick_dispatch()
+            self.hub.dispatch.kick()
 
     async def _open_chat(self, chat_id: str) -> dict[str, Any] | None:
         """Watch a chat and describe it with its whole history; the feed stays paused until
@@ -113,7 +109,7 @@ class AgentConnection(Connection):
         # Subscribed first, then read: anything written after the read comes by pub/sub (the
         # feed stays paused until the caller resumes it, and drops what the read already
         # had), so no catch-up read of the log is needed after it.
-        await self.hub.watch(chat_id, feed)
+        await self.hub.registry.watch(chat_id, feed)
         chat, history = await self._read_chat(chat_id)
         if not chat or chat.get("status") == frames.CHAT_CLOSED:
             await self._drop_chat(chat_id)
@@ -148,7 +144,7 @@ class AgentConnection(Connection):
         feed = self.feeds.pop(chat_id, None)
         if feed:
             feed.close()
-            await self.hub.unwatch(chat_id, feed)
+            await self.hub.registry.unwatch(chat_id, feed)
 
     # --- events ------------------------------------------------------------------------
 
@@ -177,8 +173,8 @@ class AgentConnection(Connection):
 
     async def _after_close(self, chat_id: str, feed: ChatFeed, kick: bool = True) -> None:
         if kick and self.wants_chats():
-            self.hub.kick_dispatch()
-        await self.hub.unwatch(chat_id, feed)
+            self.hub.dispatch.kick()
+        await self.hub.registry.unwatch(chat_id, feed)
 
     def on_agent_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
@@ -234,7 +230,7 @@ class AgentConnection(Connection):
                 frame["to"] = to
             self.send(frame)
             if self.wants_chats():
-                self.hub.kick_dispatch()
+                self.hub.dispatch.kick()
 
     # --- inbound frames ------------------------------------------------------------
 
@@ -315,9 +311,9 @@ class AgentConnection(Connection):
         finally:
             self._closing.discard(chat_id)
         if claimed:
-            await self.hub.assign_claimed(self.account, claimed)
+            await self.hub.dispatch.assign_claimed(self.account, claimed)
         elif done and self.wants_chats():
-            self.hub.kick_dispatch()
+            self.hub.dispatch.kick()
 
     async def _transfer(self, frame: dict[str, Any]) -> None:
         chat_id = self._held(frame)
@@ -356,12 +352,12 @@ class AgentConnection(Connection):
 
     async def _set_status(self, status: str) -> None:
         rt = self.rt
-        self.hub.agents_changed()  # until written, this hub reads profiles from Redis again
+        self.hub.dispatch.agents_changed()  # until written, this hub reads profiles from Redis again
         agents = await read_agents(rt.redis)
         profile = agents.get(self.account.username) or self.account.profile()
         profile["status"] = status
         await write_agent(rt.redis, self.account.username, profile)
-        self.hub.agents_changed()
+        self.hub.dispatch.agents_changed()
         self.status = status
         if status == frames.AGENT_ONLINE:
             await rollups.agent_online(rt, self.account.username, rt.clock())
@@ -381,7 +377,11 @@ class AgentConnection(Connection):
                 pass  # the entry lapses by itself after [timing] ticket_viewing_ttl
         for chat_id in list(self.feeds):
             await self._drop_chat(chat_id)
-        await self.hub.remove_agent(self)
+        await self.hub.registry.remove_agent(self)
+        try:
+            await self.hub.presence.mark(keys.AGENTS_SEEN, self.account.username, self.rt.clock())
+        except RedisError:
+            pass
 
 
 async def agent_endpoint(ws: WebSocket) -> None:

@@ -130,7 +130,7 @@ def create_app(settings: Settings, config: DeskConfig, redis_url: str, demo: boo
         bus = app.state.bus = make_bus(redis)
         await bus.start()
         hub = app.state.hub = Hub(rt, bus)
-        rt.on_work = hub.kick_dispatch
+        rt.on_work = hub.dispatch.kick
         await hub.start()
         duties = Duties(rt)
         duties.start()
@@ -138,7 +138,7 @@ def create_app(settings: Settings, config: DeskConfig, redis_url: str, demo: boo
         try:
             yield
         finally:
-            for conn in hub.all_connections():
+            for conn in hub.registry.all_connections():
                 conn.cut_off(frames.CLOSE_RESTART, "server restarting: reconnect")
             await duties.stop()
             await help_centre.stop()

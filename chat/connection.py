@@ -8,7 +8,7 @@ import collections
 import logging
 import sys
 import time
-from typing import Any, Awaitable
+from typing import TYPE_CHECKING, Any, Awaitable
 
 import msgpack
 from redis.exceptions import RedisError
@@ -19,6 +19,9 @@ from chat.config import Limits
 from chat.frames import FrameError
 from chat.runtime import Runtime
 from chat.windows import is_loopback
+
+if TYPE_CHECKING:
+    from chat.hub import Hub
 
 log = logging.getLogger("livechat.connection")
 
@@ -94,6 +97,11 @@ class Connection:
         self._sent_at = 0.0  # loop time the writer last handed a frame to the socket
         self._welcomed = False
         self._resync_wanted = False
+
+    @property
+    def hub(self) -> "Hub":
+        """This process's hub (chat/hub.py), kept on the application's state."""
+        return self.ws.app.state.hub
 
     async def resync_state(self) -> None:
         """After the bus was away: compare this socket's view with Redis (see catch_up_state).

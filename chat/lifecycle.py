@@ -31,7 +31,7 @@ def queue_news(work: bool, moved: list[tuple[str, float | None]]) -> bytes:
     """A QUEUE_CHANNEL message that says where the line changed: ``moved`` lists (language,
     score) of each chat that joined, left or moved in that language's line (score None: it
     may be anywhere), so that hubs look up again only the places of the chats behind it
-    (chat/hub.py); an empty list: no place changed. QUEUE_CHANGED and QUEUE_WORK, which
+    (chat/places.py); an empty list: no place changed. QUEUE_CHANGED and QUEUE_WORK, which
     name nothing, make every hub look up every place."""
     return msgpack.packb({"type": frames.EVENT_CHANGED, "work": work, "moved": [[lang, score] for lang, score in moved]})
 

@@ -213,7 +213,7 @@ async def metrics(request: Request) -> Response:
     rt: Runtime = request.app.state.rt
     if not allowed(request, rt):
         return PlainTextResponse("forbidden: set LIVECHAT_METRICS_TOKEN and send it as a bearer token\n", 403)
-    counts = request.app.state.hub.connection_counts()
+    counts = request.app.state.hub.registry.connection_counts()
     return Response(await render(rt, counts), media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
 

@@ -120,8 +120,8 @@ def feed(state) -> SupervisorFeed:
 
 
 def _count(state, delta: int) -> None:
-    """The hub's supervisor socket count (hub.connection_counts(), /metrics)."""
-    state.hub.supervisors += delta
+    """The hub's supervisor socket count (Registry.connection_counts(), /metrics)."""
+    state.hub.registry.supervisors += delta
 
 
 async def supervisor_socket(ws: WebSocket) -> None:

@@ -75,10 +75,6 @@ class VisitorConnection(Connection):
         self.verified = False
         self.emergency = False
 
-    @property
-    def hub(self):
-        return self.ws.app.state.hub
-
     def needs_presence(self) -> bool:
         return self.status in frames.WAITING_STATUSES
 
@@ -139,7 +135,11 @@ class VisitorConnection(Connection):
 
     def _set_status(self, status: str) -> None:
         self.status = status
-        self.hub.set_waiting(self, status == frames.CHAT_QUEUED)
+        self.hub.places.set_waiting(self, status == frames.CHAT_QUEUED)
+
+    def _leave_hub(self) -> None:
+        self.hub.registry.remove_visitor(self)
+        self.hub.places.set_waiting(self, False)
 
     # --- hello ---------------------------------------------------------------------
 
@@ -147,7 +147,7 @@ class VisitorConnection(Connection):
         await self.accept()
         host = self.ws.client.host if self.ws.client else ""
         address = None if is_loopback(host) else client_fingerprint(self.rt, self.ws)
-        if address is not None and not self.hub.claim_address(address, self.rt.config.limits.sockets_per_address):
+        if address is not None and not self.hub.registry.claim_address(address, self.rt.config.limits.sockets_per_address):
             self.error(frames.LIMIT_REACHED, "too many open chat windows from your address: close one and try again")
             await self.close(frames.CLOSE_POLICY, "too many sockets from your address")
             return
@@ -155,7 +155,7 @@ class VisitorConnection(Connection):
             await self._run()
         finally:
             if address is not None:
-                self.hub.release_address(address)
+                self.hub.registry.release_address(address)
 
     async def _run(self) -> None:
         try:
@@ -195,35 +195,35 @@ class VisitorConnection(Connection):
         self.status = chat.get("status", frames.CHAT_QUEUED)  # a new chat's is decided below
         # Checked and counted with no await in between, so concurrent resumes cannot all pass.
         per_chat = rt.config.limits.sockets_per_chat
-        if per_chat and len(self.hub.visitors.get(self.chat_id, ())) >= per_chat:
+        if per_chat and len(self.hub.registry.visitors.get(self.chat_id, ())) >= per_chat:
             raise FrameError(frames.LIMIT_REACHED, "this chat is open in too many windows: close one and reconnect")
         self.feed = ChatFeed(rt.redis, self.chat_id, min(last_seq, 2**31), self._on_message, self._on_event, self.room)
-        self.hub.add_visitor(self)
+        self.hub.registry.add_visitor(self)
         try:
             if fields is not None:
                 # Subscribed before the chat is stored anywhere (so before any agent can take
                 # it), while its status is decided; then everything is written in one go.
-                _, status = await asyncio.gather(self.hub.watch(self.chat_id, self.feed), self._new_status(fields))
+                _, status = await asyncio.gather(self.hub.registry.watch(self.chat_id, self.feed), self._new_status(fields))
                 fields.update(status)
                 chat.update(status)
                 self.status = chat["status"]
                 resume_ttl = int(rt.config.retention_days * 86400) or 86400
                 self.resume_token = await lifecycle.open_chat(rt, self.chat_id, fields, resume_ttl)
             else:
-                await self.hub.watch(self.chat_id, self.feed)
+                await self.hub.registry.watch(self.chat_id, self.feed)
                 if chat["status"] in frames.WAITING_STATUSES:
                     await self.hub.presence.mark(keys.VISITORS_SEEN, self.chat_id, rt.clock())
         except Exception:  # refused or Redis unavailable: this socket leaves no trace in the hub
-            self.hub.remove_visitor(self)
+            self._leave_hub()
             self.feed.close()
-            await self.hub.unwatch(self.chat_id, self.feed)
+            await self.hub.registry.unwatch(self.chat_id, self.feed)
             raise
         self.send({
             "type": frames.WELCOME, "chat_id": self.chat_id, "resume": self.resume_token, "status": self.status,
             "plan": chat.get("plan"), "verified": self.verified, "emergency": self.emergency,
         })
         if self.status == frames.CHAT_QUEUED:
-            self.hub.set_waiting(self, True)
+            self.hub.places.set_waiting(self, True)
         elif self.status == frames.CHAT_OFFLINE:
             self.send({"type": frames.OFFLINE, "reason": chat.get("offline_reason") or frames.OFFLINE_NO_AGENTS})
         elif self.status == frames.CHAT_ACTIVE:
@@ -300,7 +300,7 @@ class VisitorConnection(Connection):
             return {"status": frames.CHAT_OFFLINE, "offline_reason": frames.OFFLINE_CLOSED_HOURS}
         if await self._desk_full():
             return {"status": frames.CHAT_OFFLINE, "offline_reason": frames.OFFLINE_BUSY}
-        if not await self.hub.someone_can_serve(fields["lang"], fields["topic"], fields["emergency"]):
+        if not await self.hub.dispatch.someone_can_serve(fields["lang"], fields["topic"], fields["emergency"]):
             return {"status": frames.CHAT_OFFLINE, "offline_reason": frames.OFFLINE_NO_AGENTS}
         return {"status": frames.CHAT_QUEUED}
 
@@ -397,8 +397,8 @@ class VisitorConnection(Connection):
         # Flag first (an agent claiming the chat now sees it), then move it in one atomic step
         # that leaves a chat alone if an agent claimed it meanwhile.
         await chats.update_chat(self.rt.redis, self.chat_id, emergency=True, score=repr(score))
-        if not await self.hub.queue.rescore(self.chat_id, score=score, topic=topic_key(chat.get("topic"), True),
-                                            emergency=True, hint=Hint(self.lang, self.topic_key)):
+        if not await self.rt.queue.rescore(self.chat_id, score=score, topic=topic_key(chat.get("topic"), True),
+                                           emergency=True, hint=Hint(self.lang, self.topic_key)):
             return
         self.emergency = True
         self.topic_key = topic_key(chat.get("topic"), True)
@@ -439,12 +439,12 @@ class VisitorConnection(Connection):
         self.send({"type": frames.CONTACT, "email": email, **({"name": name} if name else {})})
 
     async def detach(self) -> None:
-        self.hub.remove_visitor(self)
+        self._leave_hub()
         if self.feed:
             self.feed.close()
-            await self.hub.unwatch(self.chat_id, self.feed)
+            await self.hub.registry.unwatch(self.chat_id, self.feed)
         if self.chat_id and self.needs_presence():
-            # Not waited for: the socket is gone, and the mark goes with others (hub.Presence).
+            # Not waited for: the socket is gone, and the mark goes with others (chat/presence.py).
             self.hub.presence.mark(keys.VISITORS_SEEN, self.chat_id, self.rt.clock())
 
 

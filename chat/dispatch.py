@@ -1,0 +1,119 @@
+"""Offering waiting chats to this process's agents with room, when capacity frees up (no
+polling), and the agents' routing profiles kept in memory to answer "can anyone serve this?".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
+
+from chat import frames, lifecycle
+from chat.queue import decode_agents, read_agents, topic_key
+from chat.registry import Registry
+from chat.runtime import Runtime
+
+if TYPE_CHECKING:
+    from agents.accounts import Account
+    from chat.agent_socket import AgentConnection
+
+log = logging.getLogger("livechat.hub")
+
+
+class Dispatch:
+    def __init__(self, rt: Runtime, registry: Registry):
+        self.rt = rt
+        self.registry = registry
+        self._dispatching: asyncio.Task | None = None
+        self._dispatch_again = False
+        self._profiles: dict[str, dict[str, Any]] | None = None  # agents' routing profiles (agent_profiles)
+        self._profiles_changes = 0
+
+    # --- offering chats ----------------------------------------------------------------
+
+    def kick(self) -> None:
+        """Offer waiting chats to local agents with room; runs at most once at a time."""
+        self._dispatch_again = True
+        if self._dispatching is None:
+            self._dispatching = asyncio.create_task(self._dispatch())
+
+    async def _dispatch(self) -> None:
+        try:
+            while self._dispatch_again:
+                self._dispatch_again = False
+                hungry = self.registry.hungry_agents()
+                hungry.sort(key=lambda conn: len(conn.feeds))
+                for conn in hungry:
+                    await self.fill_agent(conn)
+        except RedisError:
+            log.warning("dispatch failed: redis unavailable")
+        finally:
+            self._dispatching = None
+
+    async def fill_agent(self, conn: "AgentConnection") -> None:
+        """Claim chats for one agent until it is full or nothing it can serve waits."""
+        account, skills = conn.account, conn.skills()
+        while True:
+            chat_id = await self.rt.queue.claim(skills, self.rt.clock())
+            if chat_id is None:
+                return
+            await self.assign_claimed(account, chat_id)
+
+    async def assign_claimed(self, account: "Account", chat_id: str) -> None:
+        """Record a successful claim. The claim is the decision: this process's sockets of
+        the agent open the chat while its record is updated and the news published; they
+        show it to the agent once the record names the agent (its messages are stored only
+        then, chat/chatlog.py)."""
+        recorded = asyncio.ensure_future(lifecycle.assigned(self.rt, chat_id, account.username, account.name))
+        for local in list(self.registry.agents.get(account.username, ())):
+            local.open_assigned(chat_id, recorded)
+        await recorded
+
+    # --- agents' profiles --------------------------------------------------------------
+
+    async def agent_profiles(self) -> dict[str, dict[str, Any]]:
+        """Every agent's routing profile and status, from memory: read from Redis only after a
+        change was announced (chat.queue.AGENTS_CHANGED, by whoever wrote one), after the bus
+        came back (announcements may have been lost meanwhile) and with every heartbeat,
+        instead of on every place-in-line update and every hello. It only answers "can anyone
+        serve this?" and the ETAs: what an agent may take is decided in Redis by the claim."""
+        profiles = self._profiles
+        if profiles is None:
+            changes = self._profiles_changes
+            profiles = await read_agents(self.rt.redis)
+            if changes == self._profiles_changes:  # no change was announced while reading
+                self._profiles = profiles
+        return profiles
+
+    def agents_changed(self) -> None:
+        """Agents' profiles changed (here or on another process): read them again when needed."""
+        self._profiles = None
+        self._profiles_changes += 1
+
+    @property
+    def profiles_changes(self) -> int:
+        """How many changes were announced so far: taken before a read, so that profiles read
+        while a change was announced are not kept (profiles_read)."""
+        return self._profiles_changes
+
+    def profiles_read(self, raw: dict[bytes, bytes], changes: int) -> None:
+        """Profiles read afresh (the heartbeat's HGETALL of keys.AGENTS, once a beat): kept
+        unless a change was announced since ``changes`` was taken."""
+        if changes == self._profiles_changes:
+            self._profiles = decode_agents(raw)
+
+    async def someone_can_serve(self, lang: str, topic: str | None, emergency: bool) -> bool:
+        return can_serve(await self.agent_profiles(), lang, topic_key(topic, emergency))
+
+
+def can_serve(agents: dict[str, dict[str, Any]], lang: str, topic: str) -> bool:
+    """Whether an online agent speaks lang and takes the topic (a topic key, chat.queue.topic_key)."""
+    for profile in agents.values():
+        if profile.get("status") != frames.AGENT_ONLINE or lang not in profile.get("langs", ()):
+            continue
+        topics = profile.get("topics") or ()
+        if not topics or topic == "_" or topic in topics:
+            return True
+    return False
