@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgpack
 from redis.exceptions import RedisError
@@ -16,7 +15,7 @@ from agents.accounts import Account, load_account
 from agents.sessions import read_session
 from chat import chats, frames, keys, lifecycle, rollups, ticket_presence
 from chat.chatlog import ChatGone
-from chat.connection import Connection
+from chat.connection import Connection, origin_allowed
 from chat.feed import ChatFeed
 from chat.config import Limits
 from chat.frames import FrameError
@@ -25,21 +24,6 @@ from chat.runtime import Runtime
 from chat.visitor_socket import masked
 
 log = logging.getLogger("livechat.agent")
-
-
-def origin_allowed(ws: WebSocket, rt: Runtime) -> bool:
-    """Cross-site WebSocket hijacking guard: a browser always sends Origin, and only the hub's
-    own origin (or one listed in LIVECHAT_ALLOWED_ORIGINS) may use a session cookie here.
-    Clients that are not browsers send no Origin and carry the cookie on purpose."""
-    origin = ws.headers.get("origin")
-    if origin is None:
-        return True
-    origin = origin.rstrip("/")
-    if origin in rt.settings.allowed_origins or (rt.settings.public_url and origin == rt.settings.public_url):
-        return True
-    host = ws.headers.get("host", "")
-    parts = urlsplit(origin)
-    return parts.scheme in ("http", "https") and parts.netloc == host
 
 
 class AgentConnection(Connection):

@@ -1,5 +1,6 @@
 """What every client socket shares: JSON or MessagePack coding, a bounded send queue (a
-client that stops reading is cut off instead of growing the hub's memory), and a rate limit."""
+client that stops reading is cut off instead of growing the hub's memory), a rate limit, and
+the origin check of the sockets that carry a session cookie (agents', supervisors')."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 import sys
 import time
 from typing import TYPE_CHECKING, Any, Awaitable
+from urllib.parse import urlsplit
 
 import msgpack
 from redis.exceptions import RedisError
@@ -70,6 +72,29 @@ async def new_chat_allowed(rt: Runtime, host: str, who: str) -> bool:
     return await windows.within(rt.redis, keys.new_chats(who), limit, NEW_CHAT_WINDOW)
 
 
+def origin_allowed(ws: WebSocket, rt: Runtime) -> bool:
+    """Cross-site WebSocket hijacking guard: a browser always sends Origin, and only the hub's
+    own origin (or one listed in LIVECHAT_ALLOWED_ORIGINS) may use a session cookie here.
+    Clients that are not browsers send no Origin and carry the cookie on purpose."""
+    origin = ws.headers.get("origin")
+    if origin is None:
+        return True
+    origin = origin.rstrip("/")
+    if origin in rt.settings.allowed_origins or (rt.settings.public_url and origin == rt.settings.public_url):
+        return True
+    host = ws.headers.get("host", "")
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc == host
+
+
+async def accept_socket(ws: WebSocket) -> bool:
+    """Accept the socket, in MessagePack if the client offers it (frames.MSGPACK_SUBPROTOCOL),
+    else in JSON; True for MessagePack."""
+    binary = frames.MSGPACK_SUBPROTOCOL in (ws.scope.get("subprotocols") or [])
+    await ws.accept(subprotocol=frames.MSGPACK_SUBPROTOCOL if binary else None)
+    return binary
+
+
 class Closed(Exception):
     """The socket is gone (or being cut off); the handler should clean up and return."""
 
@@ -126,9 +151,7 @@ class Connection:
         raise NotImplementedError
 
     async def accept(self) -> None:
-        offered = self.ws.scope.get("subprotocols") or []
-        self.binary = frames.MSGPACK_SUBPROTOCOL in offered
-        await self.ws.accept(subprotocol=frames.MSGPACK_SUBPROTOCOL if self.binary else None)
+        self.binary = await accept_socket(self.ws)
         self.handler_task = asyncio.current_task()
 
     # --- sending -----------------------------------------------------------------

@@ -19,8 +19,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from agents.sessions import read_session
 from chat import frames, keys
-from chat.agent_socket import origin_allowed
 from chat.bus import Bus
+from chat.connection import accept_socket, origin_allowed
 from chat.runtime import Runtime
 from chat.snapshot import comparable, queue_snapshot
 
@@ -127,10 +127,9 @@ def _count(state, delta: int) -> None:
 async def supervisor_socket(ws: WebSocket) -> None:
     """Checks origin and supervisor session, then streams `queue` frames until either side ends."""
     rt: Runtime = ws.app.state.rt
-    binary = frames.MSGPACK_SUBPROTOCOL in ws.scope.get("subprotocols", [])
     allowed = origin_allowed(ws, rt)
     session = await read_session(rt, ws.cookies) if allowed else None
-    await ws.accept(subprotocol=frames.MSGPACK_SUBPROTOCOL if binary else None)
+    binary = await accept_socket(ws)
     if not allowed or session is None or not session.is_supervisor:
         reason = "origin not allowed" if not allowed else "supervisor session required"
         await ws.close(frames.CLOSE_POLICY, reason)
