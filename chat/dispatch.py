@@ -105,7 +105,19 @@ class Dispatch:
             self._profiles = decode_agents(raw)
 
     async def someone_can_serve(self, lang: str, topic: str | None, emergency: bool) -> bool:
-        return can_serve(await self.agent_profiles(), lang, topic_key(topic, emergency))
+        key = topic_key(topic, emergency)
+        return can_serve(await self.agent_profiles(), lang, key) or not await self.nobody_can_serve(lang, key)
+
+    async def nobody_can_serve(self, lang: str, key: str) -> bool:
+        """Checked in Redis, not in the profiles kept here: a "no" sends a chat offline, and the
+        news of an agent who came online on another hub a moment ago may still be on its way
+        over pub/sub. A "yes" from memory needs no such check: the claim itself re-checks the
+        agent's status and capacity atomically."""
+        changes = self._profiles_changes
+        fresh = await read_agents(self.rt.redis)
+        if changes == self._profiles_changes:
+            self._profiles = fresh
+        return not can_serve(fresh, lang, key)
 
 
 def can_serve(agents: dict[str, dict[str, Any]], lang: str, topic: str) -> bool:

@@ -135,7 +135,8 @@ class Places:
                 continue
             key = (conn.lang, conn.topic_key)
             if key not in servable:
-                servable[key] = can_serve(agents, conn.lang, conn.topic_key)
+                servable[key] = (can_serve(agents, conn.lang, conn.topic_key)
+                                 or not await self.dispatch.nobody_can_serve(conn.lang, conn.topic_key))
             if not servable[key]:
                 await lifecycle.go_offline(self.rt, chat_id, frames.OFFLINE_NO_AGENTS)
                 continue
