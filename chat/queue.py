@@ -591,7 +591,7 @@ def decode_agents(raw: dict[bytes, bytes]) -> dict[str, dict[str, Any]]:
 
 async def write_agent(redis: Redis, username: str, profile: dict[str, Any]) -> None:
     """Store an agent's routing profile and tell every hub, in the same round trip: hubs keep
-    the profiles in memory (chat/hub.py) and read them again when told."""
+    the profiles in memory (chat/dispatch.py) and read them again when told."""
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hset(keys.AGENTS, username, msgpack.packb(profile))
         publish(pipe, keys.QUEUE_CHANNEL, AGENTS_CHANGED)
