@@ -148,10 +148,7 @@ class AgentConnection(Connection):
             feed = self.feeds.pop(chat_id, None)
             if feed is None:  # already told (the closing socket does not wait for the echo)
                 return
-            frame = {"type": frames.CLOSED, "chat_id": chat_id, "reason": event["reason"]}
-            if event.get("ref"):
-                frame["ref"] = event["ref"]
-            self.send(frame)
+            self.send(frames.closed(event["reason"], event.get("ref"), chat_id=chat_id))
             feed.close()
             asyncio.create_task(self._after_close(chat_id, feed, kick=chat_id not in self._closing))
 
@@ -181,8 +178,7 @@ class AgentConnection(Connection):
         for chat_id in set(self.feeds) - held:
             chat = await chats.load_chat(self.rt.redis, chat_id)
             if chat and chat.get("status") == frames.CHAT_CLOSED:
-                self._on_event(chat_id, {"type": frames.CLOSED, "reason": chat.get("closed_reason", ""),
-                                         "ref": chat.get("ticket")})
+                self._on_event(chat_id, frames.closed(chat.get("closed_reason", ""), chat.get("ticket")))
             else:
                 await self._released(chat_id, None)
 
@@ -291,7 +287,7 @@ class AgentConnection(Connection):
                 done = ref is not None
             if done:  # the slot is free now: this socket need not wait for the pub/sub echo
                 reason = frames.CLOSED_RESOLVED if ref is None else frames.CLOSED_TICKET
-                self._on_event(chat_id, {"type": frames.CLOSED, "reason": reason, "ref": ref})
+                self._on_event(chat_id, frames.closed(reason, ref))
         finally:
             self._closing.discard(chat_id)
         if claimed:

@@ -179,6 +179,15 @@ CLOSE_RESTART = 1012
 CLOSE_SLOW = 1013  # the client stopped reading; reconnect and resume from last_seq
 
 
+def closed(reason: str, ref: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The `closed` frame, and the pub/sub event it comes from: ``ref`` only when a ticket was
+    made; ``extra`` is the agent socket's ``chat_id``."""
+    frame: dict[str, Any] = {"type": CLOSED, **extra, "reason": reason}
+    if ref:
+        frame["ref"] = ref
+    return frame
+
+
 class FrameError(Exception):
     """A refused inbound frame: answered with an error frame, the socket stays open."""
 

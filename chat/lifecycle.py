@@ -203,9 +203,7 @@ async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None,
     if not chat or chat.get("status") == frames.CHAT_CLOSED:
         return False, None
     now = rt.clock()
-    event: dict[str, Any] = {"type": frames.CLOSED, "reason": reason}
-    if ref:
-        event["ref"] = ref
+    event = frames.closed(reason, ref)
     # A chat whose visitor never wrote holds nothing worth keeping for the retention period
     # (a ticket made from it has its own copy): it goes within minutes, so that anonymous
     # hellos cannot pile up in Redis for a month.

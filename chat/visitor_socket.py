@@ -104,10 +104,7 @@ class VisitorConnection(Connection):
             self.send({"type": frames.OFFLINE, "reason": event["reason"]})
         elif kind == frames.CLOSED:
             self._set_status(frames.CHAT_CLOSED)
-            frame = {"type": frames.CLOSED, "reason": event["reason"]}
-            if event.get("ref"):
-                frame["ref"] = event["ref"]
-            self.send(frame)
+            self.send(frames.closed(event["reason"], event.get("ref")))
         elif kind == frames.TICKET:
             self.send({"type": frames.TICKET, "ref": event["ref"]})
             if event.get("confirmation") == "limited":
@@ -131,7 +128,7 @@ class VisitorConnection(Connection):
         elif status == frames.CHAT_OFFLINE:
             self._on_event({"type": frames.OFFLINE, "reason": chat.get("offline_reason", "")})
         elif status == frames.CHAT_CLOSED:
-            self._on_event({"type": frames.CLOSED, "reason": chat.get("closed_reason", ""), "ref": chat.get("ticket")})
+            self._on_event(frames.closed(chat.get("closed_reason", ""), chat.get("ticket")))
 
     def _set_status(self, status: str) -> None:
         self.status = status
@@ -232,10 +229,7 @@ class VisitorConnection(Connection):
         self.feed.resume(catch_up=fields is None)
         if self.status == frames.CHAT_CLOSED:
             await self.feed_drained()
-            frame = {"type": frames.CLOSED, "reason": chat.get("closed_reason") or frames.CLOSED_RESOLVED}
-            if chat.get("ticket"):
-                frame["ref"] = chat["ticket"]
-            self.send(frame)
+            self.send(frames.closed(chat.get("closed_reason") or frames.CLOSED_RESOLVED, chat.get("ticket")))
         await self.welcomed()
 
     async def feed_drained(self) -> None:
