@@ -65,6 +65,7 @@ async def test_a_change_committed_before_a_crash_gets_its_index_and_mail_from_th
 
     async def decide(_: dict[str, Any], __: Pipeline) -> Callable[[Pipeline], None]:
         def write(pipe: Pipeline) -> None:
+            # By hand: a desk change (solve + mail) cut off by a crash after commit_change; no public path stops there
             pipe.hset(keys.ticket(ref), mapping=tickets.ticket_fields({"status": "solved", "solved_at": now,
                                                                        "due_at": None}))
             outbox.queue_mail(pipe, mail, now)
