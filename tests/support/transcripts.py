@@ -74,7 +74,7 @@ async def make_chat(
     now = rt.clock()
     chosen = rt.config.plan(plan) if plan else rt.config.lowest_plan
     fields: dict[str, Any] = {
-        "site": "default", "plan": chosen.name, "verified": verified, "sub": f"{name.lower()}-1" if verified else "",
+        "site": "default", "plan": chosen.name, "verified": verified, "sub": "u-1" if verified else "",
         "name": name, "email": email_address or "", "lang": lang, "topic": "billing",
         "page": "https://example.org/pricing", "emergency": emergency, "created_at": repr(now), "arrived_at": repr(now),
         "score": repr(virtual_arrival(now, chosen, rt.config.emergency_head_start if emergency else None)),
