@@ -92,9 +92,10 @@ async def enqueue_direct(redis_url: str, count: int, lang: str = "en", batch: in
     """Put ``count`` waiting chats into the queue without sockets, older than any socket
     opened afterwards (so they sit ahead of them in line). Returns the seconds it took.
 
-    The first one goes through the real chat.chats.create_chat and chat.queue.Queue.enqueue;
-    its stored route is read back and used as the template for the rest, which are written
-    in bulk (one pipeline per batch: the chats' hashes as create_chat writes them, by one Lua
+    The first one goes through the real chat.chats.create_chat_on (the chat's writes of a
+    hello, lifecycle.open_chat) and chat.queue.Queue.enqueue; its stored route is read back
+    and used as the template for the rest, which are written in bulk (one pipeline per
+    batch: the chats' hashes as create_chat_on writes them, by one Lua
     loop, then the route hash and the three queue sorted sets of Queue.enqueue, many members
     per command; key names from chat.keys), because
     one module call per chat costs ~1 ms of client CPU and 100,000 of them would take minutes.
@@ -113,7 +114,10 @@ async def enqueue_direct(redis_url: str, count: int, lang: str = "en", batch: in
     try:
         now = time.time()
         first_fields = _chat_fields(plan, 0, lang, now)
-        first_id, _token = await chats.create_chat(redis, first_fields, 86400)
+        first_id = chats.new_chat_id()
+        async with redis.pipeline(transaction=False) as pipe:
+            chats.create_chat_on(pipe, first_id, first_fields, 86400)
+            await pipe.execute()
         score = virtual_arrival(now, plan)
         await queue.enqueue(first_id, lang=lang, topic=topic, plan=plan.name, score=score, arrived_at=now, emergency=False)
         template = await queue.route(first_id)

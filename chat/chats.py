@@ -20,15 +20,6 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
-async def create_chat(redis: Redis, fields: dict[str, Any], resume_ttl: int) -> tuple[str, str]:
-    """Store a new chat; return (chat_id, resume token). Only the token's hash is stored."""
-    chat_id = new_chat_id()
-    async with redis.pipeline(transaction=False) as pipe:
-        token = create_chat_on(pipe, chat_id, fields, resume_ttl)
-        await pipe.execute()
-    return chat_id, token
-
-
 def create_chat_on(pipe: Any, chat_id: str, fields: dict[str, Any], resume_ttl: int) -> str:
     """Queue the writes of a new chat on a pipeline the caller executes (with the rest of a
     hello's writes: one round trip); return its resume token. Only the token's hash is stored."""

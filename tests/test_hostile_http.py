@@ -149,25 +149,17 @@ def test_export_refuses_a_path_or_pattern_as_its_target(redis_url, tmp_path, tar
 
 @pytest.mark.parametrize("out", ["../../escape.txt", "/tmp/../etc/livechat-escape.txt", "/etc/cron.d/livechat",
                                  "sub/../../escape.txt"])
-async def test_export_refuses_to_write_outside_its_folders(redis_url, rds, tmp_path, lang, out):
+async def test_export_refuses_to_write_outside_its_folders(redis_url, hub, sockets, tmp_path, lang, out):
     """--out outside the current folder and the data folder is refused; no file appears."""
-    chat_id = await stored_chat(rds, lang)
+    visitor, _ = await sockets.visitor(hub, lang, name="Ada")  # a chat with one message
+    await visitor.say("hello")
+    chat_id = visitor.chat_id
     assert export(redis_url, tmp_path, chat_id).returncode == 0  # it exists and exports to stdout
     (tmp_path / "work").mkdir()
     result = export(redis_url, tmp_path / "work", chat_id, "--out", out)
     assert result.returncode != 0 and "outside" in result.stderr
     target = (tmp_path / "work" / out).resolve() if not os.path.isabs(out) else os.path.realpath(out)
     assert not os.path.exists(target)
-
-
-async def stored_chat(rds, lang: str) -> str:
-    """A closed chat with one message, written to Redis as the hub would."""
-    from chat.chatlog import ChatLog
-    from chat.chats import create_chat
-
-    chat_id, _ = await create_chat(rds, {"status": "active", "lang": lang, "name": "Ada", "created_at": "1"}, 60)
-    await ChatLog(rds).append(chat_id, "visitor", "hello", 1.0, "c1")
-    return chat_id
 
 
 @pytest.mark.parametrize("body,ctype", [

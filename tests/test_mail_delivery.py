@@ -34,7 +34,7 @@ async def stop(tasks: list[asyncio.Task]) -> None:
 
 async def test_both_mails_carry_the_reference_in_the_subject(rt, tdb, smtp_server):
     """The visitor and the support inbox each get one mail whose subject quotes the reference."""
-    ref = await open_ticket(rt, await make_chat(tdb), "offline")
+    ref = await open_ticket(rt, await make_chat(rt), "offline")
     assert await drain_once(rt) == 2
     visitor, inbox = smtp_server.to(VISITOR), smtp_server.to(SUPPORT)
     assert len(visitor) == 1 and len(inbox) == 1
@@ -45,7 +45,7 @@ async def test_both_mails_carry_the_reference_in_the_subject(rt, tdb, smtp_serve
 
 async def test_replies_go_to_the_inbox_and_to_the_visitor(rt, tdb, smtp_server):
     """The visitor's Reply-To is the support inbox; the inbox copy's Reply-To is the visitor."""
-    await open_ticket(rt, await make_chat(tdb), "max_wait")
+    await open_ticket(rt, await make_chat(rt), "max_wait")
     await drain_once(rt)
     assert smtp_server.to(VISITOR)[0].message["Reply-To"] == SUPPORT
     assert smtp_server.to(SUPPORT)[0].message["Reply-To"].addresses[0].addr_spec == VISITOR
@@ -53,7 +53,8 @@ async def test_replies_go_to_the_inbox_and_to_the_visitor(rt, tdb, smtp_server):
 
 async def test_confirmation_has_transcript_and_asks_for_details(rt, tdb, smtp_server):
     """To a verified address, plain text and HTML both hold the transcript and invite details (tries, errors, screenshots)."""
-    await open_ticket(rt, await make_chat(tdb, [("visitor", "Error 0x80 on login"), ("agent", "Which app?")], verified=True),
+    await open_ticket(rt, await make_chat(rt, [("visitor", "Error 0x80 on login"), ("agent", "Which app?")], verified=True,
+                                            status="active"),
                       "unresolved")
     await drain_once(rt)
     msg = smtp_server.to(VISITOR)[0].message
@@ -64,7 +65,7 @@ async def test_confirmation_has_transcript_and_asks_for_details(rt, tdb, smtp_se
 
 async def test_confirmation_is_in_french_for_french_visitors(rt, tdb, smtp_server):
     """A visitor who chatted in French gets the French confirmation."""
-    ref = await open_ticket(rt, await make_chat(tdb, lang="fr"), "offline")
+    ref = await open_ticket(rt, await make_chat(rt, lang="fr"), "offline")
     await drain_once(rt)
     msg = smtp_server.to(VISITOR)[0].message
     assert msg["Subject"] == f"[{ref}] Nous avons bien reçu votre demande"
@@ -74,7 +75,7 @@ async def test_confirmation_is_in_french_for_french_visitors(rt, tdb, smtp_serve
 async def test_html_part_escapes_hostile_text(rt, tdb, smtp_server):
     """A visitor's markup arrives as text in the HTML part, never as markup."""
     hostile = '<script>alert("x")</script><img src=x onerror=alert(1)>'
-    await open_ticket(rt, await make_chat(tdb, [("visitor", hostile)], name="<b>Eve</b>", verified=True), "offline")
+    await open_ticket(rt, await make_chat(rt, [("visitor", hostile)], name="<b>Eve</b>", verified=True), "offline")
     await drain_once(rt)
     for received in smtp_server.messages:
         html = html_part(received.message)
@@ -85,7 +86,7 @@ async def test_html_part_escapes_hostile_text(rt, tdb, smtp_server):
 async def test_smtp_outage_delays_mail_without_losing_or_duplicating_it(rt, tdb, smtp_server):
     """With the server down the mails stay queued; once it is back each arrives exactly once."""
     smtp_server.stop()
-    ref = await open_ticket(rt, await make_chat(tdb), "offline")
+    ref = await open_ticket(rt, await make_chat(rt), "offline")
     assert await drain_once(rt, base_delay=0.05) == 0
     queued = {m["id"]: m for m in await outbox.queued(tdb)}
     assert set(queued) == {f"{ref}.visitor", f"{ref}.inbox"}
@@ -108,7 +109,7 @@ async def _empty(redis) -> bool:
 
 async def test_two_outbox_loops_deliver_each_mail_once(rt, tdb, smtp_server, redis_url, tmp_path):
     """Two workers draining the same outbox never send a mail twice."""
-    refs = [await open_ticket(rt, await make_chat(tdb, name=f"V{i}"), "offline") for i in range(8)]
+    refs = [await open_ticket(rt, await make_chat(rt, name=f"V{i}"), "offline") for i in range(8)]
     other = make_runtime(redis_url, tmp_path, smtp_server.url)
     tasks = await start_loops(rt, other)
     try:
@@ -126,7 +127,7 @@ async def test_outbox_loop_wakes_up_when_mail_is_queued(rt, tdb, smtp_server):
     tasks = await start_loops(rt, max_idle=300)
     try:
         await eventually(lambda: _subscribed(tdb), message="the worker listening")
-        await open_ticket(rt, await make_chat(tdb), "offline")
+        await open_ticket(rt, await make_chat(rt), "offline")
         await eventually(lambda: len(smtp_server.messages) == 2, message="mail delivered after the wake-up")
     finally:
         await stop(tasks)
@@ -143,7 +144,7 @@ async def test_required_starttls_keeps_mail_queued_on_a_plain_server(tdb, redis_
     """With ?starttls=require, a server without STARTTLS gets nothing and the mail waits."""
     strict = make_runtime(redis_url, tmp_path, smtp_server.url + "?starttls=require")
     try:
-        await open_ticket(strict, await make_chat(tdb), "offline")
+        await open_ticket(strict, await make_chat(strict), "offline")
         assert await drain_once(strict, base_delay=60) == 0
     finally:
         await strict.redis.aclose()
@@ -172,7 +173,7 @@ async def test_starttls_with_a_private_ca_delivers(tdb, redis_url, tmp_path, cer
     server = SmtpServer(tls_context=context).start()
     secure = make_runtime(redis_url, tmp_path, f"{server.url}?starttls=require&cafile={cert}")
     try:
-        await open_ticket(secure, await make_chat(tdb), "offline")
+        await open_ticket(secure, await make_chat(secure), "offline")
         assert await drain_once(secure) == 2
     finally:
         server.stop()
@@ -186,7 +187,7 @@ async def test_smtps_implicit_tls_delivers(tdb, redis_url, tmp_path, certificate
     server = SmtpServer(ssl_context=context).start()
     secure = make_runtime(redis_url, tmp_path, f"smtps://127.0.0.1:{server.port}?cafile={cert}")
     try:
-        await open_ticket(secure, await make_chat(tdb), "offline")
+        await open_ticket(secure, await make_chat(secure), "offline")
         assert await drain_once(secure) == 2
     finally:
         server.stop()
@@ -210,7 +211,7 @@ def test_smtp_url_forms():
 
 async def test_maildir_is_the_default_and_readable(rt_maildir, tdb):
     """With no SMTP_URL the mails land in <data dir>/mail/new as plain files."""
-    ref = await open_ticket(rt_maildir, await make_chat(tdb), "offline")
+    ref = await open_ticket(rt_maildir, await make_chat(rt_maildir), "offline")
     assert await drain_once(rt_maildir) == 2
     folder = rt_maildir.settings.data_dir / "mail"
     files = sorted((folder / "new").iterdir())

@@ -11,11 +11,15 @@ import msgpack
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
-from chat import keys, timers
+from chat import keys, lifecycle, timers
 from chat.chatlog import ChatLog, read_log
-from chat.chats import create_chat, load_chat
+from chat.chats import load_chat, new_chat_id
+from chat.config import load_config
 from chat.duties import VISITOR_GONE_SCRIPT
-from chat.queue import AgentSkills, Queue, write_agent
+from chat.hub import Presence
+from chat.queue import AgentSkills, write_agent
+from chat.runtime import Runtime
+from chat.settings import Settings
 from tests.support.waiting import eventually
 
 
@@ -59,18 +63,21 @@ async def test_accounts_sessions_login_limits_and_canned_replies_share_one_slot(
 
 
 async def test_the_chat_core_scripts_and_transactions_run_on_a_cluster(rc, lang):
-    """Create, append (Lua, one chat's slot), enqueue (MULTI on {q}), claim, requeue, transfer,
-    agent gone, remove (Lua on {q}), timers and the presence sweep, all on Redis Cluster."""
-    chat_id, token = await create_chat(rc, {"status": "queued", "lang": lang, "arrived_at": "1", "score": "1"}, 60)
+    """Open (a hello's writes: the chat's slot, then its place in line, Lua on {q}), append
+    (Lua, one chat's slot), claim, requeue, transfer, agent gone, remove (Lua on {q}), timers
+    and the presence sweep, all on Redis Cluster."""
+    rt = Runtime(settings=Settings(), config=load_config(None), redis=rc, clock=lambda: 1.0)
+    chat_id = new_chat_id()
+    fields = {"status": "queued", "lang": lang, "plan": "free", "topic": "", "emergency": False, "created_at": "1",
+              "arrived_at": "1", "score": "1", "visitor_msgs": 0}
+    await lifecycle.open_chat(rt, chat_id, fields, 60)  # its visitor seen at 1.0, as its hello marks it
     assert (await load_chat(rc, chat_id))["lang"] == lang
     log = ChatLog(rc)
     assert (await log.append(chat_id, "visitor", "hello", 1.0, "c1"))[0] == 1
     assert (await log.append(chat_id, "visitor", "hello", 1.0, "c1"))[2] is False  # stored once
     assert [m["text"] for m in await read_log(rc, chat_id)] == ["hello"]
 
-    queue = Queue(rc)
-    await queue.enqueue(chat_id, lang=lang, topic="_", plan="free", score=1.0, arrived_at=1.0, emergency=False,
-                        seen=1.0)  # its visitor last seen at 1.0, as a hello marks it
+    queue = rt.queue
     for name in ("sam", "kim"):
         await write_agent(rc, name, {"name": name, "langs": [lang], "topics": [], "max_chats": 2, "status": "online"})
     assert await queue.claim(AgentSkills("sam", (lang,), (), 2), time.time()) == chat_id
@@ -78,7 +85,7 @@ async def test_the_chat_core_scripts_and_transactions_run_on_a_cluster(rc, lang)
     assert await queue.requeue(chat_id)
     assert await rc.zscore(keys.queue(lang), chat_id) == 1.0
     assert await queue.claim(AgentSkills("kim", (lang,), (), 2), time.time()) == chat_id
-    await rc.zadd(keys.AGENTS_SEEN, {"kim": 1.0})
+    await Presence(rc).mark(keys.AGENTS_SEEN, "kim", 1.0)  # kim's socket last seen at 1.0, as the hub marks it
     assert await queue.agent_gone("kim", 2.0) == [chat_id]
     assert msgpack.unpackb(await rc.hget(keys.ROUTE, chat_id))["state"] == "queued"
     assert (await queue.remove(chat_id))["lang"] == lang

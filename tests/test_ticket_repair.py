@@ -33,7 +33,7 @@ async def queued_ids(rt: Runtime) -> set[str]:
 
 async def test_a_chat_ticket_staged_before_a_crash_is_claimed_listed_and_mailed_by_the_sweep(rt, tdb, smtp_server):
     """stage_chat_ticket alone (crash before the claim): nothing listed or queued; the sweep claims the chat's pointer, lists the ticket and queues both mails."""
-    chat_id = await make_chat(tdb)
+    chat_id = await make_chat(rt)
     ref, staged = await stage_chat_ticket(rt, chat_id, "offline")
     assert staged
     assert (await list_tickets(rt.redis, 1))["total"] == 0 and await queued_ids(rt) == set()
@@ -47,7 +47,7 @@ async def test_a_chat_ticket_staged_before_a_crash_is_claimed_listed_and_mailed_
 
 async def test_a_sweep_before_repair_after_leaves_a_change_in_flight_alone(rt, tdb, smtp_server):
     """A change announced less than repair_after ago may still be running: the sweep does not touch it."""
-    chat_id = await make_chat(tdb)
+    chat_id = await make_chat(rt)
     await stage_chat_ticket(rt, chat_id, "offline")
     await Duties(rt).repair()
     assert not await tdb.exists(keys.chat_ticket(chat_id))
@@ -57,7 +57,7 @@ async def test_a_sweep_before_repair_after_leaves_a_change_in_flight_alone(rt, t
 async def test_a_change_committed_before_a_crash_gets_its_index_and_mail_from_the_sweep(rt, tdb, smtp_server):
     """commit_change alone (crash before finish): a solved status and a queued mail are in the
     ticket but not in the indexes or the outbox's queue until the sweep finishes them."""
-    ref = await open_ticket(rt, await make_chat(tdb), "offline")
+    ref = await open_ticket(rt, await make_chat(rt), "offline")
     assert await drain_once(rt) == 2
     ticket = await load_ticket(rt.redis, ref)
     mail = page_link_mail(ticket, "abc123", rt.settings, "", "")
@@ -65,6 +65,7 @@ async def test_a_change_committed_before_a_crash_gets_its_index_and_mail_from_th
 
     async def decide(_: dict[str, Any], __: Pipeline) -> Callable[[Pipeline], None]:
         def write(pipe: Pipeline) -> None:
+            # By hand: a desk change (solve + mail) cut off by a crash after commit_change; no public path stops there
             pipe.hset(keys.ticket(ref), mapping=tickets.ticket_fields({"status": "solved", "solved_at": now,
                                                                        "due_at": None}))
             outbox.queue_mail(pipe, mail, now)
@@ -84,7 +85,7 @@ async def test_a_change_committed_before_a_crash_gets_its_index_and_mail_from_th
 
 async def test_a_finished_change_leaves_nothing_for_the_sweep(rt, tdb, smtp_server):
     """An agent's reply done whole: nothing announced is left, and a sweep changes nothing."""
-    ref = await open_ticket(rt, await make_chat(tdb), "offline")
+    ref = await open_ticket(rt, await make_chat(rt), "offline")
     await reply(rt, ref, {"username": "sam", "name": "Sam"}, "Try again now.", internal=False)
     assert await tdb.zcard(keys.TICKETS_DIRTY) == 0
     before = await list_tickets(rt.redis, 1, status="pending")

@@ -45,7 +45,7 @@ def test_reference_typed_in_lower_case_is_found():
 
 async def test_open_ticket_twice_makes_one_ticket(rt, tdb):
     """A second open_ticket returns the same reference and queues no more mail."""
-    chat_id = await make_chat(tdb)
+    chat_id = await make_chat(rt)
     first = await open_ticket(rt, chat_id, "offline")
     second = await open_ticket(rt, chat_id, "visitor_left")
     assert first == second and REF.match(first)
@@ -55,7 +55,7 @@ async def test_open_ticket_twice_makes_one_ticket(rt, tdb):
 
 async def test_concurrent_open_ticket_from_two_clients_makes_one_ticket(rt, tdb, redis_url, tmp_path, smtp_server):
     """Two processes racing (separate Redis clients) get one reference, one ticket, two mails."""
-    chat_id = await make_chat(tdb)
+    chat_id = await make_chat(rt)
     others = [make_runtime(redis_url, tmp_path, smtp_server.url) for _ in range(3)]
     try:
         results = await asyncio.gather(*(open_ticket(r, chat_id, "offline") for r in [rt, *others]))
@@ -71,9 +71,9 @@ async def test_concurrent_open_ticket_from_two_clients_makes_one_ticket(rt, tdb,
 
 async def test_ticket_holds_visitor_trigger_and_transcript(rt, tdb):
     """The ticket keeps the visitor's profile, the trigger, timestamps and the whole transcript."""
-    chat_id = await make_chat(tdb, [("visitor", "My invoice is wrong"), ("agent", "Let me check")],
+    chat_id = await make_chat(rt, [("visitor", "My invoice is wrong"), ("agent", "Let me check")],
                               name="Bea", email_address="Bea@Example.org", plan="visionary", verified=True,
-                              emergency=True, status="active", agent="sam", agent_name="Sam")
+                              emergency=True, status="active")
     ref = await open_ticket(rt, chat_id, "unresolved")
     ticket = await load_ticket(tdb, ref)
     assert ticket["ref"] == ref and ticket["status"] == "open" and ticket["chat_id"] == chat_id
@@ -90,7 +90,7 @@ async def test_ticket_holds_visitor_trigger_and_transcript(rt, tdb):
 
 async def test_ticket_without_contact_is_kept_without_visitor_mail(rt, tdb):
     """No email address: the ticket exists for agents and only the inbox is mailed."""
-    chat_id = await make_chat(tdb, email_address=None)
+    chat_id = await make_chat(rt, email_address=None)
     ref = await open_ticket(rt, chat_id, "offline")
     assert (await load_ticket(tdb, ref))["email"] == ""
     assert await outbox_ids(tdb) == [f"{ref}.inbox"]
@@ -98,10 +98,10 @@ async def test_ticket_without_contact_is_kept_without_visitor_mail(rt, tdb):
 
 async def test_reference_collision_draws_another(rt, tdb, monkeypatch):
     """A reference already in use is never reused: open_ticket draws a new one."""
-    taken = await open_ticket(rt, await make_chat(tdb), "offline")
+    taken = await open_ticket(rt, await make_chat(rt), "offline")
     draws = iter([taken, "LC-22222A"])
     monkeypatch.setattr(tickets, "new_ref", lambda: next(draws))
-    ref = await open_ticket(rt, await make_chat(tdb), "offline")
+    ref = await open_ticket(rt, await make_chat(rt), "offline")
     assert ref == "LC-22222A"
     assert (await load_ticket(tdb, taken))["ref"] == taken
 
@@ -109,7 +109,7 @@ async def test_reference_collision_draws_another(rt, tdb, monkeypatch):
 async def test_unknown_trigger_is_refused(rt, tdb):
     """Only the four triggers make tickets."""
     with pytest.raises(ValueError):
-        await open_ticket(rt, await make_chat(tdb), "bored")
+        await open_ticket(rt, await make_chat(rt), "bored")
 
 
 async def test_unknown_chat_is_refused(rt, tdb):
@@ -121,7 +121,7 @@ async def test_unknown_chat_is_refused(rt, tdb):
 
 async def test_list_tickets_pages_newest_first(rt, tdb):
     """Paging walks every ticket once, newest first, with totals."""
-    made = [await open_ticket(rt, await make_chat(tdb, name=f"V{i}"), "offline") for i in range(5)]
+    made = [await open_ticket(rt, await make_chat(rt, name=f"V{i}"), "offline") for i in range(5)]
     page1 = await list_tickets(tdb, 1, per_page=2)
     page3 = await list_tickets(tdb, 3, per_page=2)
     assert (page1["total"], page1["pages"]) == (5, 3)

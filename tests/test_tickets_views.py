@@ -55,14 +55,14 @@ async def get(url: str, cookie: str | None = None, accept: str = "*/*") -> tuple
 
 async def test_ticket_needs_a_session(rt, tdb, web):
     """Without a session cookie the ticket is 401."""
-    ref = await open_ticket(rt, await make_chat(tdb), "offline")
+    ref = await open_ticket(rt, await make_chat(rt), "offline")
     status, _, body = await get(f"{web}/api/tickets/{ref}")
     assert status == 401 and ref not in body
 
 
 async def test_agents_read_tickets_too(rt, tdb, web, lang):
     """Agents answer tickets, so an agent's session reads one as a supervisor's does."""
-    ref = await open_ticket(rt, await make_chat(tdb), "offline")
+    ref = await open_ticket(rt, await make_chat(rt), "offline")
     status, _, _ = await get(f"{web}/api/tickets/{ref}", await login(rt, tdb, lang, "agent"))
     assert status == 200
 
@@ -76,7 +76,7 @@ async def test_unknown_ticket_is_404(rt, tdb, web, lang):
 
 async def test_supervisor_gets_ticket_json_with_transcript(rt, tdb, web, lang):
     """A supervisor gets the ticket as JSON, transcript included, never cached."""
-    ref = await open_ticket(rt, await make_chat(tdb, [("visitor", "Where is my refund?")]), "offline")
+    ref = await open_ticket(rt, await make_chat(rt, [("visitor", "Where is my refund?")]), "offline")
     status, headers, body = await get(f"{web}/api/tickets/{ref.lower()}", await login(rt, tdb, lang, "supervisor"))
     assert status == 200 and headers["content-type"].startswith("application/json")
     assert headers["cache-control"] == "no-store"
@@ -87,7 +87,7 @@ async def test_supervisor_gets_ticket_json_with_transcript(rt, tdb, web, lang):
 
 async def test_browser_gets_an_escaped_html_page(rt, tdb, web, lang):
     """A browser (Accept: text/html) gets a readable page where the visitor's markup is text."""
-    chat_id = await make_chat(tdb, [("visitor", "<script>alert(1)</script>")], name="<i>Eve</i>")
+    chat_id = await make_chat(rt, [("visitor", "<script>alert(1)</script>")], name="<i>Eve</i>")
     ref = await open_ticket(rt, chat_id, "offline")
     status, headers, body = await get(f"{web}/api/tickets/{ref}", await login(rt, tdb, lang, "supervisor"), BROWSER)
     assert status == 200 and headers["content-type"].startswith("text/html")
@@ -98,7 +98,7 @@ async def test_browser_gets_an_escaped_html_page(rt, tdb, web, lang):
 
 async def test_ticket_list_pages_and_filters_by_status(rt, tdb, web, lang):
     """The list is paged (newest first on request) and can be limited to one status."""
-    refs = [await open_ticket(rt, await make_chat(tdb), "offline") for _ in range(3)]
+    refs = [await open_ticket(rt, await make_chat(rt), "offline") for _ in range(3)]
     cookie = await login(rt, tdb, lang, "supervisor")
     status, _, body = await get(f"{web}/api/tickets?page=1&per_page=2&sort=newest", cookie)
     first = json.loads(body)
@@ -121,6 +121,6 @@ async def test_ticket_list_needs_a_session(rt, tdb, web, lang):
 
 async def test_ticket_list_html_links_each_ticket(rt, tdb, web, lang):
     """A browser gets an HTML list linking to each ticket."""
-    ref = await open_ticket(rt, await make_chat(tdb), "offline")
+    ref = await open_ticket(rt, await make_chat(rt), "offline")
     status, _, body = await get(f"{web}/api/tickets", await login(rt, tdb, lang, "supervisor"), BROWSER)
     assert status == 200 and f'href="/api/tickets/{ref}"' in body

@@ -8,15 +8,14 @@ import time
 
 import pytest
 
-from chat import keys
-from chat.lifecycle import make_ticket
+from chat import frames, keys
+from chat.lifecycle import close, make_ticket
 from transcripts import cli
-from transcripts.archive import archive_chat
 from transcripts.contact import email_hash
 from transcripts import desk
 from transcripts.retention import purge_expired
 from transcripts.tickets import load_ticket, open_ticket
-from tests.support.transcripts import make_chat
+from tests.support.transcripts import AGENT, make_chat
 
 DAY = 86400.0
 
@@ -34,7 +33,7 @@ async def run(rt, *argv: str) -> int:
 
 async def test_export_chat_as_text(rt, tdb, capsys):
     """A chat exports as readable text: the visitor, then one line per message."""
-    chat_id = await make_chat(tdb, [("visitor", "Hi there"), ("agent", "Hello Ada")], status="closed")
+    chat_id = await make_chat(rt, [("visitor", "Hi there"), ("agent", "Hello Ada")], status="closed")
     assert await run(rt, "transcript", "export", "--format", "txt", "--", chat_id) == 0
     out = capsys.readouterr().out
     assert f"Chat {chat_id}" in out and "Ada <ada@example.org>" in out
@@ -43,7 +42,7 @@ async def test_export_chat_as_text(rt, tdb, capsys):
 
 async def test_export_ticket_as_json(rt, tdb, capsys):
     """A ticket reference exports as JSON with the visitor and every message."""
-    ref = await open_ticket(rt, await make_chat(tdb, [("visitor", "Refund please")]), "offline")
+    ref = await open_ticket(rt, await make_chat(rt, [("visitor", "Refund please")]), "offline")
     assert await run(rt, "transcript", "export", "--format", "json", ref.lower()) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["kind"] == "ticket" and doc["ref"] == ref and doc["visitor"]["email"] == "ada@example.org"
@@ -53,7 +52,7 @@ async def test_export_ticket_as_json(rt, tdb, capsys):
 async def test_export_to_a_file_under_the_current_folder(rt, tdb, tmp_path, monkeypatch, capsys):
     """--out writes a new private file; an existing file is not overwritten."""
     monkeypatch.chdir(tmp_path)
-    chat_id = await make_chat(tdb, status="closed")
+    chat_id = await make_chat(rt, status="closed")
     assert await run(rt, "transcript", "export", "--out", "chat.txt", "--", chat_id) == 0
     written = tmp_path / "chat.txt"
     assert "Hello, I cannot log in." in written.read_text()
@@ -73,7 +72,7 @@ async def test_export_refuses_an_output_path_outside_the_allowed_folders(rt, tdb
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    chat_id = await make_chat(tdb, status="closed")
+    chat_id = await make_chat(rt, status="closed")
     assert await run(rt, "transcript", "export", "--out", "../../escaped.txt", "--", chat_id) == 1
     assert "outside" in capsys.readouterr().err
     assert not (tmp_path.parent / "escaped.txt").exists()
@@ -85,25 +84,25 @@ async def test_export_of_an_unknown_chat_fails_cleanly(rt, tdb, capsys):
     assert "no chat or ticket" in capsys.readouterr().err
 
 
-async def test_archive_records_closed_chat_by_time_and_email(rt, tdb):
-    """archive_chat indexes the chat for retention and erasure without copying the log."""
-    chat_id = await make_chat(tdb, status="closed", email_address="Ada@Example.org")
+async def test_closing_a_chat_archives_it_by_time_and_email(rt, tdb):
+    """Closing a chat indexes it for retention and erasure without copying the log."""
+    chat_id = await make_chat(rt, status="active", email_address="Ada@Example.org")
     before = set(await tdb.keys("*"))
-    assert await archive_chat(rt, chat_id)
-    assert await tdb.zscore(keys.CHATS_CLOSED, chat_id) is not None
+    assert await close(rt, chat_id, frames.CLOSED_RESOLVED, holder=AGENT)  # as Sam's close frame does
+    closed_at = float(await tdb.hget(keys.chat(chat_id), "closed_at"))
+    assert await tdb.zscore(keys.CHATS_CLOSED, chat_id) == closed_at
     assert await tdb.sismember(keys.chats_by_email(email_hash("ada@example.org")), chat_id)
     added = set(await tdb.keys("*")) - before
-    assert added == {keys.CHATS_CLOSED.encode(), keys.chats_by_email(email_hash("ada@example.org")).encode()}
+    assert {keys.CHATS_CLOSED.encode(), keys.chats_by_email(email_hash("ada@example.org")).encode()} <= added
+    assert [k for k in added if await tdb.type(k) == b"list"] == []  # no copy of the log
 
 
 async def test_delete_by_email_erases_chats_tickets_and_queued_mail(rt, tdb, capsys):
     """Erasure removes every chat, ticket and outbox entry of the address, and nobody else's."""
-    mine = [await make_chat(tdb, status="closed", email_address="ada@example.org") for _ in range(2)]
-    for chat_id in mine:
-        await archive_chat(rt, chat_id)
-    offline = await make_chat(tdb, email_address="ADA@example.org")
+    mine = [await make_chat(rt, status="closed", email_address="ada@example.org") for _ in range(2)]
+    offline = await make_chat(rt, email_address="ADA@example.org")
     ref = await make_ticket(rt, offline, "offline")  # what the hub does when nobody answers: ticket, chat closed
-    other = await make_chat(tdb, status="closed", email_address="bob@example.org")
+    other = await make_chat(rt, status="closed", email_address="bob@example.org")
     other_ref = await open_ticket(rt, other, "unresolved")
     assert await run(rt, "transcript", "delete", "--email", "Ada@Example.org") == 0
     out = capsys.readouterr().out
@@ -117,7 +116,7 @@ async def test_delete_by_email_erases_chats_tickets_and_queued_mail(rt, tdb, cap
 
 async def test_delete_by_email_leaves_an_open_chat_and_says_so(rt, tdb, capsys):
     """A chat still in progress is not deleted under the hub; the command reports it and exits 1."""
-    live = await make_chat(tdb, status="active", email_address="ada@example.org")
+    live = await make_chat(rt, status="active", email_address="ada@example.org")
     assert await run(rt, "transcript", "delete", "--email", "ada@example.org") == 1
     assert live in capsys.readouterr().out
     assert await tdb.exists(keys.chat(live))
@@ -132,16 +131,16 @@ async def test_retention_purges_only_what_is_older_than_the_period(rt, tdb):
     """With an injected clock, chats closed and tickets solved before now - 30 days go; newer
     ones, and a ticket still open however old, stay."""
     now = time.time()
-    old_chat = await make_chat(tdb, status="closed", closed_at=repr(now - 40 * DAY))
-    await archive_chat(rt, old_chat)
-    new_chat = await make_chat(tdb, status="closed", closed_at=repr(now - 2 * DAY))
-    await archive_chat(rt, new_chat)
+    rt.clock = lambda: now - 40 * DAY
+    old_chat = await make_chat(rt, status="closed")
+    rt.clock = lambda: now - 2 * DAY
+    new_chat = await make_chat(rt, status="closed")
     rt.clock = lambda: now - 31 * DAY
-    old_ref = await open_ticket(rt, await make_chat(tdb), "offline")
+    old_ref = await open_ticket(rt, await make_chat(rt), "offline")
     await desk.update(rt, old_ref, status="solved")
-    still_open = await open_ticket(rt, await make_chat(tdb), "offline")
+    still_open = await open_ticket(rt, await make_chat(rt), "offline")
     rt.clock = lambda: now
-    new_ref = await open_ticket(rt, await make_chat(tdb), "offline")
+    new_ref = await open_ticket(rt, await make_chat(rt), "offline")
     await desk.update(rt, new_ref, status="solved")
 
     assert await purge_expired(rt, now) == 2

@@ -9,24 +9,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from chat import keys
-from chat.chats import load_chat
-from chat.runtime import Runtime
 from transcripts.contact import email_hash, normalize_email
-
-
-async def archive_chat(rt: Runtime, chat_id: str) -> bool:
-    """Record a closed chat (idempotent: the first closing time stays). False for an unknown chat."""
-    chat = await load_chat(rt.redis, chat_id)
-    if chat is None:
-        return False
-    try:
-        closed_at = float(chat.get("closed_at") or rt.clock())
-    except ValueError:
-        closed_at = rt.clock()
-    async with rt.redis.pipeline(transaction=True) as pipe:
-        add_to_archive(pipe, chat_id, closed_at, chat.get("email"))
-        await pipe.execute()
-    return True
 
 
 def add_to_archive(pipe, chat_id: str, closed_at: float, email: str | None) -> None:
