@@ -16,7 +16,7 @@ from chat.chatlog import ChatLog, read_log
 from chat.chats import load_chat, new_chat_id
 from chat.config import load_config
 from chat.duties import VISITOR_GONE_SCRIPT
-from chat.hub import Presence
+from chat.presence import Presence
 from chat.queue import AgentSkills, write_agent
 from chat.runtime import Runtime
 from chat.settings import Settings
