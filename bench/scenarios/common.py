@@ -142,12 +142,10 @@ def baseline_pairs(ctx: Context, agents: int, chats: int) -> dict[str, Any]:
 
 
 class Window:
-    """CPU meters read exactly at the start and the end of the measured window, from a thread,
-    while the parent is blocked waiting for the client processes."""
+    """CPU meters of named processes read exactly at the start and the end of the measured
+    window, from a thread, while the parent is blocked waiting for the client processes."""
 
-    def __init__(self, server: _Server, pool: ClientPool, t_start: float, t_end: float):
-        pids = {"server": server.pid, "redis": server.redis_pid}
-        pids.update({f"client{i}": pid for i, pid in enumerate(pool.pids)})
+    def __init__(self, pids: dict[str, int], t_start: float, t_end: float):
         self.meter = CpuMeter(pids)
         self.system = SystemMeter()
         self.cpu: dict[str, float] = {}
@@ -165,8 +163,9 @@ class Window:
         self.waited = self.meter.waited()
         self.cores = self.system.percent()
 
-    def join(self) -> None:
+    def join(self) -> dict[str, float]:
         self._thread.join()
+        return self.cpu
 
 
 def run_traffic(ctx: Context, server: _Server, mode: str, seconds: float, label: str, **kw: Any) -> dict[str, Any]:
@@ -175,7 +174,9 @@ def run_traffic(ctx: Context, server: _Server, mode: str, seconds: float, label:
     start_at = time.monotonic() + 0.5
     t_rec0 = start_at + opts.warmup
     t_rec1 = t_rec0 + seconds
-    window = Window(server, ctx.pool, t_rec0, t_rec1)
+    pids = {"server": server.pid, "redis": server.redis_pid}
+    pids.update({f"client{i}": pid for i, pid in enumerate(ctx.pool.pids)})
+    window = Window(pids, t_rec0, t_rec1)
     profiler = None
     if opts.profile:
         profiler = Profiler(server.pid, ctx.opts.out / f"profile-{label}.txt")

@@ -21,42 +21,15 @@ CPU time per claim gives the claims a second it could carry at 100% of one core.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from typing import Any
 
-from bench.machine import CpuMeter, SystemMeter
-from bench.scenarios.common import Context, ours_pairs
+from bench.scenarios.common import Context, Window, ours_pairs
 from bench.servers import RedisNodes, ScaleHub
 from bench.stats import ratio, samples_from, summarize
 
 VARIANTS = (("single Redis", 1), ("3-master cluster", 3))
 WORKERS = (1, 2)
-
-
-class _Meter:
-    """CPU of named processes over exactly the measured window, read from a thread while the
-    parent waits for the load generator."""
-
-    def __init__(self, pids: dict[str, int], t_start: float, t_end: float):
-        self.meter = CpuMeter(pids)
-        self.system = SystemMeter()
-        self.cpu: dict[str, float] = {}
-        self.cores: dict[str, float] = {}
-        self._thread = threading.Thread(target=self._run, args=(t_start, t_end), daemon=True)
-        self._thread.start()
-
-    def _run(self, t_start: float, t_end: float) -> None:
-        time.sleep(max(0.0, t_start - time.monotonic()))
-        self.meter.start()
-        self.system.start()
-        time.sleep(max(0.0, t_end - time.monotonic()))
-        self.cpu = self.meter.percent()
-        self.cores = self.system.percent()
-
-    def join(self) -> dict[str, float]:
-        self._thread.join()
-        return self.cpu
 
 
 def _window(ctx: Context, hub: ScaleHub, nodes: RedisNodes) -> dict[str, Any]:
@@ -66,7 +39,7 @@ def _window(ctx: Context, hub: ScaleHub, nodes: RedisNodes) -> dict[str, Any]:
     pids = {f"hub{i}": pid for i, pid in enumerate(hub.worker_pids)}
     pids.update({f"redis{i}": pid for i, pid in enumerate(nodes.pids)})
     pids.update({f"client{i}": pid for i, pid in enumerate(ctx.pool.pids)})
-    meter = _Meter(pids, t0, t0 + o.scale_seconds)
+    meter = Window(pids, t0, t0 + o.scale_seconds)
     args = {"window": 1, "start_at": start_at, "warmup": o.warmup, "seconds": o.scale_seconds, "drain": o.drain}
     results = ctx.pool.call("pingpong", [args] * len(ctx.pool), timeout=o.warmup + o.scale_seconds + o.drain + 120)
     cpu = meter.join()
