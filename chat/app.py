@@ -9,13 +9,15 @@ import gzip
 import logging
 import secrets
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, Callable
 
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from chat import frames, keys
 from chat.bus import make_bus
@@ -117,7 +119,32 @@ def optional_routes(module: str) -> list[BaseRoute]:
         return []
 
 
-def create_app(settings: Settings, config: DeskConfig, redis_url: str, demo: bool = False) -> Starlette:
+class HubApp(Starlette):
+    """The Starlette application, with each socket's endpoint called straight from here.
+
+    Through Starlette's stack, every socket's handler would run under its error middleware,
+    its exception middleware, the router and the route's session wrapper: coroutines and
+    closures kept for the socket's whole life (about 4.5 KiB per idle socket, issue 17), two of
+    which also wrap every frame sent. For a socket none of them does anything here: the error
+    middleware passes sockets through, and no exception handler of the app is for sockets.
+    Middleware added to the app would not see the sockets: add it here too."""
+
+    def __init__(self, *, routes: list[BaseRoute], **kwargs) -> None:
+        super().__init__(routes=routes, **kwargs)
+        self.sockets: dict[str, Callable[[WebSocket], Awaitable[None]]] = {
+            r.path: r.endpoint for r in routes if isinstance(r, WebSocketRoute) and not r.param_convertors
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = self.sockets.get(scope["path"]) if scope["type"] == "websocket" and not scope.get("root_path") else None
+        if endpoint is None:
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self
+        await endpoint(WebSocket(scope, receive, send))
+
+
+def create_app(settings: Settings, config: DeskConfig, redis_url: str, demo: bool = False) -> HubApp:
     import helpcentre.library
     from chat import agent_socket, visitor_socket
 
@@ -162,4 +189,4 @@ def create_app(settings: Settings, config: DeskConfig, redis_url: str, demo: boo
     for module in ("agents.views", "transcripts.views", "transcripts.customer", "transcripts.widget_tickets",
                    "chat.supervisor_socket", "chat.metrics", "helpcentre.views"):
         routes += optional_routes(module)
-    return Starlette(routes=routes, lifespan=lifespan)
+    return HubApp(routes=routes, lifespan=lifespan)

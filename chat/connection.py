@@ -21,6 +21,7 @@ from chat.config import Limits
 from chat.frames import FrameError
 from chat.runtime import Runtime
 from chat.windows import is_loopback
+from chat.ws_protocol import Flag
 
 if TYPE_CHECKING:
     from chat.hub import Hub
@@ -118,7 +119,7 @@ class Connection:
         self.closing = False
         self._closer: asyncio.Task | None = None
         self._finishing = False  # the handler is on its way out by itself
-        self._drained = asyncio.Event()
+        self._drained = Flag()  # an asyncio.Event would keep a deque for the socket's life
         self._sent_at = 0.0  # loop time the writer last handed a frame to the socket
         self._welcomed = False
         self._resync_wanted = False
@@ -292,6 +293,7 @@ class Connection:
             self.error(frames.UNAVAILABLE, "the service is briefly unavailable: reconnect in a moment")
             await self.close(frames.CLOSE_UNAVAILABLE, "unavailable")
             return
+        del start  # a finished coroutine keeps its frame's memory: not for the socket's whole life
         try:
             await receive_loop(self, self.handle)
         finally:

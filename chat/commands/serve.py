@@ -162,12 +162,13 @@ def _uvicorn_config(app, args: argparse.Namespace, config: DeskConfig):
     import uvicorn
 
     from chat.http_guard import guarded_http_protocol
+    from chat.ws_protocol import LeanWebSocketProtocol
 
     return uvicorn.Config(
         app,
         host=args.host,
         port=args.port,
-        ws="websockets-sansio",
+        ws=LeanWebSocketProtocol,  # uvicorn's websockets-sansio, lighter per socket
         ws_max_size=65536,
         ws_per_message_deflate=False,
         ws_ping_interval=20.0,
