@@ -75,6 +75,8 @@ wait_choice_timeout = 60  # seconds to answer "keep waiting or be emailed" befor
 heartbeat = 5           # how often hubs refresh the presence of their sockets
 hello_timeout = 10      # seconds a new visitor socket has to send its hello before it is closed (1008)
 header_timeout = 10     # seconds a client has to send a whole HTTP request head before 408 and close (0 = none)
+ping_interval = 20      # seconds between the hub's WebSocket pings on each socket (0 = none)
+ping_timeout = 20       # seconds a socket may take to answer a ping before it is closed (1011)
 silent_chat_ttl = 300   # a chat closed before its visitor wrote anything is deleted this long after closing
 help_reload = 10        # how often hubs look for added, edited or removed help articles
 ticket_viewing_ttl = 30 # seconds an agent shows as viewing a ticket unless its dashboard says so again
@@ -151,6 +153,8 @@ class Timing:
     heartbeat: float = 5.0
     hello_timeout: float = 10.0
     header_timeout: float = 10.0
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
     silent_chat_ttl: float = 300.0
     help_reload: float = 10.0
     ticket_viewing_ttl: float = 30.0
@@ -489,6 +493,8 @@ def parse_config(text: str, source: str = "<built-in>") -> DeskConfig:
         raise ConfigError(source, "timing.heartbeat", "must be more than 0 seconds")
     if "hello_timeout" in timing and _number(timing, "hello_timeout", "timing", source, 10) == 0:
         raise ConfigError(source, "timing.hello_timeout", "must be more than 0 seconds")
+    if "ping_timeout" in timing and _number(timing, "ping_timeout", "timing", source, 20) == 0:
+        raise ConfigError(source, "timing.ping_timeout", "must be more than 0 seconds")
     if "help_reload" in timing and _number(timing, "help_reload", "timing", source, 10) == 0:
         raise ConfigError(source, "timing.help_reload", "must be more than 0 seconds")
     if "ticket_viewing_ttl" in timing and _number(timing, "ticket_viewing_ttl", "timing", source, 30) < 1:

@@ -171,8 +171,8 @@ def _uvicorn_config(app, args: argparse.Namespace, config: DeskConfig):
         ws=LeanWebSocketProtocol,  # uvicorn's websockets-sansio, lighter per socket
         ws_max_size=65536,
         ws_per_message_deflate=False,
-        ws_ping_interval=20.0,
-        ws_ping_timeout=20.0,
+        ws_ping_interval=config.timing.ping_interval or None,
+        ws_ping_timeout=config.timing.ping_timeout,
         loop="auto",
         http=guarded_http_protocol(config.timing.header_timeout),  # request-head deadline, capped upgrades
         limit_concurrency=config.limits.max_connections or None,
