@@ -96,6 +96,32 @@ async def accept_socket(ws: WebSocket) -> bool:
     return binary
 
 
+class _Started:
+    """A coroutine already started by hand (Connection._send_now) that is waiting on what it
+    yielded: awaiting this runs it to its end, passing on what the task sends or throws in."""
+
+    __slots__ = ("coro", "waiting_on")
+
+    def __init__(self, coro: Any, waiting_on: Any):
+        self.coro, self.waiting_on = coro, waiting_on
+
+    def __await__(self):
+        coro, waiting_on = self.coro, self.waiting_on
+        while True:
+            try:
+                value = yield waiting_on
+            except BaseException as exc:  # a cancellation: the coroutine gets it where it waits
+                try:
+                    waiting_on = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    waiting_on = coro.send(value)
+                except StopIteration as stop:
+                    return stop.value
+
+
 class Closed(Exception):
     """The socket is gone (or being cut off); the handler should clean up and return."""
 
@@ -170,6 +196,9 @@ class Connection:
     def _enqueue(self, data: str | bytes) -> None:
         if self.closing:
             return
+        if self._writer is None and not self._out:
+            self._send_now(data)
+            return
         self._out.append(data)
         self._out_bytes += _size(data)
         # The frame at the head may be big (a welcome with long histories); the backlog may not.
@@ -180,8 +209,29 @@ class Connection:
         if self._writer is None:
             self._writer = asyncio.create_task(self._drain())
 
-    async def _drain(self) -> None:
+    def _send_now(self, data: str | bytes) -> None:
+        """Nothing is queued: hand the frame to the socket now, without a writer task (a task
+        per frame was a good part of the CPU of sending places in line to many sockets). The
+        socket's send completes at once unless the transport is paused for a client that reads
+        slowly; then the writer task finishes that send and drains what is queued meanwhile."""
+        sending = self.ws.send_bytes(data) if isinstance(data, bytes) else self.ws.send_text(data)
         try:
+            waiting_on = sending.send(None)
+        except StopIteration:
+            self._sent_at = asyncio.get_running_loop().time()
+            return
+        except Exception:
+            # As from the writer task: the handler is stopped too (cut_off from the handler's
+            # own task would leave that to the handler).
+            asyncio.get_running_loop().call_soon(self.cut_off, None, "")
+            return
+        self._sent_at = asyncio.get_running_loop().time()
+        self._writer = asyncio.ensure_future(self._drain(_Started(sending, waiting_on)))
+
+    async def _drain(self, started: "_Started | None" = None) -> None:
+        try:
+            if started is not None:
+                await started
             while self._out:
                 data = self._out.popleft()
                 self._out_bytes -= _size(data)

@@ -97,9 +97,11 @@ async def open_chat(rt: Runtime, chat_id: str, fields: dict[str, Any], resume_tt
     return token
 
 
-async def go_offline(rt: Runtime, chat_id: str, reason: str) -> None:
-    """Nobody can take the chat now: what the visitor writes becomes a ticket."""
-    route = await rt.queue.remove(chat_id)
+async def go_offline(rt: Runtime, chat_id: str, reason: str, hint: Hint | None = None) -> None:
+    """Nobody can take the chat now: what the visitor writes becomes a ticket. ``hint``: the
+    chat's lines as the caller knows them (its visitor's socket), which saves the round trip
+    that finds them (chat/queue.py)."""
+    route = await rt.queue.remove(chat_id, hint=hint)
     await update_chat(rt.redis, chat_id, status=frames.CHAT_OFFLINE, offline_reason=reason)
     await timers.cancel_all(rt.redis, chat_id)
     await timers.schedule(rt.redis, timers.OFFLINE_IDLE, chat_id, rt.clock() + rt.config.timing.offline_idle)

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 from chat import frames, lifecycle
 from chat.cancellation import raise_if_cancelled
 from chat.dispatch import Dispatch, can_serve
+from chat.queue import Hint
 from chat.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ class Places:
                 servable[key] = (can_serve(agents, conn.lang, conn.topic_key)
                                  or not await self.dispatch.nobody_can_serve(conn.lang, conn.topic_key))
             if not servable[key]:
-                await lifecycle.go_offline(self.rt, chat_id, frames.OFFLINE_NO_AGENTS)
+                await lifecycle.go_offline(self.rt, chat_id, frames.OFFLINE_NO_AGENTS, Hint(conn.lang, conn.topic_key))
                 continue
             cap = capacity.get(conn.lang, 0)
             eta = int(math.ceil(position * aht / cap)) if aht and cap else None

@@ -156,7 +156,8 @@ class VisitorConnection(Connection):
 
     async def _run(self) -> None:
         try:
-            hello = await asyncio.wait_for(self.receive(), self.rt.config.timing.hello_timeout)
+            async with asyncio.timeout(self.rt.config.timing.hello_timeout):  # no task, unlike wait_for
+                hello = await self.receive()
         except (asyncio.TimeoutError, FrameError, Closed):
             hello = None
         if not hello or hello.get("type") != frames.HELLO:

@@ -53,6 +53,7 @@ def _server_class(on_started: Callable[[], None] | None = None):
             await super().startup(sockets=sockets)
             if self.started:
                 _quiet_per_socket_lines(True)
+                tune_gc()
             if self.started and on_started is not None:
                 on_started()
 
@@ -61,6 +62,27 @@ def _server_class(on_started: Callable[[], None] | None = None):
             await super().shutdown(sockets=sockets)
 
     return Server
+
+# The cyclic garbage collector's thresholds while serving (gc.set_threshold): a young
+# generation of 50,000 objects instead of Python's 700, and 20 young collections per middle
+# one instead of 10; the oldest generation keeps Python's rule.
+GC_THRESHOLDS = (50_000, 20, 10)
+
+
+def tune_gc() -> None:
+    """Once the hub serves: what start-up built (modules, config, templates) is frozen out of
+    the collector's reach, and young collections run far less often. With Python's defaults
+    a hub accepting visitors spent about a third of its CPU in the collector (a young
+    collection every 700 allocations, and full ones re-walking every open socket's objects
+    as their number grew): ~0.4 ms of a ~1.5 ms `hello`. Nearly everything a hello or a
+    frame allocates is freed by reference counting long before 50,000 allocations, so
+    collections become rare and short; cycles are still collected, a little later."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
 
 def _quiet_per_socket_lines(quiet: bool) -> None:
     """uvicorn logs every WebSocket's "[accepted]", "connection open" and "connection closed"
