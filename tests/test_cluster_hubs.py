@@ -223,6 +223,7 @@ async def test_the_hubs_hear_each_other_again_after_every_node_was_down(redis_cl
     sam, _ = await agent(two, crds, f"a-{lang}", [lang])
     ada, _ = await visitor(one, lang)
     chat_id = (await sam.expect("assigned"))["chat_id"]
+    await asyncio.to_thread(wait_until, redis_cluster.replicated, 30, 0.05, "every replica caught up")
     redis_cluster.kill_all()
     await asyncio.to_thread(wait_until, lambda: "cluster not reachable yet" in two.log_tail(50_000), 60, 0.05,
                             "hub two's bus finding no node to read the slot map from")

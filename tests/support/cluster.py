@@ -100,6 +100,20 @@ class ClusterServers:
         wait_until(lambda: all(_cluster_ok(p) for p in self.ports), timeout, 0.05, "cluster_state:ok on every node")
         wait_until(self._replicas_in_sync, timeout, 0.05, "every replica attached to its master")
 
+    def replicated(self) -> bool:
+        """Every replica has received everything its master wrote (replication is
+        asynchronous: a master killed before that may come back as a replica of a node that
+        misses its last writes)."""
+        for port in self.ports:
+            if self.role(port) != "master":
+                continue
+            info = SyncRedis(port=port).info("replication")
+            offset = int(info.get("master_repl_offset", 0))
+            replicas = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
+            if len(replicas) < self.replicas or any(int(r.get("offset", -1)) != offset for r in replicas):
+                return False
+        return True
+
     def kill_all(self) -> None:
         """SIGKILL every node (their append-only files and nodes.conf stay for a restart)."""
         for port in self.ports:
