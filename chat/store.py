@@ -27,7 +27,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError, NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import DataError, MaxConnectionsError, NoScriptError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 AnyRedis = Union[Redis, RedisCluster]
@@ -84,7 +84,7 @@ def redis_client(url: str) -> AnyRedis:
         options.pop("port", None)
         return Cluster(
             startup_nodes=[ClusterNode(host, port) for host, port in seeds],
-            socket_connect_timeout=2, socket_timeout=5, max_connections=64,
+            socket_connect_timeout=2, socket_timeout=5, max_connections=CLUSTER_CONNECTIONS,
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 8),
             retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionResetError],
             **options,
@@ -133,6 +133,10 @@ class ClusterUnreachable(RedisConnectionError):
     """No node gave a usable slot map (every seed down, or the nodes disagreeing mid-failover)."""
 
 
+CLUSTER_CONNECTIONS = 64  # per node and process; a burst beyond them waits (Cluster.execute_command)
+POOL_WAIT = 5.0  # seconds a command may wait for a free connection, as the single-Redis pool's timeout
+
+
 class Cluster(RedisCluster):
     """redis-py's cluster client, with one difference: a slot map that cannot be read is a
     RedisError like any other sign that Redis is unavailable. redis-py raises its own
@@ -148,6 +152,22 @@ class Cluster(RedisCluster):
         except RedisClusterException as exc:
             raise ClusterUnreachable(f"no usable slot map: {exc}") from exc
         return self
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        """As redis-py's, but a command finding every connection to its node in use waits for
+        one (up to POOL_WAIT), as commands do on a single Redis's blocking pool: redis-py's
+        cluster pool fails it at once with MaxConnectionsError, before anything was sent, so
+        150 agents signing in together got `unavailable`."""
+        deadline = None
+        while True:
+            try:
+                return await super().execute_command(*args, **kwargs)
+            except MaxConnectionsError:
+                now = asyncio.get_running_loop().time()
+                deadline = deadline or now + POOL_WAIT
+                if now >= deadline:
+                    raise
+                await asyncio.sleep(0.002)
 
     async def refresh_slots(self) -> None:
         """Read the slot map again now, whether or not a command has failed since."""

@@ -5,6 +5,8 @@ The hubs themselves on the cluster: tests/test_cluster_hubs.py."""
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 import time
 
 import msgpack
@@ -20,6 +22,7 @@ from chat.presence import Presence
 from chat.queue import AgentSkills, write_agent
 from chat.runtime import Runtime
 from chat.settings import Settings
+from chat.store import CLUSTER_CONNECTIONS, redis_client
 from tests.support.waiting import eventually
 
 
@@ -112,3 +115,17 @@ async def test_chat_events_reach_a_subscriber_on_another_node(rc, cluster):
     assert await eventually(heard, 10, message="the event on another node")
     await pubsub.aclose()
     await other.aclose()
+
+
+async def test_a_burst_beyond_the_cluster_pool_waits_for_connections(cluster):
+    """More concurrent commands to one node than its pool holds all succeed: the burst waits, as on a single Redis."""
+    client = redis_client("redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in cluster))
+    try:
+        burst = CLUSTER_CONNECTIONS * 3
+        tag = secrets.token_hex(4)
+        names = [f"burst:{{{tag}}}:{i}" for i in range(burst)]
+        await client.set(names[0], 0)  # the slot map is read: the burst's commands all go at once
+        assert await asyncio.gather(*(client.set(name, i) for i, name in enumerate(names))) == [True] * burst
+        assert [int(v) for v in await client.mget(names)] == list(range(burst))
+    finally:
+        await client.aclose()
