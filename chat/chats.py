@@ -9,6 +9,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from chat import keys
+from chat.store import Lua
 
 
 def new_chat_id() -> str:
@@ -74,3 +75,17 @@ def visitor_profile(chat: dict[str, str]) -> dict[str, Any]:
         "page": chat.get("page", ""),
         "emergency": chat.get("emergency") == "1",
     }
+
+
+# KEYS: the chat's hash; ARGV: score, comment. The rating and its comment in one step, once.
+_RATE = Lua("""
+if redis.call('HSETNX', KEYS[1], 'rating', ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'rating_comment', ARGV[2])
+return 1
+""")
+
+
+async def rate_chat(redis: Redis, chat_id: str, score: int, comment: str) -> bool:
+    """Record a chat's rating with its comment together (a crash between two writes would
+    keep the score and lose the words); False when the chat was rated already."""
+    return bool(await _RATE(redis, [keys.chat(chat_id)], [score, comment]))

@@ -407,10 +407,8 @@ class VisitorConnection(Connection):
         if score == 0:
             raise FrameError(frames.BAD_FRAME, "\"score\" must be from 1 to 5")
         comment = frames.text_field(frame, "comment", limit=frames.MAX_COMMENT_CHARS) or ""
-        stored = await self.rt.redis.hsetnx(keys.chat(self.chat_id), "rating", score)
-        if not stored:
+        if not await chats.rate_chat(self.rt.redis, self.chat_id, score, masked(comment)):
             raise FrameError(frames.NOT_ALLOWED, "this chat was already rated")
-        await chats.update_chat(self.rt.redis, self.chat_id, rating_comment=masked(comment))
         from chat.stats import record_rating
 
         now = self.rt.clock()
