@@ -216,10 +216,30 @@ async def test_a_failover_of_the_chats_node_loses_no_acknowledged_message(redis_
     assert heard == acked
 
 
-async def test_the_hubs_hear_each_other_again_after_every_node_was_down(redis_cluster, cluster_hubs, crds, lang):
+@pytest.fixture
+def patient_hubs(redis_cluster, cluster_hubs, data_root, test_config_path, lang):
+    """Two hubs on the cluster whose sweeps give agents and visitors a minute of grace: the
+    tests' usual 2-3 s would end the chat while the whole cluster is down (nobody could
+    refresh their presence), which is not what the test below is about. The module's other
+    hubs are stopped first: their sweeps would judge with the short graces."""
+    for hub in cluster_hubs:
+        hub.terminate()
+    config = test_config_path.read_text()
+    config = config.replace("agent_grace = 2.0", "agent_grace = 60").replace("visitor_grace = 3.0", "visitor_grace = 60")
+    assert "agent_grace = 60" in config and "visitor_grace = 60" in config
+    path = data_root / f"patient-{lang}.toml"
+    path.write_text(config)
+    hubs = [HubProcess(hub_env(redis_cluster.url, data_root / f"patient-{lang}-{i}", path),
+                       data_root / f"patient-{lang}-{i}").start() for i in (1, 2)]
+    yield hubs
+    for hub in hubs:
+        hub.terminate()
+
+
+async def test_the_hubs_hear_each_other_again_after_every_node_was_down(redis_cluster, patient_hubs, crds, lang):
     """Every node of the cluster killed, then restarted: the bus keeps trying meanwhile, and the
     agent on hub two hears the visitor on hub one again (runs last: it stops the module's cluster)."""
-    one, two = cluster_hubs
+    one, two = patient_hubs
     sam, _ = await agent(two, crds, f"a-{lang}", [lang])
     ada, _ = await visitor(one, lang)
     chat_id = (await sam.expect("assigned"))["chat_id"]
