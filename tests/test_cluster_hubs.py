@@ -17,6 +17,7 @@ from chat import frames, keys
 from chat.chatlog import read_log
 from chat.store import redis_client
 from tests.support.clients import agent, create_agent, login_cookie, visitor
+from tests.support.desk import chat_ticket
 from tests.support.http import arequest
 from tests.support.mail import customer_reply, SmtpServer
 from tests.support.servers import hub_env, HubProcess, LIVECHAT
@@ -142,20 +143,14 @@ async def test_a_chat_becomes_a_ticket_mailed_answered_by_mail_and_by_an_agent_a
     answers through hub two's API, the answer is mailed and the ticket is listed as pending."""
     one, two = cluster_hubs
     email = f"ada-{lang}@example.org"
-    ada, welcome = await visitor(one, lang, name="Ada", email=email)
-    assert welcome["status"] == "offline"
-    await ada.send(type="message", text="My export fails with error 42.", client_id="m1")
-    await ada.expect("message", client_id="m1")
-    await ada.send(type="leave")
-    ref = (await ada.expect("closed"))["ref"]
-    confirmation = (await asyncio.to_thread(wait_until, lambda: smtp_sink.to(email), 30, 0.05, "the confirmation"))[0]
+    ref, confirmation = await chat_ticket(one, smtp_sink, lang, email)
     inbox = await asyncio.to_thread(wait_until, lambda: [m for m in smtp_sink.to("support@example.org")
                                                          if ref in str(m.message["Subject"])], 30, 0.05, "the inbox mail")
-    assert ref in str(confirmation.message["Subject"]) and inbox
+    assert ref in str(confirmation["Subject"]) and inbox
 
     done = await asyncio.to_thread(
         subprocess.run, [LIVECHAT, "mail-in"], env=two.env,
-        input=customer_reply(confirmation.message, email, "Here is the screenshot.").as_bytes(),
+        input=customer_reply(confirmation, email, "Here is the screenshot.").as_bytes(),
         capture_output=True, timeout=60)
     assert done.returncode == 0 and done.stdout.decode().split() == ["stored", ref], done.stderr
 
