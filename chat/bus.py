@@ -429,10 +429,17 @@ class ShardedBus:
     async def _moved(self) -> bool:
         """Whether a channel's slot now lives on another node than the one it is subscribed on
         (a failover or a resharding that Redis did not announce to this connection)."""
-        if not self._placed:
+        placed = list(self._placed.items())
+        if not placed:
             return False
-        await self.redis.refresh_slots()
-        return any(self._node_for(channel).name != node for channel, node in list(self._placed.items()))
+        owners = await self.redis.slot_owners(placed[0][1])
+        if owners is None:
+            return True
+
+        def owner(slot: int) -> str | None:
+            return next((name for start, end, name in owners if start <= slot <= end), None)
+
+        return any(owner(key_slot(channel.encode())) != node for channel, node in placed)
 
     async def _watch(self) -> None:
         """Rebuild every connection after any failure, until it holds; and every

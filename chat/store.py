@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import hiredis
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, NodesManager, PipelineStrategy, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.connection import parse_url
@@ -83,7 +83,7 @@ def redis_client(url: str) -> AnyRedis:
         options.pop("host", None)
         options.pop("port", None)
         return Cluster(
-            startup_nodes=[ClusterNode(host, port) for host, port in seeds],
+            startup_nodes=[_Node(host, port) for host, port in seeds],
             socket_connect_timeout=2, socket_timeout=5, max_connections=CLUSTER_CONNECTIONS,
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 8),
             retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionResetError],
@@ -133,16 +133,98 @@ class ClusterUnreachable(RedisConnectionError):
     """No node gave a usable slot map (every seed down, or the nodes disagreeing mid-failover)."""
 
 
-CLUSTER_CONNECTIONS = 64  # per node and process; a burst beyond them waits (Cluster.execute_command)
+CLUSTER_CONNECTIONS = 64  # per node and process; a burst beyond them waits (_Node)
 POOL_WAIT = 5.0  # seconds a command may wait for a free connection, as the single-Redis pool's timeout
 
 
+class _Node(ClusterNode):
+    """redis-py's cluster node, with a wait for a free connection. redis-py's fails a command
+    at once with MaxConnectionsError when every connection to the node is in use (150 agents
+    signing in together got `unavailable`), and a pipeline meeting that error made redis-py
+    close the whole client: every connection of every node, under commands in flight. Here
+    a command waits (up to POOL_WAIT), as on a single Redis's blocking pool."""
+
+    __slots__ = ()
+
+    def _has_room(self) -> bool:
+        return bool(self._free) or len(self._connections) < self.max_connections
+
+    async def _room(self) -> None:
+        if self._has_room():
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + POOL_WAIT
+        pause = 0.001
+        while not self._has_room():
+            if loop.time() >= deadline:
+                raise MaxConnectionsError(f"every connection to {self.name} busy for {POOL_WAIT:.0f} s")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.02)
+
+    # redis-py takes the connection before its first await: nothing can take the room between.
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        await self._room()
+        return await super().execute_command(*args, **kwargs)
+
+    async def execute_pipeline(self, commands: Any) -> bool:
+        await self._room()
+        return await super().execute_pipeline(commands)
+
+
+class _Nodes(NodesManager):
+    """redis-py's map of the cluster, whose nodes are _Node: every node it learns of (at the
+    first slot map, after a failover) passes through set_nodes."""
+
+    __slots__ = ()
+
+    def set_nodes(self, old: dict[str, ClusterNode], new: dict[str, ClusterNode], remove_old: bool = False) -> None:
+        for node in new.values():
+            if type(node) is ClusterNode:
+                node.__class__ = _Node
+        super().set_nodes(old, new, remove_old)
+
+
+class _Pipeline(PipelineStrategy):
+    """redis-py's pipeline (no transaction), but a retryable error (a connection lost, a
+    failover) reads the slot map again before the next try, as a single command does,
+    instead of closing the whole client: that cut every other command of the process off
+    mid-flight, with AttributeError and RuntimeError from under its connections."""
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
+        if not self._command_queue:
+            return []
+        client = self._pipe.cluster_client
+        retries = client.retry.get_retries()
+        try:
+            while True:
+                try:
+                    if client._initialize:
+                        await client.initialize()
+                    return await self._execute(client, self._command_queue, raise_on_error=raise_on_error,
+                                               allow_redirections=allow_redirections)
+                except RedisCluster.ERRORS_ALLOW_RETRY:
+                    if retries <= 0:
+                        raise
+                    retries -= 1
+                    client._initialize = True
+                    await asyncio.sleep(0.25)
+        finally:
+            await self.reset()
+
+
 class Cluster(RedisCluster):
-    """redis-py's cluster client, with one difference: a slot map that cannot be read is a
-    RedisError like any other sign that Redis is unavailable. redis-py raises its own
-    RedisClusterException there, which is not a RedisError, so code that answers
-    `unavailable` and retries would instead die (the sharded bus's watcher did, mid-failover,
-    and stopped re-subscribing for good)."""
+    """redis-py's cluster client, with three differences:
+
+    - a slot map that cannot be read is a RedisError like any other sign that Redis is
+      unavailable. redis-py raises its own RedisClusterException there, which is not a
+      RedisError, so code that answers `unavailable` and retries would instead die (the
+      sharded bus's watcher did, mid-failover, and stopped re-subscribing for good);
+    - a command finding every connection to its node in use waits for one (_Node);
+    - a pipeline's retry never closes the client under other commands (_Pipeline)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.nodes_manager.__class__ = _Nodes
 
     async def initialize(self, *args: Any, **kwargs: Any) -> "Cluster":
         try:
@@ -153,21 +235,24 @@ class Cluster(RedisCluster):
             raise ClusterUnreachable(f"no usable slot map: {exc}") from exc
         return self
 
-    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        """As redis-py's, but a command finding every connection to its node in use waits for
-        one (up to POOL_WAIT), as commands do on a single Redis's blocking pool: redis-py's
-        cluster pool fails it at once with MaxConnectionsError, before anything was sent, so
-        150 agents signing in together got `unavailable`."""
-        deadline = None
-        while True:
-            try:
-                return await super().execute_command(*args, **kwargs)
-            except MaxConnectionsError:
-                now = asyncio.get_running_loop().time()
-                deadline = deadline or now + POOL_WAIT
-                if now >= deadline:
-                    raise
-                await asyncio.sleep(0.002)
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
+        pipe = super().pipeline(transaction, shard_hint)
+        if not transaction:
+            pipe._execution_strategy = _Pipeline(pipe)
+        return pipe
+
+    async def slot_owners(self, node_name: str) -> list[tuple[int, int, str]] | None:
+        """Which master owns each slot range, as the named node sees it now (None: that node
+        is no longer in the map). Unlike refresh_slots this leaves the client's own map and
+        connections alone: redis-py's refresh marks every pooled connection for reconnect,
+        so refreshing every few seconds only to *compare* tore down and rebuilt every
+        connection of a busy hub, and commands caught mid-reconnect failed."""
+        node = self.get_node(node_name=node_name)
+        if node is None:
+            return None
+        reply = await self.execute_command("CLUSTER SLOTS", target_nodes=node)
+        return [(start, end, f"{info['primary'][0] or node.host}:{info['primary'][1]}")
+                for (start, end), info in reply.items()]
 
     async def refresh_slots(self) -> None:
         """Read the slot map again now, whether or not a command has failed since."""
@@ -244,8 +329,6 @@ def publish(target: Any, channel: str, message: bytes) -> Any:
     """PUBLISH on a single Redis, SPUBLISH on a cluster, to a client or a pipeline (the
     cluster's pipelines refuse PUBLISH; SPUBLISH goes with the channel's slot, so in a
     transaction the channel must carry the tag of the transaction's keys)."""
-    from redis.asyncio.cluster import ClusterPipeline
-
     if isinstance(target, (RedisCluster, ClusterPipeline)):
         return target.spublish(channel, message)
     return target.publish(channel, message)

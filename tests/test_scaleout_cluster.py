@@ -8,12 +8,15 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from typing import Any
 
 import msgpack
 import pytest
+from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from chat import keys, lifecycle, timers
+from chat.bus import make_bus
 from chat.chatlog import ChatLog, read_log
 from chat.chats import load_chat, new_chat_id
 from chat.config import load_config
@@ -129,3 +132,105 @@ async def test_a_burst_beyond_the_cluster_pool_waits_for_connections(cluster):
         assert [int(v) for v in await client.mget(names)] == list(range(burst))
     finally:
         await client.aclose()
+
+
+
+async def test_a_burst_of_pipelines_beyond_the_cluster_pool_waits_for_connections(redis_cluster):
+    """More concurrent pipelines to one node than its pool holds all succeed on the pool's connections: they wait."""
+    client = redis_client(redis_cluster.url)
+
+    async def write(name: str, i: int) -> list[Any]:
+        pipe = client.pipeline(transaction=False)
+        pipe.set(name, i)
+        pipe.get(name)
+        return await pipe.execute()
+
+    burst = CLUSTER_CONNECTIONS * 3
+    tag = secrets.token_hex(4)
+    names = [f"pipes:{{{tag}}}:{i}" for i in range(burst)]
+    admin = Redis(port=redis_cluster.master_of_key(names[0]))
+    try:
+        await client.set(names[0], 0)
+        before = await _connections_received(admin)
+        assert await asyncio.gather(*(write(name, i) for i, name in enumerate(names))) == [
+            [True, str(i).encode()] for i in range(burst)]
+        assert await _connections_received(admin) - before <= CLUSTER_CONNECTIONS
+    finally:
+        await client.aclose()
+        await admin.aclose()
+
+def _on_other_masters(redis_cluster) -> tuple[str, str]:
+    """Two keys whose slots two different masters own."""
+    while True:
+        a, b = (f"apart:{{{secrets.token_hex(4)}}}" for _ in range(2))
+        if redis_cluster.master_of_key(a) != redis_cluster.master_of_key(b):
+            return a, b
+
+
+async def _connections_received(node: Redis) -> int:
+    return int((await node.info("stats"))["total_connections_received"])
+
+
+async def _calls(node: Redis, command: str) -> int:
+    return int((await node.info("commandstats")).get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+async def _blocked(node: Redis) -> bool:
+    return int((await node.info("clients"))["blocked_clients"]) >= 1
+
+
+async def test_a_pipeline_retry_leaves_a_command_in_flight_on_another_node_alone(redis_cluster):
+    """A pipeline that lost its connection retries without cutting off (and so resending) a command in flight elsewhere."""
+    client = redis_client(redis_cluster.url)
+    a, b = _on_other_masters(redis_cluster)
+    admin_a, admin_b = Redis(port=redis_cluster.master_of_key(a)), Redis(port=redis_cluster.master_of_key(b))
+    try:
+        await client.set(a, 0)  # a pooled connection to a's node, which the server then drops
+        sent = await _calls(admin_b, "blpop")
+        waiting = asyncio.create_task(client.blpop([b], timeout=20))  # in flight on b's node
+        await eventually(lambda: _blocked(admin_b), 10, message="the BLPOP in flight")
+        await admin_a.execute_command("CLIENT KILL TYPE normal")
+        pipe = client.pipeline(transaction=False)
+        pipe.set(a, 1)
+        pipe.get(a)
+        assert await pipe.execute() == [True, b"1"]
+        await admin_b.rpush(b, b"x")
+        assert tuple(await waiting) == (b.encode(), b"x")
+        assert await _calls(admin_b, "blpop") == sent + 1
+    finally:
+        await client.aclose()
+        await admin_a.aclose()
+        await admin_b.aclose()
+
+
+async def test_the_sharded_bus_checks_the_slot_map_without_reconnecting_the_client(redis_cluster):
+    """The bus's topology check every few seconds reads the slot map without recycling the client's connections."""
+    client = redis_client(redis_cluster.url)
+    bus = make_bus(client)
+    key = f"steady:{{{secrets.token_hex(4)}}}"
+    admins = [Redis(port=port) for port in redis_cluster.ports]
+    admin = admins[redis_cluster.ports.index(redis_cluster.master_of_key(key))]
+
+    async def slot_map_reads() -> int:
+        stats = [await node.info("commandstats") for node in admins]
+        return sum(int(s.get("cmdstat_cluster|slots", {}).get("calls", 0)) for s in stats)
+
+    try:
+        await bus.start()
+        await bus.subscribe(keys.chat_channel(key), lambda data: None)
+        await client.set(key, 1)  # a pooled connection to the key's node
+        reads = await slot_map_reads()
+        before = await _connections_received(admin)
+        await eventually(lambda: _at_least(slot_map_reads(), reads + 2), 20, message="two topology checks",
+                         interval=0.2)
+        assert await client.get(key) == b"1"
+        assert await _connections_received(admin) == before
+    finally:
+        await bus.stop()
+        await client.aclose()
+        for node in admins:
+            await node.aclose()
+
+
+async def _at_least(count: Any, floor: int) -> bool:
+    return await count >= floor
