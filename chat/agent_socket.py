@@ -182,9 +182,9 @@ class AgentConnection(Connection):
             else:
                 await self._released(chat_id, None)
 
-    def open_assigned(self, chat_id: str, recorded: "asyncio.Future[None]") -> None:
+    def open_assigned(self, chat_id: str, recorded: "asyncio.Future[None]") -> "asyncio.Task[None]":
         """This hub claimed the chat for this agent: open it now, show it once recorded."""
-        asyncio.create_task(self._assigned(chat_id, None, recorded))
+        return asyncio.create_task(self._assigned(chat_id, None, recorded))
 
     async def _assigned(self, chat_id: str, transferred_from: str | None,
                         recorded: "asyncio.Future[None] | None" = None) -> None:
@@ -271,28 +271,33 @@ class AgentConnection(Connection):
         rt = self.rt
         chat_id = self._held(frame)
         resolution = frames.choice_field(frame, "resolution", frames.RESOLUTIONS)
-        claimed = None
+        claimed: list[str] = []
+
+        async def assign(next_chat: str, later: list[lifecycle.Writes]) -> None:
+            claimed.append(next_chat)
+            await self.hub.dispatch.assign_claimed(self.account, next_chat, shown=True, later=later)
+
         self._closing.add(chat_id)  # the slot it frees is this handler's to fill, not the closed event's
         try:
-            if resolution == frames.RESOLVED:
-                # The freed slot is filled in the same round trip, when the agent is online.
-                skills = self.skills() if self.status == frames.AGENT_ONLINE else None
-                if skills:
-                    done, claimed = await lifecycle.close_and_claim(rt, chat_id, skills)
+            with self.hub.dispatch.filling():
+                if resolution == frames.RESOLVED:
+                    # The freed slot is filled in the same round trip, when the agent is online.
+                    skills = self.skills() if self.status == frames.AGENT_ONLINE else None
+                    if skills:
+                        done = await lifecycle.close_and_claim(rt, chat_id, skills, assign)
+                    else:
+                        done = await lifecycle.close(rt, chat_id, frames.CLOSED_RESOLVED, holder=self.account.username)
+                    ref = None
                 else:
-                    done = await lifecycle.close(rt, chat_id, frames.CLOSED_RESOLVED, holder=self.account.username)
-                ref = None
-            else:
-                ref = await lifecycle.make_ticket(rt, chat_id, frames.TRIGGER_UNRESOLVED, holder=self.account.username)
-                done = ref is not None
+                    ref = await lifecycle.make_ticket(rt, chat_id, frames.TRIGGER_UNRESOLVED,
+                                                      holder=self.account.username)
+                    done = ref is not None
             if done:  # the slot is free now: this socket need not wait for the pub/sub echo
                 reason = frames.CLOSED_RESOLVED if ref is None else frames.CLOSED_TICKET
                 self._on_event(chat_id, frames.closed(reason, ref))
         finally:
             self._closing.discard(chat_id)
-        if claimed:
-            await self.hub.dispatch.assign_claimed(self.account, claimed)
-        elif done and self.wants_chats():
+        if not claimed and done and self.wants_chats():
             self.hub.dispatch.kick()
 
     async def _transfer(self, frame: dict[str, Any]) -> None:

@@ -149,6 +149,9 @@ class Connection:
         self._sent_at = 0.0  # loop time the writer last handed a frame to the socket
         self._welcomed = False
         self._resync_wanted = False
+        # The server's protocol writes a frame at once when it can (chat/ws_protocol.py);
+        # under another server (a test client) frames go the ASGI way.
+        self._write_now = getattr(getattr(getattr(ws, "_send", None), "__self__", None), "send_frame_now", None)
 
     @property
     def hub(self) -> "Hub":
@@ -214,6 +217,10 @@ class Connection:
         per frame was a good part of the CPU of sending places in line to many sockets). The
         socket's send completes at once unless the transport is paused for a client that reads
         slowly; then the writer task finishes that send and drains what is queued meanwhile."""
+        now = self._write_now
+        if now is not None and (now(data, True) if isinstance(data, bytes) else now(data.encode(), False)):
+            self._sent_at = asyncio.get_running_loop().time()
+            return
         sending = self.ws.send_bytes(data) if isinstance(data, bytes) else self.ws.send_text(data)
         try:
             waiting_on = sending.send(None)

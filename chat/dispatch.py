@@ -5,8 +5,9 @@ polling), and the agents' routing profiles kept in memory to answer "can anyone 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from redis.exceptions import RedisError
 
@@ -30,6 +31,34 @@ class Dispatch:
         self._dispatch_again = False
         self._profiles: dict[str, dict[str, Any]] | None = None  # agents' routing profiles (agent_profiles)
         self._profiles_changes = 0
+        self._filling = 0
+        self._filled = asyncio.Event()
+        self._filled.set()
+
+    # --- filling freed slots first -------------------------------------------------------
+
+    @contextlib.contextmanager
+    def filling(self) -> Iterator[None]:
+        """A freed slot is being filled (a close, its claim, the `assigned`): places in line
+        wait for it (``filled``), so that the agent's next chat does not queue behind a
+        hundred place frames on this process's one core."""
+        self._filling += 1
+        self._filled.clear()
+        try:
+            yield
+        finally:
+            self._filling -= 1
+            if not self._filling:
+                self._filled.set()
+
+    async def filled(self, at_most: float) -> None:
+        """Return once no freed slot is being filled, or after ``at_most`` seconds (a desk
+        that fills slots without pause still gets its places in line)."""
+        if not self._filled.is_set():
+            try:
+                await asyncio.wait_for(self._filled.wait(), at_most)
+            except asyncio.TimeoutError:
+                pass
 
     # --- offering chats ----------------------------------------------------------------
 
@@ -46,7 +75,8 @@ class Dispatch:
                 hungry = self.registry.hungry_agents()
                 hungry.sort(key=lambda conn: len(conn.feeds))
                 for conn in hungry:
-                    await self.fill_agent(conn)
+                    with self.filling():
+                        await self.fill_agent(conn)
         except RedisError:
             log.warning("dispatch failed: redis unavailable")
         finally:
@@ -61,15 +91,19 @@ class Dispatch:
                 return
             await self.assign_claimed(account, chat_id)
 
-    async def assign_claimed(self, account: "Account", chat_id: str) -> None:
+    async def assign_claimed(self, account: "Account", chat_id: str, shown: bool = False,
+                             later: list[lifecycle.Writes] | None = None) -> None:
         """Record a successful claim. The claim is the decision: this process's sockets of
         the agent open the chat while its record is updated and the news published; they
         show it to the agent once the record names the agent (its messages are stored only
-        then, chat/chatlog.py)."""
-        recorded = asyncio.ensure_future(lifecycle.assigned(self.rt, chat_id, account.username, account.name))
-        for local in list(self.registry.agents.get(account.username, ())):
-            local.open_assigned(chat_id, recorded)
+        then, chat/chatlog.py). With ``shown``, return only once they have sent it too, and
+        with ``later``, leave the claim's figures there (lifecycle.assigned): a closing
+        agent's next chat goes out before the rest of the close is written."""
+        recorded = asyncio.ensure_future(lifecycle.assigned(self.rt, chat_id, account.username, account.name, later))
+        opening = [local.open_assigned(chat_id, recorded) for local in list(self.registry.agents.get(account.username, ()))]
         await recorded
+        if shown and opening:
+            await asyncio.wait(opening)
 
     # --- agents' profiles --------------------------------------------------------------
 

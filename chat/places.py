@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("livechat.hub")
 
 POSITION_INTERVAL = 0.3  # at most ~3 position frames a second per visitor
-POSITION_SLICE = 256     # waiting sockets updated between two turns of the event loop
+POSITION_SLICE = 32      # waiting sockets updated between two turns of the event loop
+FILL_WAIT = 0.05         # seconds an update waits for freed slots being filled (Dispatch.filling)
 
 
 class Places:
@@ -79,6 +80,7 @@ class Places:
         """Update places whenever news of the line came, at most every POSITION_INTERVAL."""
         while True:
             await self._dirty.wait()
+            await self.dispatch.filled(FILL_WAIT)
             self._dirty.clear()
             try:
                 await self.update()
@@ -109,6 +111,7 @@ class Places:
             if everything or (floor is not None and conn.score >= floor) or any(c.position is None for c in conns):
                 stale.append((chat_id, conn.lang))
         positions, aht = await self.rt.queue.positions(stale)
+        await self.dispatch.filled(FILL_WAIT)
         agents = await self.dispatch.agent_profiles()
         capacity: dict[str, int] = {}
         for profile in agents.values():
@@ -127,6 +130,7 @@ class Places:
         for n, chat_id in enumerate(todo):
             if n and n % POSITION_SLICE == 0:
                 await asyncio.sleep(0)  # thousands of waiting sockets: let assignments and messages through
+                await self.dispatch.filled(FILL_WAIT)
             conns = self.waiting.get(chat_id)
             if not conns:
                 continue

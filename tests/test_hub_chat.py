@@ -165,6 +165,20 @@ async def test_closing_frees_the_slot_for_the_next_chat_at_once(hub, rds, lang):
     assert [f for f in sam.received if f["type"] == "closed"] == [{"type": "closed", "chat_id": first, "reason": "resolved"}]
 
 
+async def test_the_chat_that_fills_a_freed_slot_is_counted_once(hub, rds, lang):
+    """The chat a close hands to the agent counts as one assignment, written with the close."""
+    sam, _ = await agent(hub, rds, f"a-{lang}", [lang], max_chats=1)
+    ada, _ = await visitor(hub, lang)
+    first = (await sam.expect("assigned"))["chat_id"]
+    bob, _ = await visitor(hub, lang)
+    before = float(await rds.hget(keys.STATS, "assignments") or 0)
+    await sam.send(type="close", chat_id=first, resolution="resolved")
+    second = (await sam.expect("assigned"))["chat_id"]
+    await sam.expect("closed", chat_id=first)
+    assert float(await rds.hget(keys.STATS, "assignments")) == before + 1
+    assert float(await rds.hget(keys.chat(second), "assigned_at")) > 0
+
+
 async def test_closing_after_redis_lost_its_scripts_still_frees_the_slot(hub, rds, lang):
     """With Redis' script cache emptied (as by a restart), a close still takes the chat out of
     routing and the agent's slot is free for the next chat."""

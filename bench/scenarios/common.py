@@ -257,3 +257,25 @@ def queue_length(url: str) -> int:
         return int(client.zcard(keys.QUEUE_ALL))
     finally:
         client.close()
+
+
+def command_stats(url: str) -> dict[str, tuple[int, int]]:
+    """Redis's calls and microseconds per command so far (INFO commandstats; commands run by
+    scripts count too), to report what a scenario's step costs Redis."""
+    client = SyncRedis.from_url(url)
+    try:
+        return {name.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
+                for name, v in client.info("commandstats").items()}
+    finally:
+        client.close()
+
+
+def per_step(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], steps: int) -> dict[str, Any]:
+    """Calls and microseconds of Redis per step between two command_stats, the commands that
+    ran at least once every ten steps, the costliest first."""
+    rows = {}
+    for name, (calls, usec) in after.items():
+        calls0, usec0 = before.get(name, (0, 0))
+        if steps and calls - calls0 >= steps / 10:
+            rows[name] = {"calls": round((calls - calls0) / steps, 1), "us": round((usec - usec0) / steps, 1)}
+    return dict(sorted(rows.items(), key=lambda kv: -kv[1]["us"]))

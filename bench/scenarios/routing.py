@@ -19,7 +19,7 @@ from typing import Any
 
 from bench.desk import enqueue_direct
 from bench.machine import CpuMeter, SystemMeter, contention
-from bench.scenarios.common import Context, ours_agents, queue_length
+from bench.scenarios.common import Context, command_stats, ours_agents, per_step, queue_length
 from bench.servers import OurHub
 from bench.stats import ratio, samples_from, summarize
 
@@ -46,6 +46,7 @@ def run_one(ctx: Context, q: int) -> dict[str, Any]:
         setup_s = time.monotonic() - t0
         time.sleep(1.0)
         meter, system = CpuMeter({"hub": hub.pid, "redis": hub.redis_pid}), SystemMeter()
+        stats_before = command_stats(hub.redis_url)
         t_loop = time.monotonic()
         profiler = ctx.profiler(hub, f"routing-{q}")
         result = ctx.pool.call_one(0, "routing", samples=o.routing_samples, topup=True, gap=o.routing_gap,
@@ -53,6 +54,7 @@ def run_one(ctx: Context, q: int) -> dict[str, Any]:
         loop_s = time.monotonic() - t_loop
         ctx.keep_profile(profiler, f"routing-{q}")
         cpu, cores = meter.percent(), system.percent()
+        stats_after = command_stats(hub.redis_url)
         ctx.pool.call("close_all")
     lat = summarize(samples_from([result["lat"]]))
     done = lat["count"]
@@ -73,6 +75,8 @@ def run_one(ctx: Context, q: int) -> dict[str, Any]:
         "hub_cpu_ms_per_slot": round(cpu["hub"] / 100 * loop_s * 1000 / done, 2) if done else None,
         "errors": result["errors"],
         "statuses": counts["statuses"],
+        # what each freed slot (with its top-up hello) costs Redis, command by command
+        "redis_per_slot": per_step(stats_before, stats_after, done),
     }
 
 
