@@ -149,9 +149,6 @@ class Connection:
         self._sent_at = 0.0  # loop time the writer last handed a frame to the socket
         self._welcomed = False
         self._resync_wanted = False
-        # The server's protocol writes a frame at once when it can (chat/ws_protocol.py);
-        # under another server (a test client) frames go the ASGI way.
-        self._write_now = getattr(getattr(getattr(ws, "_send", None), "__self__", None), "send_frame_now", None)
 
     @property
     def hub(self) -> "Hub":
@@ -217,7 +214,10 @@ class Connection:
         per frame was a good part of the CPU of sending places in line to many sockets). The
         socket's send completes at once unless the transport is paused for a client that reads
         slowly; then the writer task finishes that send and drains what is queued meanwhile."""
-        now = self._write_now
+        # The server's protocol writes a frame at once when it can (chat/ws_protocol.py;
+        # looked up here, not kept: one more attribute made every socket's dict larger);
+        # under another server (a test client), frames go the ASGI way.
+        now = getattr(getattr(self.ws._send, "__self__", None), "send_frame_now", None)
         if now is not None and (now(data, True) if isinstance(data, bytes) else now(data.encode(), False)):
             self._sent_at = asyncio.get_running_loop().time()
             return

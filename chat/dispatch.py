@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from redis.exceptions import RedisError
 
 from chat import frames, lifecycle
+from chat.fresh_read import FreshRead
 from chat.queue import decode_agents, read_agents, topic_key
 from chat.registry import Registry
 from chat.runtime import Runtime
@@ -31,6 +32,7 @@ class Dispatch:
         self._dispatch_again = False
         self._profiles: dict[str, dict[str, Any]] | None = None  # agents' routing profiles (agent_profiles)
         self._profiles_changes = 0
+        self._agents_now = FreshRead(lambda: read_agents(rt.redis))  # a burst of hellos shares one read
         self._filling = 0
         self._filled = asyncio.Event()
         self._filled.set()
@@ -146,9 +148,10 @@ class Dispatch:
         """Checked in Redis, not in the profiles kept here: a "no" sends a chat offline, and the
         news of an agent who came online on another hub a moment ago may still be on its way
         over pub/sub. A "yes" from memory needs no such check: the claim itself re-checks the
-        agent's status and capacity atomically."""
+        agent's status and capacity atomically. The read started after this question
+        (chat/fresh_read.py), and hellos asking together share it."""
         changes = self._profiles_changes
-        fresh = await read_agents(self.rt.redis)
+        fresh = await self._agents_now()
         if changes == self._profiles_changes:
             self._profiles = fresh
         return not can_serve(fresh, lang, key)

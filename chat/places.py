@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from chat import frames, lifecycle
+from chat import frames, keys, lifecycle
 from chat.cancellation import raise_if_cancelled
 from chat.dispatch import Dispatch, can_serve
+from chat.fresh_read import FreshRead
 from chat.queue import Hint
 from chat.runtime import Runtime
 
@@ -39,6 +40,9 @@ class Places:
         self._moved: dict[str, float] = {}
         self._moved_all = True
         self._eta_basis: tuple[Any, ...] | None = None  # what the ETAs sent last were computed from (aht, agents, capacity)
+        # How many chats have their visitor present while waiting or offline (the desk's
+        # max_waiting_chats): one ZCARD for the hellos that ask together.
+        self.present = FreshRead(lambda: rt.redis.zcard(keys.VISITORS_SEEN))
 
     def set_waiting(self, conn: "VisitorConnection", waiting: bool) -> None:
         if waiting:

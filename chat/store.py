@@ -40,9 +40,19 @@ def is_cluster_url(url: str) -> bool:
     return urlsplit(url).scheme in CLUSTER_SCHEMES
 
 
-def is_cluster(redis: AnyRedis) -> bool:
-    """Whether this client talks to a Redis Cluster (keys are routed by slot, pub/sub is sharded)."""
-    return isinstance(redis, RedisCluster)
+_CLUSTER_KINDS: dict[type, bool] = {}
+
+
+def is_cluster(redis: Any) -> bool:
+    """Whether this client (or pipeline) talks to a Redis Cluster (keys are routed by slot,
+    pub/sub is sharded). Asked on every hello and every publish: the answer is kept per
+    class, since redis-py's cluster classes are typing Protocols, whose isinstance is slow
+    (it was a twentieth of a hello's CPU)."""
+    kind = type(redis)
+    known = _CLUSTER_KINDS.get(kind)
+    if known is None:
+        known = _CLUSTER_KINDS[kind] = issubclass(kind, (RedisCluster, ClusterPipeline))
+    return known
 
 
 def cluster_seeds(url: str) -> tuple[str, list[tuple[str, int]]]:
@@ -282,12 +292,13 @@ class _HiredisPacking:
 
 
 class _WriteInTurn:
-    """redis-py's send_packed_command, with the write's deadline (socket_timeout) kept by
-    asyncio.timeout instead of asyncio.wait_for. On Python 3.11, wait_for makes a task of
-    every write, that is of every command, and waits a turn of the event loop for it even
-    when the bytes went out at once: CPU and latency on every round trip to Redis. The same
-    steps otherwise, and the same errors: a write that times out or fails drops the
-    connection and raises redis-py's TimeoutError or ConnectionError."""
+    """redis-py's send_packed_command, waiting (up to socket_timeout) only when the socket
+    did not take the whole command at once. redis-py waits with asyncio.wait_for, which on
+    Python 3.11 makes a task of every write, that is of every command, and waits a turn of
+    the event loop for it even when the bytes went out at once: CPU and latency on every
+    round trip to Redis. The same steps otherwise, and the same errors: a write that times
+    out or fails drops the connection and raises redis-py's TimeoutError or ConnectionError
+    (a connection lost under a write that went out whole is found by the read that follows)."""
 
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         if not self.is_connected:
@@ -301,11 +312,14 @@ class _WriteInTurn:
             if isinstance(command, bytes):
                 command = [command]
             self._writer.writelines(command)
-            if self.socket_timeout:
-                async with asyncio.timeout(self.socket_timeout):
+            # Nearly always the socket took every byte at once: nothing to wait for, and no
+            # deadline to set and cancel (asyncio.timeout was a twentieth of a hello's CPU).
+            if self._writer.transport.get_write_buffer_size():
+                if self.socket_timeout:
+                    async with asyncio.timeout(self.socket_timeout):
+                        await self._writer.drain()
+                else:
                     await self._writer.drain()
-            else:
-                await self._writer.drain()
         except asyncio.TimeoutError:
             await self.disconnect(nowait=True)
             raise RedisTimeoutError("Timeout writing to socket") from None
@@ -329,7 +343,7 @@ def publish(target: Any, channel: str, message: bytes) -> Any:
     """PUBLISH on a single Redis, SPUBLISH on a cluster, to a client or a pipeline (the
     cluster's pipelines refuse PUBLISH; SPUBLISH goes with the channel's slot, so in a
     transaction the channel must carry the tag of the transaction's keys)."""
-    if isinstance(target, (RedisCluster, ClusterPipeline)):
+    if is_cluster(target):
         return target.spublish(channel, message)
     return target.publish(channel, message)
 

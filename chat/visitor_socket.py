@@ -302,9 +302,10 @@ class VisitorConnection(Connection):
     async def _desk_full(self) -> bool:
         """[limits] max_waiting_chats: past it a new chat is not queued but offline (busy), so
         that a flood of visitors meets a clear answer instead of a full Redis. Counts the
-        chats whose visitor is present while waiting or offline (one ZCARD)."""
+        chats whose visitor is present while waiting or offline (one ZCARD, shared by the
+        hellos that ask together: chat/fresh_read.py)."""
         limit = self.rt.config.limits.max_waiting_chats
-        return bool(limit) and await self.rt.redis.zcard(keys.VISITORS_SEEN) >= limit
+        return bool(limit) and await self.hub.places.present() >= limit
 
     async def _emergency_allowed(self, verified: bool) -> bool:
         """Verified customers may always flag an emergency; an anonymous visitor once per
