@@ -19,7 +19,7 @@ from chat.connection import Connection, origin_allowed
 from chat.feed import ChatFeed
 from chat.config import Limits
 from chat.frames import FrameError
-from chat.queue import AgentSkills, NotHolder, read_agents, write_agent
+from chat.queue import AgentSkills, Claimed, NotHolder, read_agents, write_agent
 from chat.runtime import Runtime
 from chat.visitor_socket import masked
 
@@ -273,8 +273,8 @@ class AgentConnection(Connection):
         resolution = frames.choice_field(frame, "resolution", frames.RESOLUTIONS)
         claimed: list[str] = []
 
-        async def assign(next_chat: str, later: list[lifecycle.Writes]) -> None:
-            claimed.append(next_chat)
+        async def assign(next_chat: Claimed, later: list[lifecycle.Writes]) -> None:
+            claimed.append(next_chat.chat_id)
             await self.hub.dispatch.assign_claimed(self.account, next_chat, shown=True, later=later)
 
         self._closing.add(chat_id)  # the slot it frees is this handler's to fill, not the closed event's

@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 
 from chat import frames, lifecycle
 from chat.fresh_read import FreshRead
-from chat.queue import decode_agents, read_agents, topic_key
+from chat.queue import Claimed, decode_agents, read_agents, topic_key
 from chat.registry import Registry
 from chat.runtime import Runtime
 
@@ -88,24 +88,29 @@ class Dispatch:
         """Claim chats for one agent until it is full or nothing it can serve waits."""
         account, skills = conn.account, conn.skills()
         while True:
-            chat_id = await self.rt.queue.claim(skills, self.rt.clock())
-            if chat_id is None:
+            claim = await self.rt.queue.claim_next(skills, self.rt.clock())
+            if claim is None:
                 return
-            await self.assign_claimed(account, chat_id)
+            await self.assign_claimed(account, claim)
 
-    async def assign_claimed(self, account: "Account", chat_id: str, shown: bool = False,
+    async def assign_claimed(self, account: "Account", claim: Claimed, shown: bool = False,
                              later: list[lifecycle.Writes] | None = None) -> None:
         """Record a successful claim. The claim is the decision: this process's sockets of
         the agent open the chat while its record is updated and the news published; they
         show it to the agent once the record names the agent (its messages are stored only
         then, chat/chatlog.py). With ``shown``, return only once they have sent it too, and
         with ``later``, leave the claim's figures there (lifecycle.assigned): a closing
-        agent's next chat goes out before the rest of the close is written."""
-        recorded = asyncio.ensure_future(lifecycle.assigned(self.rt, chat_id, account.username, account.name, later))
+        agent's next chat goes out before the rest of the close is written. Without
+        ``later``, the figures are written once the sockets were told."""
+        chat_id, figures = claim.chat_id, later if later is not None else []
+        recorded = asyncio.ensure_future(lifecycle.assigned(self.rt, chat_id, account.username, account.name,
+                                                            figures, claim))
         opening = [local.open_assigned(chat_id, recorded) for local in list(self.registry.agents.get(account.username, ()))]
         await recorded
-        if shown and opening:
+        if (shown or later is None) and opening:
             await asyncio.wait(opening)
+        if later is None and figures:
+            await lifecycle.write(figures, self.rt)
 
     # --- agents' profiles --------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from redis.exceptions import NoScriptError
 from chat import frames, keys, rollups, stats, timers
 from chat.store import execute, is_cluster, publish as bus_publish
 from chat.chats import create_chat_on, decode_chat, load_chat, update_chat
-from chat.queue import AgentSkills, Hint, hint_of, moved_to, topic_key
+from chat.queue import AgentSkills, Claimed, Hint, claimed as claim_result, hint_of, moved_to, topic_key
 from chat.runtime import Runtime
 
 log = logging.getLogger("livechat.lifecycle")
@@ -112,45 +112,66 @@ async def go_offline(rt: Runtime, chat_id: str, reason: str, hint: Hint | None =
 Writes = Callable[[Any], None]  # commands for a pipeline the caller runs
 
 
-async def assigned(rt: Runtime, chat_id: str, username: str, agent_name: str, later: list[Writes] | None = None) -> None:
+async def assigned(rt: Runtime, chat_id: str, username: str, agent_name: str, later: list[Writes] | None = None,
+                   claim: Claimed | None = None) -> None:
     """After a successful claim: record it and tell the visitor and the agent's sockets.
 
-    With ``later``, the assignment's figures (live stats, reports) are not written here but
-    appended there for the caller's next pipeline: a closing agent's next chat is shown
-    before they are counted, and they go with the close's own writes (``_close``)."""
+    With ``claim`` (what the claim returned), the chat's lines and score come from its route
+    and the record is one round trip; without it, the chat's record is read first. With
+    ``later``, the assignment's figures (live stats, reports) are not written here but
+    appended there for the caller's next pipeline: the agent is shown the chat before they
+    are counted."""
     now = rt.clock()
-    first, arrived, score, emergency, *dims = await rt.redis.hmget(keys.chat(chat_id), "assigned_at", "arrived_at", "score",
-                                                                   "emergency", "plan", "lang", "topic")
-    record = {k: v.decode() for k, v in zip(("plan", "lang", "topic"), dims) if v is not None}
+    chat_key = keys.chat(chat_id)
+    fields = ("assigned_at", "arrived_at", "plan", "lang", "topic")
+    if claim is None:
+        *read, score, emergency = await rt.redis.hmget(chat_key, *fields, "score", "emergency")
+        hint = Hint((read[3] or b"").decode(), topic_key(read[4].decode() if read[4] else None, emergency == b"1"),
+                    username)
+        place = _score(score)
+    else:
+        hint, place = Hint(claim.hint.lang, claim.hint.topic, username), claim.score
     # One round trip: each write would otherwise wait for its own fsync. A claim from a
     # language line left the chat in its topic line (chat/queue.py): it leaves it here.
     async with rt.redis.pipeline(transaction=False) as pipe:
-        hint = Hint(record.get("lang", ""), topic_key(record.get("topic"), emergency == b"1"), username)
+        if claim is not None:
+            pipe.hmget(chat_key, *fields)  # before the HSET below: was the chat assigned before?
         rt.queue.unlink_on(pipe, chat_id, hint)
-        pipe.hset(keys.chat(chat_id), mapping={"status": frames.CHAT_ACTIVE, "agent": username,
-                                               "agent_name": agent_name, "assigned_at": repr(now)})
-        pipe.hdel(keys.chat(chat_id), "wait_offered")  # an offer made while waiting ends with the wait
+        pipe.hset(chat_key, mapping={"status": frames.CHAT_ACTIVE, "agent": username,
+                                     "agent_name": agent_name, "assigned_at": repr(now)})
+        pipe.hdel(chat_key, "wait_offered")  # an offer made while waiting ends with the wait
         pipe.zrem(keys.TIMERS, *timers.cancel_all_members(chat_id))
-        if not first:
-            waited = max(0.0, now - float(arrived or now))
-
-            def figures(on: Any) -> None:
-                stats.add_assignment(on, waited, now)
-                rollups.chat_assigned_on(on, rt, chat_id, record, username, waited, now)
-
-            if later is None:
-                figures(pipe)
-            else:
-                later.append(figures)
         bus_publish(pipe, keys.chat_channel(chat_id),
                      msgpack.packb({"type": frames.ASSIGNED, "agent": {"name": agent_name, "username": username}}))
         bus_publish(pipe, keys.agent_channel(username), msgpack.packb({"type": frames.ASSIGNED, "chat_id": chat_id}))
         # The claim took the chat out of its language's line: the places behind it moved.
-        lang = dims[1].decode() if dims[1] is not None else None
-        bus_publish(pipe, keys.QUEUE_CHANNEL, queue_news(False, [(lang, _score(score))]) if lang else QUEUE_CHANGED)
-        unlinked = (await execute(rt.redis, pipe))[0]
-    if moved_to(unlinked) is not None:  # the record was behind the route (a flag raced the claim)
-        await rt.queue.unlink(chat_id, moved_to(unlinked))
+        bus_publish(pipe, keys.QUEUE_CHANNEL, queue_news(False, [(hint.lang, place)]) if hint.lang else QUEUE_CHANGED)
+        results = await execute(rt.redis, pipe)
+    if claim is not None:
+        read, results = results[0], results[1:]
+    first, arrived, *dims = read
+    if not first:  # the chat's first assignment: the wait it had
+        record = {k: v.decode() for k, v in zip(("plan", "lang", "topic"), dims) if v is not None}
+        waited = max(0.0, now - float(arrived or now))
+
+        def figures(on: Any) -> None:
+            stats.add_assignment(on, waited, now)
+            rollups.chat_assigned_on(on, rt, chat_id, record, username, waited, now)
+
+        if later is None:
+            await write([figures], rt)
+        else:
+            later.append(figures)
+    if moved_to(results[0]) is not None:  # the record was behind the route (a flag raced the claim)
+        await rt.queue.unlink(chat_id, moved_to(results[0]))
+
+
+async def write(writes: list[Writes], rt: Runtime) -> None:
+    """Run writes left for later (``assigned``'s ``later``) in one round trip."""
+    async with rt.redis.pipeline(transaction=False) as pipe:
+        for each in writes:
+            each(pipe)
+        await execute(rt.redis, pipe)
 
 
 async def requeued(rt: Runtime, chat_id: str, previous_agent: str | None = None) -> None:
@@ -195,7 +216,7 @@ async def close(rt: Runtime, chat_id: str, reason: str, ref: str | None = None, 
 
 
 async def close_and_claim(rt: Runtime, chat_id: str, agent: AgentSkills,
-                          assign: Callable[[str, list[Writes]], Awaitable[None]]) -> bool:
+                          assign: Callable[[Claimed, list[Writes]], Awaitable[None]]) -> bool:
     """An agent closes a chat it holds (NotHolder otherwise) as resolved and claims the next
     chat for the slot it frees in the same round trip that takes the closed one out of
     routing. ``assign`` records and shows the claim before the rest of the close is
@@ -207,7 +228,7 @@ async def close_and_claim(rt: Runtime, chat_id: str, agent: AgentSkills,
 
 
 async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None, claim_for: AgentSkills | None,
-                 holder: str = "", assign: Callable[[str, list[Writes]], Awaitable[None]] | None = None
+                 holder: str = "", assign: Callable[[Claimed, list[Writes]], Awaitable[None]] | None = None
                  ) -> tuple[bool, str | None]:
     """Close the chat; with claim_for, claim the agent's next chat too and hand it to
     ``assign`` at once (required with claim_for: a claim must be recorded)."""
@@ -225,11 +246,7 @@ async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None, claim_
         found = await execute(rt.redis, pipe, raise_on_error=False)
     if isinstance(found[0], Exception):
         raise found[0]
-    claimed = None
-    if claim_for is not None:
-        if isinstance(found[-1], Exception):
-            raise found[-1]
-        claimed = found[-1].decode() if found[-1] else None
+    claimed = claim_result(found[-1]) if claim_for is not None else None
     # The freed slot's new chat is recorded and shown first, the rest of the close written
     # after it: Redis runs one command at a time, and the close's writes (reports, archive)
     # are the larger part. Until then the closed chat is out of routing already (above).
@@ -242,11 +259,8 @@ async def _close(rt: Runtime, chat_id: str, reason: str, ref: str | None, claim_
             closed = await _close_found(rt, chat_id, reason, ref, claim_for, holder, found, later)
         finally:
             if later:  # not written with the close (it raised, or had nothing to write)
-                async with rt.redis.pipeline(transaction=False) as pipe:
-                    for writes in later:
-                        writes(pipe)
-                    await execute(rt.redis, pipe)
-    return closed, claimed
+                await write(later, rt)
+    return closed, claimed.chat_id if claimed else None
 
 
 async def _close_found(rt: Runtime, chat_id: str, reason: str, ref: str | None, claim_for: AgentSkills | None,

@@ -154,9 +154,10 @@ leave_lines(best, bestroute, KEYS[4], KEYS[4 + bestlang], bestline)
 bestroute.state = 'active'
 bestroute.agent = me
 bestroute['not'] = nil
-redis.call('HSET', KEYS[3], best, cmsgpack.pack(bestroute))
+local packed = cmsgpack.pack(bestroute)
+redis.call('HSET', KEYS[3], best, packed)
 redis.call('SADD', KEYS[2], best)
-return best
+return {best, packed}
 """
 CLAIM = Lua(CLAIM_SCRIPT)
 
@@ -362,6 +363,28 @@ def moved_to(result: Any) -> Hint | None:
 
 
 @dataclass(frozen=True)
+class Claimed:
+    """A chat a claim gave an agent, with what its route says of it: its lines (which the
+    record of the assignment takes it out of) and its place's score (the news of the line)."""
+
+    chat_id: str
+    hint: Hint
+    score: float | None
+
+
+def claimed(result: Any) -> Claimed | None:
+    """What CLAIM returns (a claim's result, from ``claim_on``), or None when nothing was claimed."""
+    if not result:
+        return None
+    if isinstance(result, Exception):
+        raise result
+    chat_id, raw = result
+    route = msgpack.unpackb(raw)
+    score = route.get("score")
+    return Claimed(chat_id.decode(), _route_hint(raw), float(score) if score is not None else None)
+
+
+@dataclass(frozen=True)
 class AgentSkills:
     """What an agent can take: languages, topics (empty = all), capacity."""
 
@@ -446,13 +469,18 @@ class Queue:
                              "" if seen is None else repr(seen)]
 
     async def claim(self, agent: AgentSkills, now: float) -> str | None:
-        """Give the agent its best waiting chat if it is online and has room; None otherwise."""
-        found = await CLAIM(self.redis, *agent.claim_call(now))
-        return found.decode() if found else None
+        """Give the agent its best waiting chat if it is online and has room: its id, or None."""
+        found = await self.claim_next(agent, now)
+        return found.chat_id if found else None
+
+    async def claim_next(self, agent: AgentSkills, now: float) -> Claimed | None:
+        """``claim``, with what the chat's route says of it (the record of the assignment
+        then needs no read of the chat first)."""
+        return claimed(await CLAIM(self.redis, *agent.claim_call(now)))
 
     def claim_on(self, pipe: Any, agent: AgentSkills, now: float) -> None:
-        """Queue ``claim`` on a pipeline the caller runs with chat.store.execute (its result
-        is a chat id or None)."""
+        """Queue ``claim`` on a pipeline the caller runs with chat.store.execute; pass its
+        result to ``claimed``."""
         CLAIM.queue_on(pipe, *agent.claim_call(now))
 
     async def unlink(self, chat_id: str, hint: Hint | None = None) -> None:
