@@ -275,7 +275,7 @@ class AgentConnection(Connection):
 
         async def assign(next_chat: Claimed, later: list[lifecycle.Writes]) -> None:
             claimed.append(next_chat.chat_id)
-            await self.hub.dispatch.assign_claimed(self.account, next_chat, shown=True, later=later)
+            await self.hub.dispatch.assign_claimed(self.account, next_chat, later=later)
 
         self._closing.add(chat_id)  # the slot it frees is this handler's to fill, not the closed event's
         try:

@@ -93,21 +93,20 @@ class Dispatch:
                 return
             await self.assign_claimed(account, claim)
 
-    async def assign_claimed(self, account: "Account", claim: Claimed, shown: bool = False,
+    async def assign_claimed(self, account: "Account", claim: Claimed,
                              later: list[lifecycle.Writes] | None = None) -> None:
         """Record a successful claim. The claim is the decision: this process's sockets of
         the agent open the chat while its record is updated and the news published; they
         show it to the agent once the record names the agent (its messages are stored only
-        then, chat/chatlog.py). With ``shown``, return only once they have sent it too, and
-        with ``later``, leave the claim's figures there (lifecycle.assigned): a closing
-        agent's next chat goes out before the rest of the close is written. Without
-        ``later``, the figures are written once the sockets were told."""
+        then, chat/chatlog.py). Returns once they have. The claim's figures (live stats,
+        reports) are written after that, or left in ``later`` for the caller's next writes
+        (a closing agent's next chat goes out before the rest of the close is written)."""
         chat_id, figures = claim.chat_id, later if later is not None else []
         recorded = asyncio.ensure_future(lifecycle.assigned(self.rt, chat_id, account.username, account.name,
                                                             figures, claim))
         opening = [local.open_assigned(chat_id, recorded) for local in list(self.registry.agents.get(account.username, ()))]
         await recorded
-        if (shown or later is None) and opening:
+        if opening:
             await asyncio.wait(opening)
         if later is None and figures:
             await lifecycle.write(figures, self.rt)

@@ -149,8 +149,8 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     def send_frame_now(self, data: bytes, binary: bool) -> bool:
         """Write one data frame now, as ``send`` does for a ``websocket.send`` message but
         without the ASGI message, starlette's and uvicorn's awaits and websockets' Frame
-        object around it: a waiting visitor's place in line is a few dozen bytes, and those
-        layers were most of the CPU of sending it. False when ``send`` must do it: the
+        object around it: a place in line is a few dozen bytes, sent to every waiting
+        socket when the line moves. False when ``send`` must do it: the
         transport paused for a slow reader, the socket not open, an extension in use."""
         if (not self.writable._value or self.close_sent or not self.handshake_complete or self.disconnected
                 or self.initial_response is not None or self.conn.state is not State.OPEN or self.conn.extensions):
