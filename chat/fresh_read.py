@@ -32,6 +32,9 @@ class FreshRead(Generic[T]):
         answer, self._next = self._next, None
         assert answer is not None
         self._busy = True
+        # Every caller may have gone (cancelled) by the time a read fails: mark its error
+        # as seen, so asyncio does not log it as never retrieved.
+        answer.add_done_callback(lambda fut: fut.cancelled() or fut.exception())
         task = asyncio.ensure_future(self._read())
         task.add_done_callback(lambda done: self._ended(done, answer))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 
@@ -88,3 +89,29 @@ async def test_a_cancelled_caller_leaves_the_read_to_the_others():
     assert (await first, await staying) == (1, 2)
     with pytest.raises(asyncio.CancelledError):
         await leaving
+
+
+async def test_a_failed_read_nobody_waits_for_is_not_reported_as_unretrieved():
+    """A read that fails after its only caller gave up leaves no 'exception never retrieved'."""
+    gate = asyncio.Event()
+
+    async def read() -> str:
+        await gate.wait()
+        raise ConnectionError("redis away")
+
+    seen: list[dict] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: seen.append(context))
+    try:
+        shared = FreshRead(read)
+        caller = asyncio.ensure_future(shared())
+        await asyncio.sleep(0)
+        caller.cancel()
+        gate.set()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        del shared, caller
+        gc.collect()
+        assert not [c for c in seen if "never retrieved" in str(c.get("message", ""))]
+    finally:
+        loop.set_exception_handler(None)
