@@ -13,8 +13,10 @@ The hub itself hears the waiting line's news and the bus coming back, and tells 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import msgpack
+from redis.exceptions import RedisError
 
 from chat import frames, keys
 from chat.batching import ScriptBatcher
@@ -26,6 +28,9 @@ from chat.presence import Heartbeat, Presence
 from chat.registry import Registry
 from chat.runtime import Runtime
 from chat.stats import MessageCounter
+from chat.store import load_scripts
+
+log = logging.getLogger("livechat.hub")
 
 
 class Hub:
@@ -42,6 +47,10 @@ class Hub:
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
+        try:
+            await load_scripts(self.rt.redis)
+        except RedisError:  # Redis away: each script loads on its first use instead
+            log.warning("could not load the Lua scripts into Redis; they load on first use")
         bus = self.bus
         await bus.subscribe(keys.QUEUE_CHANNEL, self._on_queue_event)
         await bus.subscribe(keys.TICKETS_CHANNEL, self.registry.on_ticket_event)

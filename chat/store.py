@@ -357,10 +357,12 @@ class Lua:
     no round trip."""
 
     __slots__ = ("text", "sha")
+    known: "list[Lua]" = []  # every script of the process (load_scripts)
 
     def __init__(self, text: str):
         self.text = text
         self.sha = hashlib.sha1(text.encode()).hexdigest()
+        Lua.known.append(self)
 
     async def __call__(self, redis: AnyRedis, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         try:
@@ -391,6 +393,15 @@ async def lease_due(redis: AnyRedis, key: str, now: float, until: float, limit: 
 
 
 _queued: "weakref.WeakKeyDictionary[Any, list[tuple[int, Lua, Sequence[Any], Sequence[Any]]]]" = weakref.WeakKeyDictionary()
+
+
+async def load_scripts(redis: AnyRedis) -> None:
+    """Give Redis every script now (SCRIPT LOAD; on a cluster, every primary), so that no
+    EVALSHA of a running hub meets NOSCRIPT: a script Redis did not know runs again by its
+    text after the rest of its pipeline (``execute``), out of order, and a close's claim
+    then ran before the removal that frees the agent's slot (it found the agent full)."""
+    for script in Lua.known:
+        await redis.script_load(script.text)
 
 
 async def execute(redis: AnyRedis, pipe: Any, raise_on_error: bool = True) -> list[Any]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from chat import keys
+from chat.queue import CLAIM, REMOVE
 from tests.support.clients import agent, login_cookie, visitor
+from tests.support.servers import HubProcess, hub_env
 
 
 async def test_visitor_is_paired_with_an_online_agent(hub, rds, lang):
@@ -177,6 +179,17 @@ async def test_the_chat_that_fills_a_freed_slot_is_counted_once(hub, rds, lang):
     await sam.expect("closed", chat_id=first)
     assert float(await rds.hget(keys.STATS, "assignments")) == before + 1
     assert float(await rds.hget(keys.chat(second), "assigned_at")) > 0
+
+
+async def test_a_starting_hub_gives_redis_its_scripts(redis_url, data_root, test_config_path, rds):
+    """A hub loads its Lua scripts as it starts: a close's removal and claim never meet NOSCRIPT."""
+    await rds.script_flush()
+    fresh = HubProcess(hub_env(redis_url, data_root / "scripts-hub", test_config_path), data_root / "scripts-hub")
+    fresh.start()
+    try:
+        assert await rds.script_exists(REMOVE.sha, CLAIM.sha) == [True, True]
+    finally:
+        fresh.terminate()
 
 
 async def test_closing_after_redis_lost_its_scripts_still_frees_the_slot(hub, rds, lang):
