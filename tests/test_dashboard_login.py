@@ -15,7 +15,7 @@ from chat.config import Limits
 from tests.support.browser import browser_login, TIMEOUT
 from tests.support.clients import create_agent, fresh_address, login_cookie, PASSWORD
 from tests.support.http import arequest, form, post_login, request
-from tests.support.servers import hub_env, HubProcess, TEST_CONFIG
+from tests.support.servers import TEST_CONFIG, start_configured_hub
 from tests.support.waiting import eventually
 
 DEFAULTS = Limits()
@@ -34,10 +34,7 @@ login_verifications_per_address = 1
 
 @pytest.fixture(scope="module")
 def limited_hub(redis_url, data_root):
-    path = data_root / "login-limits.toml"
-    path.write_text(LIMITED_CONFIG)
-    process = HubProcess(hub_env(redis_url, data_root / "login-hub", path), data_root / "login-hub")
-    process.start()
+    process = start_configured_hub(redis_url, data_root / "login-hub", LIMITED_CONFIG)
     yield process
     process.terminate()
 

@@ -17,7 +17,7 @@ from tests.support.http import arequest
 from tests.support.metrics import parse_prometheus, sample
 from tests.support.rawsocket import raw_visitor, RawSocket
 from tests.support.redis import DATABASES, db_url
-from tests.support.servers import hub_env, HubProcess, TEST_CONFIG
+from tests.support.servers import HubProcess, TEST_CONFIG, start_configured_hub
 from tests.support.waiting import eventually
 
 MESSAGES, BYTES, PER_CHAT, PER_ADDRESS = 5, 6000, 2, 3
@@ -26,12 +26,8 @@ CEILING_DB = DATABASES["hostile_caps_ceiling"]  # the ceiling counts every waiti
 
 def start_hub(data_dir, redis_url: str, *, timing: str = "", limits: str = "") -> HubProcess:
     """A hub whose [timing] / [limits] settings (TOML lines) are small enough to reach in a test."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    config = data_dir / "desk.toml"
-    config.write_text(TEST_CONFIG.replace("heartbeat = 0.2\n", f"heartbeat = 0.2\n{timing}\n") + f"\n[limits]\n{limits}\n")
-    hub = HubProcess(hub_env(redis_url, data_dir, config), data_dir)
-    hub.start()
-    return hub
+    return start_configured_hub(redis_url, data_dir, TEST_CONFIG.replace(
+        "heartbeat = 0.2\n", f"heartbeat = 0.2\n{timing}\n") + f"\n[limits]\n{limits}\n")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.rawsocket import OP_CLOSE, OP_PING, OP_PONG, RawSocket
-from tests.support.servers import HubProcess, TEST_CONFIG, hub_env
+from tests.support.servers import TEST_CONFIG, start_configured_hub
 
 QUICK_PINGS = TEST_CONFIG.replace("[timing]\n", "[timing]\nping_interval = 1\nping_timeout = 1\n", 1)
 
@@ -15,10 +15,7 @@ QUICK_PINGS = TEST_CONFIG.replace("[timing]\n", "[timing]\nping_interval = 1\npi
 def pinging_hub(redis_url, data_root):
     """A hub that pings every socket every second and waits a second for the pong."""
     assert QUICK_PINGS != TEST_CONFIG
-    path = data_root / "quick-pings.toml"
-    path.write_text(QUICK_PINGS)
-    process = HubProcess(hub_env(redis_url, data_root / "ping-hub", path), data_root / "ping-hub")
-    process.start()
+    process = start_configured_hub(redis_url, data_root / "ping-hub", QUICK_PINGS)
     yield process
     process.terminate()
 

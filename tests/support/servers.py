@@ -157,3 +157,14 @@ def wait_port_free(port: int, timeout: float = 10.0) -> None:
             return s.connect_ex(("127.0.0.1", port)) != 0
 
     wait_until(free, timeout, 0.02, f"port {port} to be free")
+
+
+def start_configured_hub(redis_url: str, data_dir: Path, config_text: str) -> HubProcess:
+    """A started `livechat serve` with a desk file of its own (a test's own timings or
+    limits), its data and log in ``data_dir``."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config = data_dir / "desk.toml"
+    config.write_text(config_text)
+    process = HubProcess(hub_env(redis_url, data_dir, config), data_dir)
+    process.start()
+    return process
