@@ -172,9 +172,11 @@ INTERNAL_EVENTS = frozenset({EVENT_CHANGED, EVENT_REQUEUED, EVENT_REVOKED, EVENT
 
 # close codes (docs/protocol.md 6.3)
 CLOSE_NORMAL = 1000
+CLOSE_PROTOCOL_ERROR = 1002  # a frame that breaks RFC 6455 (chat/ws_protocol.py)
+CLOSE_INVALID_TEXT = 1007  # a text frame (or close reason) that is not UTF-8
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
-CLOSE_UNAVAILABLE = 1011  # Redis could not be reached when the socket started
+CLOSE_UNAVAILABLE = 1011  # Redis could not be reached when the socket started; or no pong in time
 CLOSE_RESTART = 1012
 CLOSE_SLOW = 1013  # the client stopped reading; reconnect and resume from last_seq
 

@@ -6,6 +6,9 @@
 - uvicorn's connection cap (limit_concurrency, [limits] max_connections) applied to WebSocket
   upgrades as well: uvicorn answers 503 to plain requests past it but lets every upgrade in,
   and a hub's connections are nearly all sockets.
+
+It also hands a WebSocket upgrade to the hub's protocol (chat/ws_protocol.py) as parsed, where
+uvicorn writes the request head back to bytes for its WebSocket protocol to parse again.
 """
 
 from __future__ import annotations
@@ -54,7 +57,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.write(AT_CAPACITY)
             self.transport.close()
             return
-        super().handle_websocket_upgrade()
+        upgrade = getattr(self.ws_protocol_class, "upgrade", None)
+        if upgrade is None:  # uvicorn's own protocols read the request again from bytes
+            super().handle_websocket_upgrade()
+            return
+        # chat/ws_protocol.py takes the request as httptools parsed it: no second parse.
+        self.connections.discard(self)
+        protocol = self.ws_protocol_class(config=self.config, server_state=self.server_state, app_state=self.app_state)
+        self.transport.set_protocol(protocol)
+        protocol.upgrade(self.transport, self.scope, self.url)
 
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()

@@ -11,7 +11,7 @@ import secrets
 import signal
 from typing import Callable
 
-from chat import log_privacy
+from chat import frames, log_privacy
 from chat.commands.access import RedisHandle, check_mail, ensure_schema, load
 from chat.config import DeskConfig
 from chat.rlimits import raise_open_files
@@ -190,8 +190,8 @@ def _uvicorn_config(app, args: argparse.Namespace, config: DeskConfig):
         app,
         host=args.host,
         port=args.port,
-        ws=LeanWebSocketProtocol,  # uvicorn's websockets-sansio, lighter per socket
-        ws_max_size=65536,
+        ws=LeanWebSocketProtocol,  # our RFC 6455 protocol, handed the request by the HTTP protocol below
+        ws_max_size=frames.MAX_FRAME_BYTES,
         ws_per_message_deflate=False,
         ws_ping_interval=config.timing.ping_interval or None,
         ws_ping_timeout=config.timing.ping_timeout,
