@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import hiredis
 from redis.asyncio import Redis
@@ -37,6 +37,7 @@ log = logging.getLogger("livechat.bus")
 HELLO = "lc:bus:hello"
 READ_SIZE = 1 << 16
 REFUSED_WAIT = 0.5  # seconds before reconnecting after Redis refused a pub/sub command
+SUBSCRIBE_TIMEOUT = 5.0  # seconds for Redis to confirm a SUBSCRIBE; then the bus reconnects
 IDLE_PING = 10.0  # seconds of silence before the bus asks Redis for a PONG; as long again without one: reconnect
 
 Handler = Callable[[str, bytes], None]
@@ -130,11 +131,29 @@ def deliver(handlers: dict[str, set[Handler]], channel: str, data: bytes) -> Non
         except Exception:
             log.exception("handler for %s failed", channel)
 
+def _give_up(waiters: list[asyncio.Future]) -> None:
+    """The confirmations did not come in time: their subscribers go on (False), and the bus
+    reconnects, subscribing every channel again."""
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(False)
+
+
+async def _confirmation(waiter: asyncio.Future | None) -> bool:
+    """Wait for a subscription's confirmation; a cancelled caller leaves it to the others
+    waiting on the same channel. False when it timed out or the bus was reconnecting."""
+    if waiter is None:
+        return True
+    return bool(waiter.result() if waiter.done() else await asyncio.shield(waiter))
+
+
 class Bus:
     def __init__(self, redis: Redis):
         self.redis = redis
         self._handlers: dict[str, set[Handler]] = {}
         self._confirmed: dict[str, asyncio.Future] = {}
+        self._batch: list[str] = []  # channels to SUBSCRIBE at the end of this turn of the loop
+        self._sending: set[asyncio.Task] = set()
         self._link: Link | None = None
         self._task: asyncio.Task | None = None
         self._reconnect_hooks: list[Callable[[], None]] = []
@@ -166,16 +185,50 @@ class Bus:
     async def subscribe(self, channel: str, handler: Handler) -> None:
         """Deliver this channel's messages to handler; returns once Redis confirmed, so a
         read of the log after this call cannot miss a message published in between."""
-        waiter = await add_handler(self._handlers, self._confirmed, channel, handler)
-        if waiter is None:
-            return
+        await self.subscribe_soon(channel, handler)
+
+    def subscribe_soon(self, channel: str, handler: Handler) -> Awaitable[None]:
+        """:meth:`subscribe` started now, confirmed when the result is awaited: the caller
+        can do other work meanwhile (a new chat's first reads). The channels asked for in one
+        turn of the event loop go to Redis in one SUBSCRIBE (a hub accepting visitors
+        subscribes a channel for each: a write to Redis each, and a timer each for the
+        confirmation, were a good part of a hello's CPU); one deadline covers them all."""
+        listeners = self._handlers.setdefault(channel, set())
+        listeners.add(handler)
+        if len(listeners) > 1:  # subscribed already, or on its way
+            return _confirmation(self._confirmed.get(channel))
+        waiter = self._confirmed[channel] = asyncio.get_running_loop().create_future()
         if self._link is None or not self.connected.is_set():
-            return  # reconnecting: the new connection subscribes every channel, then listeners resync
+            # Reconnecting: the new connection subscribes every channel, then listeners resync.
+            waiter.set_result(False)
+        else:
+            if not self._batch:
+                asyncio.get_running_loop().call_soon(self._send_batch)
+            self._batch.append(channel)
+        return _confirmation(waiter)
+
+    def _send_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        # Only channels still wanted and not yet confirmed (an unsubscribe or a reconnect may
+        # have come in between), each once.
+        wanted = {c: w for c in batch if (w := self._confirmed.get(c)) is not None and not w.done()}
+        if wanted and self._link is not None and self.connected.is_set():
+            task = asyncio.ensure_future(self._subscribe_batch(self._link, wanted))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _subscribe_batch(self, link: Link, wanted: dict[str, asyncio.Future]) -> None:
+        waiters = list(wanted.values())
+        timer = asyncio.get_running_loop().call_later(SUBSCRIBE_TIMEOUT, _give_up, waiters)
         try:
-            await self._link.send("SUBSCRIBE", channel)
-            await asyncio.wait_for(asyncio.shield(waiter), 5)
-        except (*LOST, asyncio.TimeoutError):
+            await link.send("SUBSCRIBE", *wanted)
+            if not all(await asyncio.gather(*waiters)):
+                await self._lost()  # no confirmation in time: reconnect; listeners resync then
+        except LOST:
+            _give_up(waiters)
             await self._lost()
+        finally:
+            timer.cancel()
 
     async def _lost(self) -> None:
         """Give up on the connection: the reader's pending read fails at once, and it builds a
@@ -185,7 +238,10 @@ class Bus:
             await self._link.close()
 
     async def unsubscribe(self, channel: str, handler: Handler) -> None:
+        waiter = self._confirmed.get(channel)
         if drop_handler(self._handlers, self._confirmed, channel, handler):
+            if waiter is not None and not waiter.done():
+                waiter.set_result(True)  # nobody waits for this subscription now
             if self._link is not None and self.connected.is_set():
                 try:
                     await self._link.send("UNSUBSCRIBE", channel)
@@ -356,6 +412,10 @@ class ShardedBus:
             await asyncio.wait_for(asyncio.shield(waiter), 5)
         except (*LOST, asyncio.TimeoutError):
             self._lost()
+
+    def subscribe_soon(self, channel: str, handler: Handler) -> Awaitable[None]:
+        """As :meth:`Bus.subscribe_soon` (here one SSUBSCRIBE per channel, started now)."""
+        return asyncio.ensure_future(self.subscribe(channel, handler))
 
     async def unsubscribe(self, channel: str, handler: Handler) -> None:
         if not drop_handler(self._handlers, self._confirmed, channel, handler):

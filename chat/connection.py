@@ -186,6 +186,19 @@ class Connection:
     def send(self, frame: dict[str, Any]) -> None:
         self._enqueue(frames.encode(frame, self.binary))
 
+    def send_all(self, *frames_: dict[str, Any]) -> None:
+        """Send frames that go out together (a welcome and the state that follows it) in one
+        write to the socket where it can: a write on a socket is a system call, and on loopback
+        the kernel's whole receive path runs in it."""
+        data = [frames.encode(frame, self.binary) for frame in frames_]
+        if not self.closing and self._writer is None and not self._out:
+            now = getattr(getattr(self.ws._send, "__self__", None), "send_frames_now", None)
+            if now is not None and now([d if isinstance(d, bytes) else d.encode() for d in data], self.binary):
+                self._sent_at = asyncio.get_running_loop().time()
+                return
+        for one in data:
+            self._enqueue(one)
+
     def send_packed(self, packed: bytes, frame: dict[str, Any] | None) -> None:
         """Send a frame that is already msgpack (from the log) without re-encoding it twice."""
         if self.binary:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Awaitable, Protocol
 
 import msgpack
 from redis.exceptions import RedisError
@@ -60,9 +60,13 @@ class Registry:
     # --- chat events -----------------------------------------------------------------
 
     async def watch(self, chat_id: str, listener: ChatListener) -> None:
+        await self.watch_soon(chat_id, listener)
+
+    def watch_soon(self, chat_id: str, listener: ChatListener) -> Awaitable[None]:
+        """:meth:`watch` started now; the subscription is confirmed when the result is awaited."""
         listeners = self.chat_listeners.setdefault(chat_id, set())
         listeners.add(listener)
-        await self.bus.subscribe(keys.chat_channel(chat_id), self._on_chat_event)
+        return self.bus.subscribe_soon(keys.chat_channel(chat_id), self._on_chat_event)
 
     async def unwatch(self, chat_id: str, listener: ChatListener) -> None:
         listeners = self.chat_listeners.get(chat_id)

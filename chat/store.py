@@ -16,18 +16,23 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import weakref
 from typing import Any, Sequence, Union
 from urllib.parse import urlsplit, urlunsplit
 
 import hiredis
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
+from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, NodesManager, PipelineStrategy, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 from redis.exceptions import DataError, MaxConnectionsError, NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import ResponseError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 AnyRedis = Union[Redis, RedisCluster]
@@ -104,7 +109,7 @@ def redis_client(url: str) -> AnyRedis:
         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
     pool.connection_class = packed_in_c(pool.connection_class)
-    return Redis(connection_pool=pool)
+    return _LeanRedis(connection_pool=pool)
 
 
 class _Pool(BlockingConnectionPool):
@@ -333,10 +338,144 @@ class _WriteInTurn:
             raise
 
 
+class _ReadInBulk:
+    """Read a pipeline's replies in one go: redis-py reads them one by one, each under a
+    deadline of its own (a timer set and cancelled per reply, four for a hello's pipeline).
+    Here one deadline covers them all, and replies already in hand are taken without one.
+    Errors are redis-py's: a reply that is an error stays in its place (ResponseError), a
+    connection that fails or times out is dropped and raises ConnectionError or TimeoutError."""
+
+    async def read_replies(self, n: int) -> list[Any]:
+        parser = self._parser
+        if not isinstance(parser, _AsyncHiredisParser) or str(self.protocol) == "3":
+            return [await self._read_or_error() for _ in range(n)]
+        if not parser._connected:
+            raise RedisConnectionError("Connection closed by server.")
+        reader = parser._reader
+        replies: list[Any] = []
+        try:
+            while (reply := reader.gets()) is not NOT_ENOUGH_DATA:
+                replies.append(reply)
+                if len(replies) == n:
+                    break
+            else:
+                async with asyncio.timeout(self.socket_timeout):
+                    while len(replies) < n:
+                        await parser.read_from_socket()
+                        while len(replies) < n and (reply := reader.gets()) is not NOT_ENOUGH_DATA:
+                            replies.append(reply)
+        except asyncio.TimeoutError:
+            await self.disconnect(nowait=True)
+            raise RedisTimeoutError(f"Timeout reading from {self._host_error()}") from None
+        except OSError as exc:
+            await self.disconnect(nowait=True)
+            raise RedisConnectionError(f"Error while reading from {self._host_error()} : {exc.args}") from None
+        except BaseException:
+            await self.disconnect(nowait=True)
+            raise
+        for reply in replies:  # LOADING and the like: the connection is no good (as redis-py)
+            if isinstance(reply, RedisConnectionError) or (isinstance(reply, list) and reply
+                                                           and isinstance(reply[0], RedisConnectionError)):
+                await self.disconnect(nowait=True)
+                raise reply if isinstance(reply, RedisConnectionError) else reply[0]
+        if self.health_check_interval:
+            self.next_health_check = asyncio.get_running_loop().time() + self.health_check_interval
+        return replies
+
+    async def _read_or_error(self) -> Any:
+        try:
+            return await self.read_response()
+        except ResponseError as exc:
+            return exc
+
+
 def packed_in_c(connection_class: type) -> type:
-    """A connection class of the pool's kind (TCP, unix socket, TLS) that packs with hiredis
-    and writes without a task per command."""
-    return type(connection_class.__name__, (_HiredisPacking, _WriteInTurn, connection_class), {})
+    """A connection class of the pool's kind (TCP, unix socket, TLS) that packs with hiredis,
+    writes without a task per command and reads a pipeline's replies in bulk."""
+    return type(connection_class.__name__, (_HiredisPacking, _WriteInTurn, _ReadInBulk, connection_class), {})
+
+
+class _LeanPipeline(Pipeline):
+    """redis-py's pipeline with a short way for what the hub does nearly every time: a
+    pipeline (or MULTI/EXEC) of commands with nothing watched, run once. redis-py's execute
+    also goes through its observability hooks, HIMPORT preparation, a retry wrapper and a
+    shielded release, a coroutine or a future each: together a third of a hello's CPU.
+    The result is redis-py's: each reply through its response callback, errors in place
+    (or the first raised), WatchError and EXECABORT as redis-py raises them, and one retry
+    on a fresh connection after a connection error, as the pool's Retry(NoBackoff(), 1)."""
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        stack = self.command_stack
+        if (not stack or self.watching or self.connection is not None or self.scripts
+                or any(EMPTY_RESPONSE in options or NEVER_DECODE in options for _, options in stack)):
+            return await super().execute(raise_on_error)
+        transaction = self.is_transaction or self.explicit_transaction
+        self.command_stack, self.scripts, self.explicit_transaction = [], set(), False
+        commands = [args for args, _ in stack]
+        if transaction:
+            commands = [("MULTI",), *commands, ("EXEC",)]
+        pool = self.connection_pool
+        conn = await pool.get_connection()
+        try:
+            try:
+                replies = await self._round_trip(conn, commands)
+            except RedisConnectionError:
+                await conn.disconnect()
+                replies = await self._round_trip(conn, commands)
+            if transaction:
+                replies = await _unwrap_transaction(self, conn, stack, replies)
+        finally:
+            await pool.release(conn)
+        if raise_on_error:
+            self.raise_first_error(stack, replies)
+        callbacks = self.response_callbacks
+        results = []
+        for (args, options), reply in zip(stack, replies):
+            if not isinstance(reply, Exception) and args[0] in callbacks:
+                options.pop("keys", None)
+                reply = callbacks[args[0]](reply, **options)
+                if inspect.isawaitable(reply):
+                    reply = await reply
+            results.append(reply)
+        return results
+
+    @staticmethod
+    async def _round_trip(conn: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+        await conn.send_packed_command(conn.pack_commands(commands))
+        return await conn.read_replies(len(commands))
+
+
+async def _unwrap_transaction(pipe: Pipeline, conn: Any, stack: list[Any], replies: list[Any]) -> list[Any]:
+    """MULTI, each command's QUEUED and EXEC's replies made into the commands' results, as
+    redis-py's _execute_transaction does."""
+    multi, *queued, done = replies
+    errors: list[tuple[int, Exception]] = []
+    if isinstance(multi, ResponseError):
+        errors.append((0, multi))
+    for i, (reply, (args, _)) in enumerate(zip(queued, stack)):
+        if isinstance(reply, ResponseError):
+            pipe.annotate_exception(reply, i + 1, args)
+            errors.append((i, reply))
+    if isinstance(done, ResponseError):  # EXECABORT: the first queuing error says why
+        if errors:
+            raise errors[0][1] from done
+        raise done
+    if done is None:
+        raise WatchError("Watched variable changed.")
+    results = list(done)
+    for i, error in errors:
+        results.insert(i, error)
+    if len(results) != len(stack):
+        await conn.disconnect()
+        raise ResponseError("Wrong number of response items from pipeline execution")
+    return results
+
+
+class _LeanRedis(Redis):
+    """redis-py's client whose pipelines take the short way (_LeanPipeline)."""
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        return _LeanPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
 
 
 def publish(target: Any, channel: str, message: bytes) -> Any:

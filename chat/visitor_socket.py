@@ -201,7 +201,11 @@ class VisitorConnection(Connection):
             if fields is not None:
                 # Subscribed before the chat is stored anywhere (so before any agent can take
                 # it), while its status is decided; then everything is written in one go.
-                _, status = await asyncio.gather(self.hub.registry.watch(self.chat_id, self.feed), self._new_status(fields))
+                watching = self.hub.registry.watch_soon(self.chat_id, self.feed)
+                try:
+                    status = await self._new_status(fields)
+                finally:
+                    await watching
                 fields.update(status)
                 chat.update(status)
                 self.status = chat["status"]
@@ -216,16 +220,18 @@ class VisitorConnection(Connection):
             self.feed.close()
             await self.hub.registry.unwatch(self.chat_id, self.feed)
             raise
-        self.send({
+        welcome = {
             "type": frames.WELCOME, "chat_id": self.chat_id, "resume": self.resume_token, "status": self.status,
             "plan": chat.get("plan"), "verified": self.verified, "emergency": self.emergency,
-        })
-        if self.status == frames.CHAT_QUEUED:
-            self.hub.places.set_waiting(self, True)
-        elif self.status == frames.CHAT_OFFLINE:
-            self.send({"type": frames.OFFLINE, "reason": chat.get("offline_reason") or frames.OFFLINE_NO_AGENTS})
+        }
+        if self.status == frames.CHAT_OFFLINE:
+            self.send_all(welcome, {"type": frames.OFFLINE, "reason": chat.get("offline_reason") or frames.OFFLINE_NO_AGENTS})
         elif self.status == frames.CHAT_ACTIVE:
-            self.send({"type": frames.ASSIGNED, "agent": {"name": chat.get("agent_name", "")}})
+            self.send_all(welcome, {"type": frames.ASSIGNED, "agent": {"name": chat.get("agent_name", "")}})
+        else:
+            self.send(welcome)
+            if self.status == frames.CHAT_QUEUED:
+                self.hub.places.set_waiting(self, True)
         # A new chat's log is empty, and its channel was subscribed before anyone could write.
         self.feed.resume(catch_up=fields is None)
         if self.status == frames.CHAT_CLOSED:

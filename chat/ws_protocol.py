@@ -99,8 +99,8 @@ class Flag:
 class Inbox:
     """An unbounded FIFO with asyncio.Queue's put_nowait/get/empty, its storage made
     only while it holds something or someone waits. The protocol puts each message received
-    (and the disconnect) and pauses reading until the application took them all, so it is
-    nearly always empty."""
+    (and the disconnect), and pauses reading while the application has not taken them all,
+    so it is nearly always empty."""
 
     __slots__ = ("_items", "_getters")
 
@@ -110,6 +110,10 @@ class Inbox:
 
     def empty(self) -> bool:
         return not self._items
+
+    def has_getters(self) -> bool:
+        """Whether a reader waits (and would take the next item at once)."""
+        return bool(self._getters)
 
     def put_nowait(self, item: Any) -> None:
         if self._items is None:
@@ -436,8 +440,11 @@ class LeanWebSocketProtocol(asyncio.Protocol):
                 return self.fail(CLOSE_INVALID_TEXT, "text frames must be UTF-8")
         else:
             event = {"type": "websocket.receive", "bytes": payload}
+        # Reading pauses only while the application is busy with an earlier message: pausing
+        # and resuming around every message (as uvicorn does) is two epoll calls per frame.
+        reader_waits = self.queue.has_getters()
         self.queue.put_nowait(event)
-        if not self.read_paused:
+        if not reader_waits and not self.read_paused:
             self.read_paused = True
             self.transport.pause_reading()
         return True
@@ -654,6 +661,15 @@ class LeanWebSocketProtocol(asyncio.Protocol):
     def _write_close(self, code: int, reason: bytes) -> None:
         payload = struct.pack("!H", code) + reason[:123]
         self.transport.write(frame_header(OP_CLOSE, len(payload)) + payload)
+
+    def send_frames_now(self, data: list[bytes], binary: bool) -> bool:
+        """send_frame_now for several frames, in one write."""
+        if (not self.writable._value or self.close_sent or not self.handshake_complete or self.disconnected
+                or self.initial_response is not None):
+            return False
+        opcode = OP_BINARY if binary else OP_TEXT
+        self.transport.write(b"".join(frame_header(opcode, len(d)) + d for d in data))
+        return True
 
     def send_frame_now(self, data: bytes, binary: bool) -> bool:
         """Write one data frame now, as ``send`` does for a ``websocket.send`` message but
