@@ -19,7 +19,7 @@ import msgpack
 from redis.exceptions import RedisError
 
 from chat import frames, keys
-from chat.batching import ScriptBatcher
+from chat.batching import PipelineBatcher, ScriptBatcher
 from chat.bus import Bus
 from chat.chatlog import ChatLog
 from chat.dispatch import Dispatch
@@ -28,7 +28,7 @@ from chat.presence import Heartbeat, Presence
 from chat.registry import Registry
 from chat.runtime import Runtime
 from chat.stats import MessageCounter
-from chat.store import load_scripts
+from chat.store import is_cluster, load_scripts
 
 log = logging.getLogger("livechat.hub")
 
@@ -38,6 +38,9 @@ class Hub:
         self.rt = rt
         self.bus = bus
         self.log = ChatLog(rt.redis, ScriptBatcher(rt.redis))
+        # New chats' writes (chat/lifecycle.py open_chat) share round trips; not on a
+        # cluster, whose pipelines split by node anyway.
+        self.new_chat_writes = None if is_cluster(rt.redis) else PipelineBatcher(rt.redis)
         self.messages = MessageCounter()
         self.presence = Presence(rt.redis)
         self.registry = Registry(bus)

@@ -11,6 +11,7 @@ import msgpack
 from redis.exceptions import NoScriptError
 
 from chat import frames, keys, rollups, stats, timers
+from chat.batching import PipelineBatcher
 from chat.store import execute, is_cluster, publish as bus_publish
 from chat.chats import create_chat_on, decode_chat, load_chat, update_chat
 from chat.queue import AgentSkills, Claimed, Hint, claimed as claim_result, hint_of, moved_to, topic_key
@@ -58,12 +59,14 @@ async def queue_changed(rt: Runtime, work: bool = False, moved: list[tuple[str, 
         rt.on_work()
 
 
-async def open_chat(rt: Runtime, chat_id: str, fields: dict[str, Any], resume_ttl: int) -> str:
+async def open_chat(rt: Runtime, chat_id: str, fields: dict[str, Any], resume_ttl: int,
+                    batcher: PipelineBatcher | None = None) -> str:
     """Store a new chat (``fields["status"]`` queued or offline) and return its resume token.
     Everything a hello writes goes in one round trip (and one fsync): the chat and its resume
     key, the visitor's presence, and either its place in line (with its max-wait deadline,
     the reports' "offered" and the doorbell for the hubs) or its offline deadline. The
-    caller has subscribed to the chat's channel first, so no event about it can be missed."""
+    caller has subscribed to the chat's channel first, so no event about it can be missed.
+    With a batcher (the hub's), the writes of hellos arriving together share a round trip."""
     now = rt.clock()
     status = fields["status"]
     chat = {k: ("1" if v is True else "0" if v is False else str(v)) for k, v in fields.items()}
@@ -85,7 +88,7 @@ async def open_chat(rt: Runtime, chat_id: str, fields: dict[str, Any], resume_tt
         else:
             pipe.zadd(keys.VISITORS_SEEN, {chat_id: now})
             timers.schedule_on(pipe, timers.OFFLINE_IDLE, chat_id, now + rt.config.timing.offline_idle)
-        results = await execute(rt.redis, pipe, raise_on_error=False)
+        results = await execute(rt.redis, pipe, raise_on_error=False, batcher=batcher)
     for result in results:
         if isinstance(result, Exception) and not isinstance(result, NoScriptError):
             raise result

@@ -543,12 +543,17 @@ async def load_scripts(redis: AnyRedis) -> None:
         await redis.script_load(script.text)
 
 
-async def execute(redis: AnyRedis, pipe: Any, raise_on_error: bool = True) -> list[Any]:
+async def execute(redis: AnyRedis, pipe: Any, raise_on_error: bool = True, batcher: Any = None) -> list[Any]:
     """Run a pipeline with :class:`Lua` calls queued on it: those Redis did not know run again
     by their text once the pipeline is done (only after Redis lost its scripts), and their
-    results take their places. With raise_on_error, the first error left is raised."""
+    results take their places. With raise_on_error, the first error left is raised. With a
+    batcher (chat.batching.PipelineBatcher) the pipeline shares a round trip with others
+    (not on a cluster, and not for a transaction)."""
     calls = _queued.pop(pipe, [])
-    results = await pipe.execute(raise_on_error=False)
+    if batcher is not None and isinstance(pipe, _LeanPipeline) and not pipe.is_transaction and not pipe.watching:
+        results = await batcher.execute(pipe)
+    else:
+        results = await pipe.execute(raise_on_error=False)
     for index, script, keys, args in calls:
         if index < len(results) and isinstance(results[index], NoScriptError):
             try:

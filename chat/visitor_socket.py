@@ -210,7 +210,8 @@ class VisitorConnection(Connection):
                 chat.update(status)
                 self.status = chat["status"]
                 resume_ttl = int(rt.config.retention_days * 86400) or 86400
-                self.resume_token = await lifecycle.open_chat(rt, self.chat_id, fields, resume_ttl)
+                self.resume_token = await lifecycle.open_chat(rt, self.chat_id, fields, resume_ttl,
+                                                              self.hub.new_chat_writes)
             else:
                 await self.hub.registry.watch(self.chat_id, self.feed)
                 if chat["status"] in frames.WAITING_STATUSES:
