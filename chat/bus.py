@@ -152,7 +152,7 @@ class Bus:
         self.redis = redis
         self._handlers: dict[str, set[Handler]] = {}
         self._confirmed: dict[str, asyncio.Future] = {}
-        self._batch: list[str] = []  # channels to SUBSCRIBE at the end of this turn of the loop
+        self._batch: list[tuple[str, asyncio.Future]] = []  # to SUBSCRIBE at the end of this turn of the loop
         self._sending: set[asyncio.Task] = set()
         self._link: Link | None = None
         self._task: asyncio.Task | None = None
@@ -193,10 +193,10 @@ class Bus:
         turn of the event loop go to Redis in one SUBSCRIBE (a hub accepting visitors
         subscribes a channel for each: a write to Redis each, and a timer each for the
         confirmation, were a good part of a hello's CPU); one deadline covers them all."""
-        listeners = self._handlers.setdefault(channel, set())
-        listeners.add(handler)
-        if len(listeners) > 1:  # subscribed already, or on its way
-            return _confirmation(self._confirmed.get(channel))
+        self._handlers.setdefault(channel, set()).add(handler)
+        waiter = self._confirmed.get(channel)
+        if waiter is not None:  # subscribed already, or on its way (the same handler may ask twice)
+            return _confirmation(waiter)
         waiter = self._confirmed[channel] = asyncio.get_running_loop().create_future()
         if self._link is None or not self.connected.is_set():
             # Reconnecting: the new connection subscribes every channel, then listeners resync.
@@ -204,29 +204,34 @@ class Bus:
         else:
             if not self._batch:
                 asyncio.get_running_loop().call_soon(self._send_batch)
-            self._batch.append(channel)
+            self._batch.append((channel, waiter))
         return _confirmation(waiter)
 
     def _send_batch(self) -> None:
         batch, self._batch = self._batch, []
-        # Only channels still wanted and not yet confirmed (an unsubscribe or a reconnect may
-        # have come in between), each once.
-        wanted = {c: w for c in batch if (w := self._confirmed.get(c)) is not None and not w.done()}
-        if wanted and self._link is not None and self.connected.is_set():
-            task = asyncio.ensure_future(self._subscribe_batch(self._link, wanted))
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
+        # Only channels still wanted by the same request and not yet confirmed: an
+        # unsubscribe or a reconnect may have come in between.
+        wanted = {c: w for c, w in batch if self._confirmed.get(c) is w and not w.done()}
+        if not wanted:
+            return
+        if self._link is None or not self.connected.is_set():
+            _give_up(list(wanted.values()))  # the connection went meanwhile: its successor subscribes them
+            return
+        task = asyncio.ensure_future(self._subscribe_batch(self._link, wanted))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
     async def _subscribe_batch(self, link: Link, wanted: dict[str, asyncio.Future]) -> None:
         waiters = list(wanted.values())
         timer = asyncio.get_running_loop().call_later(SUBSCRIBE_TIMEOUT, _give_up, waiters)
         try:
             await link.send("SUBSCRIBE", *wanted)
-            if not all(await asyncio.gather(*waiters)):
+            if not all(await asyncio.gather(*waiters)) and link is self._link:
                 await self._lost()  # no confirmation in time: reconnect; listeners resync then
         except LOST:
             _give_up(waiters)
-            await self._lost()
+            if link is self._link:  # not a newer connection made meanwhile
+                await self._lost()
         finally:
             timer.cancel()
 

@@ -136,12 +136,18 @@ class _Pool(BlockingConnectionPool):
         return connection
 
     async def release(self, connection: Any) -> None:
+        if not self.release_nowait(connection):
+            await super().release(connection)
+
+    def release_nowait(self, connection: Any) -> bool:
+        """Give the connection back at once, when nobody waits for one (nothing to await, so
+        no cancellation can leave it half given back); False when release must do it."""
         if (getattr(self._condition, "_waiters", True) or getattr(self, "_in_maintenance", False)
                 or connection.should_reconnect()):
-            await super().release(connection)
-            return
+            return False
         self._in_use_connections.remove(connection)
         self._available_connections.append(connection)
+        return True
 
 
 class ClusterUnreachable(RedisConnectionError):
@@ -425,7 +431,10 @@ class _LeanPipeline(Pipeline):
             if transaction:
                 replies = await _unwrap_transaction(self, conn, stack, replies)
         finally:
-            await pool.release(conn)
+            # Shielded as redis-py's reset does: a caller cancelled here (its socket closed)
+            # must not leave the connection counted in use for ever.
+            if not (isinstance(pool, _Pool) and pool.release_nowait(conn)):
+                await asyncio.shield(pool.release(conn))
         if raise_on_error:
             self.raise_first_error(stack, replies)
         callbacks = self.response_callbacks

@@ -209,7 +209,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         "ping_interval", "ping_timeout", "close_timeout",
         "transport", "server", "client", "scope", "queue", "writable", "_key",
         "handshake_complete", "close_sent", "disconnected", "read_paused", "initial_response",
-        "_buf", "_frags", "_frag_op", "_frag_size",
+        "_buf", "_need", "_frags", "_frag_op", "_frag_size",
         "close_timer", "ping_timer", "pong_timer", "pending_ping", "ping_sent_at", "last_ping_rtt",
     )
 
@@ -237,7 +237,8 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         self.handshake_complete = self.close_sent = self.disconnected = self.read_paused = False
         self.initial_response: tuple[int, list[tuple[bytes, bytes]], bytes] | None = None
         self._buf: bytearray | None = None  # an incomplete frame, only until the rest came
-        self._frags: list[bytes] | None = None  # a fragmented message's parts, only while it comes
+        self._need = 0  # bytes _buf must hold before it is worth parsing again
+        self._frags: bytearray | None = None  # a fragmented message so far, only while it comes
         self._frag_op = self._frag_size = 0
         self.close_timer = self.ping_timer = self.pong_timer = None
         self.pending_ping: bytes | None = None
@@ -270,16 +271,20 @@ class LeanWebSocketProtocol(asyncio.Protocol):
             problem = (426, "unsupported Sec-WebSocket-Version: this server speaks 13", [(b"sec-websocket-version", b"13")])
         elif not key or not _key_ok(key.strip()):
             problem = (400, "missing or invalid Sec-WebSocket-Key", [])
+        else:
+            try:  # a path, in ASCII (an absolute URL with no path, or raw UTF-8, is refused)
+                parsed = httptools.parse_url(url)
+                raw_path = parsed.path
+                path = raw_path.decode("ascii")
+            except (httptools.HttpParserInvalidURLError, AttributeError, UnicodeDecodeError):
+                problem = (400, "the request target must be a path", [])
         if problem is not None:
             status, text, extra = problem
             self.close_sent = self.handshake_complete = True
             transport.write(http_response(status, extra, f"Failed to open a WebSocket connection: {text}.\n".encode()))
-            transport.close()
+            self._shut()
             return
         self._key = key.strip()  # type: ignore[union-attr]
-        parsed = httptools.parse_url(url)
-        raw_path = parsed.path
-        path = raw_path.decode("ascii")
         if "%" in path:
             path = unquote(path)
         root_path = self.config.root_path
@@ -340,7 +345,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
             if self.close_timer is not None:
                 self.close_timer.cancel()
                 self.close_timer = None
-            self.transport.close()
+            self._shut()
             return
         if self.handshake_complete:
             self.queue.put_nowait({"type": "websocket.disconnect", "code": CLOSE_RESTART})
@@ -348,7 +353,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         else:
             self.send_500_response()
         self.close_sent = True
-        self.transport.close()
+        self._shut()
 
     # --- receiving -----------------------------------------------------------------
 
@@ -356,24 +361,30 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         if self.close_sent and self.disconnected:
             return
         buf = self._buf
-        if buf is not None:
+        if buf is not None:  # the rest of a frame: gather it, and parse once it is all here
             buf += data
+            if len(buf) < self._need:
+                return
             data, self._buf = bytes(buf), None
         n = len(data)
         pos = 0
+        need = 0
         while pos < n:
             if n - pos < 2:
+                need = 2
                 break
             b0, b1 = data[pos], data[pos + 1]
             length = b1 & 0x7F
             head = 2
             if length == 126:
                 if n - pos < 4:
+                    need = 4
                     break
                 length = _UNPACK_H(data, pos + 2)[0]
                 head = 4
             elif length == 127:
                 if n - pos < 10:
+                    need = 10
                     break
                 length = _UNPACK_Q(data, pos + 2)[0]
                 head = 10
@@ -389,14 +400,15 @@ class LeanWebSocketProtocol(asyncio.Protocol):
                 return self.fail(CLOSE_TOO_BIG, f"message over {self.max_size} bytes")
             end = pos + head + 4 + length
             if end > n:
+                need = end - pos
                 break
             start = pos + head + 4
             payload = apply_mask(data[start:end], data[start - 4:start]) if length else b""
             pos = end
             if not self._frame(b0 & 0x80, opcode, payload):
                 return
-        if pos < n:
-            self._buf = bytearray(data[pos:])
+        if pos < n:  # at most one frame (64 KiB and its header), kept until the rest comes
+            self._buf, self._need = bytearray(data[pos:]), need
 
     def _frame(self, fin: int, opcode: int, payload: bytes) -> bool:
         """One frame received; False once the connection is closing (nothing more is read)."""
@@ -404,21 +416,25 @@ class LeanWebSocketProtocol(asyncio.Protocol):
             if self._frags is not None:
                 return self.fail(CLOSE_PROTOCOL_ERROR, "a new message began before the last one ended")
             if not fin:
-                self._frags, self._frag_op, self._frag_size = [payload], opcode, len(payload)
+                # One buffer for the whole message, never more than max_size: a list of
+                # fragments would grow with every empty one.
+                self._frags, self._frag_op, self._frag_size = bytearray(payload), opcode, len(payload)
                 return True
             return self._message(opcode, payload)
         if opcode == OP_CONT:
             if self._frags is None:
                 return self.fail(CLOSE_PROTOCOL_ERROR, "a continuation frame with no message to continue")
-            self._frags.append(payload)
+            self._frags += payload
             self._frag_size += len(payload)
             if not fin:
                 return True
-            parts, op = self._frags, self._frag_op
+            message, op = bytes(self._frags), self._frag_op
             self._frags, self._frag_size = None, 0
-            return self._message(op, b"".join(parts))
+            return self._message(op, message)
         if opcode == OP_PING:
-            if not self.close_sent:
+            # Not while the transport is paused: a client that pings and never reads would
+            # have its pongs pile up in our buffer.
+            if not self.close_sent and self.writable._value:
                 self.transport.write(frame_header(OP_PONG, len(payload)) + payload)
             return True
         if opcode == OP_PONG:
@@ -455,7 +471,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
             if self.close_timer is not None:
                 self.close_timer.cancel()
                 self.close_timer = None
-            self.transport.close()
+            self._shut()
             return
         code, reason = 1005, ""
         if len(payload) == 1:
@@ -475,7 +491,15 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         self.close_sent = True
         self.stop_keepalive()
         self.transport.write(frame_header(OP_CLOSE, len(payload)) + payload)  # the echo RFC 6455 asks for
+        self._shut()
+
+    def _shut(self) -> None:
+        """Close the transport once what is buffered went out, and abort it if that has not
+        happened within close_timeout: a peer that stops reading (a zero window) must not
+        keep its connection, its buffer and its place among the connections for ever."""
         self.transport.close()
+        if self.close_timer is None and not self.disconnected:
+            self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
 
     def fail(self, code: int, reason: str) -> bool:
         """A protocol error: close with its code, tell the application, read nothing more."""
@@ -485,7 +509,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
             self._write_close(code, reason.encode())
             self.close_sent = True
         self.stop_keepalive()
-        self.transport.close()
+        self._shut()
         return False
 
     # --- keepalive -----------------------------------------------------------------
@@ -553,7 +577,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
             elif result is not None:
                 log.error("ASGI callable should return None, but returned '%s'.", result)
         if self.close_timer is None:
-            self.transport.close()
+            self._shut()
 
     def send_500_response(self) -> None:
         if self.initial_response is not None or self.handshake_complete:
@@ -581,7 +605,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
                 self.close_sent = self.handshake_complete = True
                 self.transport.write(http_response(403, []))
                 self._log_line("403")
-                self.transport.close()
+                self._shut()
             elif kind == "websocket.http.response.start":
                 status = message["status"]
                 if not 100 <= status < 600:
@@ -600,7 +624,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
                 self.queue.put_nowait({"type": "websocket.disconnect", "code": 1006})
                 self.close_sent = self.handshake_complete = True
                 self.transport.write(http_response(status, headers, body))
-                self.transport.close()
+                self._shut()
         elif self.close_sent:
             # Closed by us (a protocol error, the keepalive, shutdown) or by the peer.
             raise ClientDisconnected()
@@ -623,7 +647,9 @@ class LeanWebSocketProtocol(asyncio.Protocol):
                 if self.read_paused:
                     self.read_paused = False
                     self.transport.resume_reading()
-                self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
+                # The peer has close_timeout to answer; then the connection is cut, whatever
+                # is still buffered for it.
+                self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
         else:
             raise RuntimeError(f"Expected ASGI message 'websocket.send' or 'websocket.close', but got '{kind}'.")
 
@@ -659,7 +685,11 @@ class LeanWebSocketProtocol(asyncio.Protocol):
             self.transport.writelines((frame_header(opcode, n), data))
 
     def _write_close(self, code: int, reason: bytes) -> None:
-        payload = struct.pack("!H", code) + reason[:123]
+        if code in (1005, 1006, 1015) or not 1000 <= code < 5000:  # never on the wire (RFC 6455 7.4)
+            code = CLOSE_UNAVAILABLE
+        # At most 123 bytes, not cut inside a character: the reason must stay UTF-8.
+        reason = reason[:123].decode("utf-8", "ignore").encode() if len(reason) > 123 else reason
+        payload = struct.pack("!H", code) + reason
         self.transport.write(frame_header(OP_CLOSE, len(payload)) + payload)
 
     def send_frames_now(self, data: list[bytes], binary: bool) -> bool:

@@ -128,3 +128,21 @@ async def test_a_channel_dropped_before_its_subscription_went_out_is_not_subscri
         assert counts == {channel.encode(): 0, kept.encode(): 1}
     finally:
         await bus.stop()
+
+
+async def test_the_same_handler_asking_twice_in_one_turn_is_confirmed_twice(hub_redis):
+    """Two sockets watching one chat at once (one handler, asked twice) both get their confirmation."""
+    bus = Bus(hub_redis)
+    await bus.start()
+    try:
+        channel = "t:" + secrets.token_hex(4)
+        got: list[bytes] = []
+        handler = lambda ch, data: got.append(data)  # noqa: E731
+        await asyncio.wait_for(asyncio.gather(bus.subscribe_soon(channel, handler), bus.subscribe_soon(channel, handler)), 10)
+        await hub_redis.publish(channel, b"once")
+        deadline = asyncio.get_running_loop().time() + 10
+        while not got and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        assert got == [b"once"]
+    finally:
+        await bus.stop()

@@ -82,6 +82,24 @@ async def test_a_ping_between_fragments_gets_its_pong_and_the_message_still_arri
     await raw.expect("welcome")
 
 
+async def test_a_hello_after_thousands_of_empty_fragments_is_read_whole(hub, lang):
+    """Empty continuation frames add nothing: the message they continue still arrives whole."""
+    raw = await RawSocket.connect(hub.port, "/ws/visitor")
+    payload = json.dumps({"type": "hello", "lang": lang}).encode()
+    empty = raw.frame_bytes(OP_CONT, b"", fin=False)
+    raw.writer.write(raw.frame_bytes(OP_TEXT, payload[:3], fin=False) + empty * 5000
+                     + raw.frame_bytes(OP_CONT, payload[3:]))
+    await raw.expect("welcome")
+
+
+async def test_a_handshake_to_an_absolute_url_without_a_path_gets_400(hub):
+    """A request target such as http://host (no path) is refused in plain HTTP, not a server error."""
+    lines = request(hub.port)
+    lines[0] = f"GET http://127.0.0.1:{hub.port} HTTP/1.1"
+    head = await handshake(hub.port, lines)
+    assert head.startswith(b"HTTP/1.1 400")
+
+
 async def test_an_unmasked_frame_closes_the_socket_with_1002(hub, lang):
     """A client frame without a mask is a protocol error: close 1002."""
     raw = await RawSocket.connect(hub.port, "/ws/visitor")
