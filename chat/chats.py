@@ -57,6 +57,22 @@ def decode_chat(raw: dict[bytes, bytes]) -> dict[str, str] | None:
     return {k.decode(): v.decode("utf-8", "replace") for k, v in raw.items()}
 
 
+# KEYS: the chat's hash; ARGV: the agent who lost it, the queued status. The chat goes back
+# to "queued" only if no other agent's assignment was recorded since: once back in line it
+# can be claimed at once, and a record written after that claim must not be undone.
+REQUEUED_RECORD = Lua("""
+local agent = redis.call('HGET', KEYS[1], 'agent')
+if agent and agent ~= '' and agent ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'agent', '', 'agent_name', '')
+return 1
+""")
+
+
+async def record_requeued(redis: Redis, chat_id: str, previous_agent: str, queued: str) -> bool:
+    """Mark the chat back in line, unless another agent took it meanwhile (False then)."""
+    return bool(await REQUEUED_RECORD(redis, [keys.chat(chat_id)], [previous_agent, queued]))
+
+
 async def update_chat(redis: Redis, chat_id: str, **fields: Any) -> None:
     clean = {k: ("1" if v is True else "0" if v is False else "" if v is None else v) for k, v in fields.items()}
     await redis.hset(keys.chat(chat_id), mapping=clean)

@@ -13,7 +13,7 @@ from redis.exceptions import NoScriptError
 from chat import frames, keys, rollups, stats, timers
 from chat.batching import PipelineBatcher
 from chat.store import execute, is_cluster, publish as bus_publish
-from chat.chats import create_chat_on, decode_chat, load_chat, update_chat
+from chat.chats import create_chat_on, decode_chat, load_chat, record_requeued, update_chat
 from chat.queue import AgentSkills, Claimed, Hint, claimed as claim_result, hint_of, moved_to, topic_key
 from chat.runtime import Runtime
 
@@ -178,9 +178,16 @@ async def write(writes: list[Writes], rt: Runtime) -> None:
 
 
 async def requeued(rt: Runtime, chat_id: str, previous_agent: str | None = None) -> None:
-    """The chat is back in line at its original place (agent gone or transfer to queue)."""
-    await update_chat(rt.redis, chat_id, status=frames.CHAT_QUEUED, agent="", agent_name="")
-    await publish(rt, keys.chat_channel(chat_id), {"type": frames.EVENT_REQUEUED})
+    """The chat is back in line at its original place (agent gone or transfer to queue).
+    Back in line, it may be claimed before this runs: then the new agent's record stands and
+    its visitor, already told `assigned`, is not told `queued`."""
+    if previous_agent:
+        still_waiting = await record_requeued(rt.redis, chat_id, previous_agent, frames.CHAT_QUEUED)
+    else:
+        await update_chat(rt.redis, chat_id, status=frames.CHAT_QUEUED, agent="", agent_name="")
+        still_waiting = True
+    if still_waiting:
+        await publish(rt, keys.chat_channel(chat_id), {"type": frames.EVENT_REQUEUED})
     if previous_agent:
         await publish(rt, keys.agent_channel(previous_agent), {"type": frames.RELEASED, "chat_id": chat_id})
     await queue_changed(rt, work=True)
