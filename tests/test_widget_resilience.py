@@ -30,6 +30,9 @@ async def test_hub_restart_mid_chat_resumes_without_loss_or_duplicates(page, hos
         widget = Widget(page)
         await widget.start_chat("Ada", "Before the restart")
         chat_id = await agents[0].assigned()
+        # The agent answers what it has read: the widget sends its first message once welcomed,
+        # which can be after the agent is assigned.
+        await agents[0].until(lambda _: "Before the restart" in agents[0].view(chat_id).values(), timeout=TIMEOUT)
         await agents[0].send(type="message", chat_id=chat_id, text="agent before the restart", client_id="a1")
         await expect(widget.messages).to_have_count(2)
 
