@@ -692,10 +692,15 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         payload = struct.pack("!H", code) + reason
         self.transport.write(frame_header(OP_CLOSE, len(payload)) + payload)
 
+    def _writes_now(self) -> bool:
+        """A data frame may be written at once, outside ``send``: the socket is open and the
+        transport takes writes (not paused for a slow reader)."""
+        return (self.writable._value and not self.close_sent and self.handshake_complete and not self.disconnected
+                and self.initial_response is None)
+
     def send_frames_now(self, data: list[bytes], binary: bool) -> bool:
         """send_frame_now for several frames, in one write."""
-        if (not self.writable._value or self.close_sent or not self.handshake_complete or self.disconnected
-                or self.initial_response is not None):
+        if not self._writes_now():
             return False
         opcode = OP_BINARY if binary else OP_TEXT
         self.transport.write(b"".join(frame_header(opcode, len(d)) + d for d in data))
@@ -706,8 +711,7 @@ class LeanWebSocketProtocol(asyncio.Protocol):
         without the ASGI message and starlette's awaits around it: a place in line is a few
         dozen bytes, sent to every waiting socket when the line moves. False when ``send``
         must do it: the transport paused for a slow reader, the socket not open."""
-        if (not self.writable._value or self.close_sent or not self.handshake_complete or self.disconnected
-                or self.initial_response is not None):
+        if not self._writes_now():
             return False
         self._write_frame(OP_BINARY if binary else OP_TEXT, data)
         return True
